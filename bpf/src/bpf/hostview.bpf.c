@@ -1,0 +1,535 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * hostview: record every host syscall of a traced process tree (QEMU and
+ * everything it forks), one ring-buffer record per syscall, plus fork, exec
+ * and exit. Loaded and read by guestview-bpf (src/lib.rs).
+ *
+ * Cost model: an untraced task pays bpf_get_current_pid_tgid() and one hash
+ * lookup per syscall enter/exit. A traced one pays a task-storage lookup at
+ * each end and one ring-buffer record at sys_exit. Wake-ups are the other
+ * big cost, so records are submitted without one unless the ring is more
+ * than half full (the consumer polls on a timer).
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+
+#include "hostview.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+#define NR_EXECVE 59
+#define NR_EXIT 60
+#define NR_EXIT_GROUP 231
+#define NR_EXECVEAT 322
+
+/* Processes (by tgid) being traced; user space seeds it, fork extends it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, __u8);
+} traced SEC(".maps");
+
+/* Size set by user space (TracerOptions::ring_bytes) before load. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 64 << 20);
+} rb SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct gv_stats);
+} stats SEC(".maps");
+
+enum pending_path_state {
+	PATH_NONE = 0, /* not a path-taking syscall */
+	PATH_OK,       /* read at sys_enter */
+	PATH_NULL,     /* the pointer was NULL (utimensat(fd, NULL, ...)) */
+	PATH_FAILED,   /* read failed at sys_enter; retry at sys_exit */
+};
+
+/*
+ * What sys_enter saw, kept per thread until sys_exit. Task storage lives on
+ * the task_struct, so it survives execve (whose sys_exit runs in the new
+ * image) and needs no clean-up when the thread dies.
+ */
+struct gv_pending {
+	__u64 t_enter;
+	__s64 nr;
+	__u64 args[6];
+	__u32 tid;
+	__u16 path_len;
+	__u8 active;
+	__u8 path_state;
+	__u8 path_arg;
+	__u8 path_truncated;
+	__u8 _pad[6];
+	char path[GV_PATH_MAX];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct gv_pending);
+} pending SEC(".maps");
+
+/*
+ * For each x86-64 syscall number, 1 + the index of its path argument, or 0.
+ * Dirfd-relative calls take the path in arg 1; for two-path calls the first
+ * path is kept (symlink: the target, which is arg 0).
+ */
+#define GV_NR_TABLE 512
+static const __u8 path_arg_plus1[GV_NR_TABLE] = {
+	[2] = 1,   /* open */
+	[4] = 1,   /* stat */
+	[6] = 1,   /* lstat */
+	[21] = 1,  /* access */
+	[59] = 1,  /* execve */
+	[76] = 1,  /* truncate */
+	[80] = 1,  /* chdir */
+	[82] = 1,  /* rename */
+	[83] = 1,  /* mkdir */
+	[84] = 1,  /* rmdir */
+	[85] = 1,  /* creat */
+	[86] = 1,  /* link */
+	[87] = 1,  /* unlink */
+	[88] = 1,  /* symlink (target) */
+	[89] = 1,  /* readlink */
+	[90] = 1,  /* chmod */
+	[92] = 1,  /* chown */
+	[94] = 1,  /* lchown */
+	[133] = 1, /* mknod */
+	[137] = 1, /* statfs */
+	[161] = 1, /* chroot */
+	[165] = 2, /* mount (dir_name) */
+	[166] = 1, /* umount2 */
+	[188] = 1, /* setxattr */
+	[189] = 1, /* lsetxattr */
+	[191] = 1, /* getxattr */
+	[192] = 1, /* lgetxattr */
+	[194] = 1, /* listxattr */
+	[195] = 1, /* llistxattr */
+	[197] = 1, /* removexattr */
+	[198] = 1, /* lremovexattr */
+	[257] = 2, /* openat */
+	[258] = 2, /* mkdirat */
+	[259] = 2, /* mknodat */
+	[260] = 2, /* fchownat */
+	[262] = 2, /* newfstatat */
+	[263] = 2, /* unlinkat */
+	[264] = 2, /* renameat */
+	[267] = 2, /* readlinkat */
+	[268] = 2, /* fchmodat */
+	[269] = 2, /* faccessat */
+	[280] = 2, /* utimensat (may be NULL) */
+	[316] = 2, /* renameat2 */
+	[322] = 2, /* execveat */
+	[332] = 2, /* statx */
+	[437] = 2, /* openat2 */
+	[439] = 2, /* faccessat2 */
+};
+
+static __always_inline struct gv_stats *stats_slot(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&stats, &zero);
+}
+
+static __always_inline void count_dropped(void)
+{
+	struct gv_stats *s = stats_slot();
+
+	if (s)
+		__sync_fetch_and_add(&s->dropped, 1);
+}
+
+static __always_inline void count_path_failure(void)
+{
+	struct gv_stats *s = stats_slot();
+
+	if (s)
+		__sync_fetch_and_add(&s->path_failures, 1);
+}
+
+static __always_inline void count_pending_failure(void)
+{
+	struct gv_stats *s = stats_slot();
+
+	if (s)
+		__sync_fetch_and_add(&s->pending_failures, 1);
+}
+
+/*
+ * Submit without waking the consumer unless the ring is more than half
+ * full: a wake-up per record costs far more than the record itself.
+ */
+static __always_inline void submit(void *e)
+{
+	struct gv_stats *s = stats_slot();
+	__u64 avail = bpf_ringbuf_query(&rb, BPF_RB_AVAIL_DATA);
+	__u64 size = bpf_ringbuf_query(&rb, BPF_RB_RING_SIZE);
+
+	if (s)
+		__sync_fetch_and_add(&s->emitted, 1);
+	bpf_ringbuf_submit(e, avail > size / 2 ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
+}
+
+static __always_inline void fill_hdr(struct gv_event_hdr *h, __u16 op, __u16 flags,
+				     __u32 size, __u64 now)
+{
+	h->op = op;
+	h->flags = flags;
+	h->size = size;
+	h->ktime = now;
+}
+
+/* The x86-64 syscall argument registers, in order. */
+static __always_inline void copy_regs_args(__u64 *dst, struct pt_regs *regs)
+{
+	dst[0] = regs->di;
+	dst[1] = regs->si;
+	dst[2] = regs->dx;
+	dst[3] = regs->r10;
+	dst[4] = regs->r8;
+	dst[5] = regs->r9;
+}
+
+/*
+ * args[i] for a small i, written so that the verifier sees constant offsets
+ * (clang turns args[i - 1] into an index it cannot bound).
+ */
+static __always_inline __u64 pick_arg(const __u64 *args, __u32 i)
+{
+	switch (i) {
+	case 0: return args[0];
+	case 1: return args[1];
+	case 2: return args[2];
+	case 3: return args[3];
+	case 4: return args[4];
+	default: return args[5];
+	}
+}
+
+static __always_inline int is_traced(__u32 tgid)
+{
+	return bpf_map_lookup_elem(&traced, &tgid) != NULL;
+}
+
+/* Emit a syscall that will not reach sys_exit. */
+static __always_inline void emit_noreturn(__u32 tgid, __u32 tid, __s64 nr, const __u64 *args,
+					  __u64 t_enter, __u64 now, __u16 flags)
+{
+	struct gv_syscall_event *e = bpf_ringbuf_reserve(&rb, sizeof(*e), 0);
+
+	if (!e) {
+		count_dropped();
+		return;
+	}
+	fill_hdr(&e->hdr, GV_OP_NORETURN, flags, sizeof(*e), now);
+	e->tgid = tgid;
+	e->tid = tid;
+	e->nr = nr;
+#pragma unroll
+	for (int i = 0; i < 6; i++)
+		e->args[i] = args[i];
+	e->ret = 0;
+	e->t_enter = t_enter;
+	e->t_exit = now;
+	submit(e);
+}
+
+/*
+ * BTF-typed raw tracepoints rather than classic ones: a classic tracepoint
+ * first copies the event into a perf buffer for every syscall of every
+ * process, which made untraced processes 2.6x slower on a syscall-heavy
+ * loop; tp_btf hands us the registers directly.
+ */
+SEC("tp_btf/sys_enter")
+int BPF_PROG(gv_sys_enter, struct pt_regs *regs, long id)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 tgid = pid_tgid >> 32;
+	__u32 tid = (__u32)pid_tgid;
+	struct gv_pending *p;
+	__s64 nr;
+	__u64 now;
+
+	if (!is_traced(tgid))
+		return 0;
+
+	nr = id;
+	now = bpf_ktime_get_ns();
+
+	if (nr == NR_EXIT || nr == NR_EXIT_GROUP) {
+		__u64 args[6];
+
+		copy_regs_args(args, regs);
+		/* Nothing is pending any more: the exit hook must not repeat it. */
+		p = bpf_task_storage_get(&pending, bpf_get_current_task_btf(), 0, 0);
+		if (p)
+			p->active = 0;
+		emit_noreturn(tgid, tid, nr, args, now, now, 0);
+		return 0;
+	}
+
+	p = bpf_task_storage_get(&pending, bpf_get_current_task_btf(), 0,
+				 BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!p) {
+		/* sys_exit will still emit the call, flagged GV_F_NO_ENTER. */
+		count_pending_failure();
+		return 0;
+	}
+
+	p->t_enter = now;
+	p->nr = nr;
+	p->tid = tid;
+	copy_regs_args(p->args, regs);
+	p->path_state = PATH_NONE;
+	p->path_len = 0;
+	p->path_truncated = 0;
+	p->active = 1;
+
+	if ((__u64)nr < GV_NR_TABLE) {
+		__u32 ai = path_arg_plus1[nr];
+
+		if (ai > 0 && ai <= 6) {
+			const char *up = (const char *)pick_arg(p->args, ai - 1);
+
+			p->path_arg = ai - 1;
+			if (!up) {
+				p->path_state = PATH_NULL;
+			} else {
+				long n = bpf_probe_read_user_str(p->path, sizeof(p->path), up);
+
+				if (n > 0) {
+					p->path_state = PATH_OK;
+					p->path_len = n - 1;
+					p->path_truncated = n == sizeof(p->path);
+				} else {
+					p->path_state = PATH_FAILED;
+				}
+			}
+		}
+	}
+	return 0;
+}
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(gv_sys_exit, struct pt_regs *regs, long ret)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 tgid = pid_tgid >> 32;
+	__u32 tid = (__u32)pid_tgid;
+	struct gv_pending *p;
+	__u64 now;
+
+	if (!is_traced(tgid))
+		return 0;
+
+	now = bpf_ktime_get_ns();
+	p = bpf_task_storage_get(&pending, bpf_get_current_task_btf(), 0, 0);
+
+	if (!p || !p->active) {
+		struct gv_syscall_event *e = bpf_ringbuf_reserve(&rb, sizeof(*e), 0);
+
+		if (!e) {
+			count_dropped();
+			return 0;
+		}
+		fill_hdr(&e->hdr, GV_OP_SYSCALL, GV_F_NO_ENTER, sizeof(*e), now);
+		e->tgid = tgid;
+		e->tid = tid;
+		e->nr = regs->orig_ax;
+		__builtin_memset(e->args, 0, sizeof(e->args));
+		e->ret = ret;
+		e->t_enter = 0;
+		e->t_exit = now;
+		submit(e);
+		return 0;
+	}
+
+	p->active = 0;
+
+	if (p->path_state == PATH_OK || p->path_state == PATH_FAILED) {
+		struct gv_syscall_path_event *e = bpf_ringbuf_reserve(&rb, sizeof(*e), 0);
+		__u16 flags = 0;
+
+		if (!e) {
+			count_dropped();
+			return 0;
+		}
+		e->sc.tgid = tgid;
+		e->sc.tid = p->tid;
+		e->sc.nr = p->nr;
+#pragma unroll
+		for (int i = 0; i < 6; i++)
+			e->sc.args[i] = p->args[i];
+		e->sc.ret = ret;
+		e->sc.t_enter = p->t_enter;
+		e->sc.t_exit = now;
+		e->path_arg = p->path_arg;
+		__builtin_memset(e->_pad0, 0, sizeof(e->_pad0));
+
+		if (p->path_state == PATH_OK) {
+			bpf_probe_read_kernel(e->path, sizeof(e->path), p->path);
+			e->path_len = p->path_len;
+			if (p->path_truncated)
+				flags |= GV_F_PATH_TRUNCATED;
+		} else {
+			long n = -1;
+			__u32 ai = p->path_arg;
+
+			/* After a successful exec the old image is gone. */
+			if (!(p->nr == NR_EXECVE || p->nr == NR_EXECVEAT) && ai < 6)
+				n = bpf_probe_read_user_str(e->path, sizeof(e->path),
+							    (const char *)pick_arg(p->args, ai));
+			if (n > 0) {
+				e->path_len = n - 1;
+				flags |= GV_F_PATH_AT_EXIT;
+				if (n == sizeof(e->path))
+					flags |= GV_F_PATH_TRUNCATED;
+			} else {
+				e->path_len = 0;
+				e->path[0] = 0;
+				flags |= GV_F_PATH_FAULT;
+				count_path_failure();
+			}
+		}
+		fill_hdr(&e->sc.hdr, GV_OP_SYSCALL_PATH, flags, sizeof(*e), now);
+		submit(e);
+		return 0;
+	}
+
+	{
+		struct gv_syscall_event *e = bpf_ringbuf_reserve(&rb, sizeof(*e), 0);
+
+		if (!e) {
+			count_dropped();
+			return 0;
+		}
+		fill_hdr(&e->hdr, GV_OP_SYSCALL, 0, sizeof(*e), now);
+		e->tgid = tgid;
+		e->tid = p->tid;
+		e->nr = p->nr;
+#pragma unroll
+		for (int i = 0; i < 6; i++)
+			e->args[i] = p->args[i];
+		e->ret = ret;
+		e->t_enter = p->t_enter;
+		e->t_exit = now;
+		submit(e);
+	}
+	return 0;
+}
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(gv_fork, struct task_struct *parent, struct task_struct *child)
+{
+	__u32 ptgid = parent->tgid;
+	__u32 ctgid = child->tgid;
+	struct gv_fork_event *e;
+	__u8 one = 1;
+
+	if (!is_traced(ptgid))
+		return 0;
+
+	/* Before the child first runs, so none of its syscalls is missed. */
+	if (ctgid != ptgid)
+		bpf_map_update_elem(&traced, &ctgid, &one, BPF_ANY);
+
+	e = bpf_ringbuf_reserve(&rb, sizeof(*e), 0);
+	if (!e) {
+		count_dropped();
+		return 0;
+	}
+	fill_hdr(&e->hdr, GV_OP_FORK, 0, sizeof(*e), bpf_ktime_get_ns());
+	e->parent_tgid = ptgid;
+	e->parent_tid = parent->pid;
+	e->child_tgid = ctgid;
+	e->child_tid = child->pid;
+	e->is_thread = ctgid == ptgid;
+	__builtin_memset(e->_pad0, 0, sizeof(e->_pad0));
+	submit(e);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(gv_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+	__u32 tgid = p->tgid;
+	struct gv_exec_event *e;
+	long n;
+
+	if (!is_traced(tgid))
+		return 0;
+
+	e = bpf_ringbuf_reserve(&rb, sizeof(*e), 0);
+	if (!e) {
+		count_dropped();
+		return 0;
+	}
+	fill_hdr(&e->hdr, GV_OP_EXEC, 0, sizeof(*e), bpf_ktime_get_ns());
+	e->tgid = tgid;
+	e->tid = p->pid;
+	e->old_tid = old_pid;
+	e->_pad0 = 0;
+	n = bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), BPF_CORE_READ(bprm, filename));
+	if (n > 0) {
+		e->filename_len = n - 1;
+		if (n == sizeof(e->filename))
+			e->hdr.flags |= GV_F_PATH_TRUNCATED;
+	} else {
+		e->filename_len = 0;
+		e->filename[0] = 0;
+		e->hdr.flags |= GV_F_PATH_FAULT;
+		count_path_failure();
+	}
+	submit(e);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(gv_exit, struct task_struct *p, bool group_dead)
+{
+	__u32 tgid = p->tgid;
+	__u32 tid = p->pid;
+	struct gv_exit_event *e;
+	struct gv_pending *pend;
+	__u64 now;
+
+	if (!is_traced(tgid))
+		return 0;
+
+	now = bpf_ktime_get_ns();
+
+	/* A syscall that was in flight when the thread was killed. */
+	pend = bpf_task_storage_get(&pending, p, 0, 0);
+	if (pend && pend->active) {
+		pend->active = 0;
+		emit_noreturn(tgid, pend->tid, pend->nr, pend->args, pend->t_enter, now,
+			      GV_F_INTERRUPTED);
+	}
+
+	e = bpf_ringbuf_reserve(&rb, sizeof(*e), 0);
+	if (e) {
+		fill_hdr(&e->hdr, GV_OP_EXIT, 0, sizeof(*e), now);
+		e->tgid = tgid;
+		e->tid = tid;
+		e->exit_code = p->exit_code;
+		e->group_dead = group_dead;
+		__builtin_memset(e->_pad0, 0, sizeof(e->_pad0));
+		submit(e);
+	} else {
+		count_dropped();
+	}
+
+	if (group_dead)
+		bpf_map_delete_elem(&traced, &tgid);
+	return 0;
+}

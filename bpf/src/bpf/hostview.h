@@ -1,0 +1,144 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The one definition of the records that hostview.bpf.c writes into its ring
+ * buffer and guestview-bpf (Rust, through bindgen) reads back.
+ *
+ * Rules: fixed-width fields only, explicit padding, every record starts with
+ * struct gv_event_hdr, and op values are never renumbered (add new ones at
+ * the end). The _Static_asserts below pin the layout; the Rust layout test
+ * checks the bindgen types against a C program built from this header.
+ */
+#ifndef GV_HOSTVIEW_H
+#define GV_HOSTVIEW_H
+
+#ifndef __bpf__
+#include <linux/types.h>
+#endif
+
+/* Bytes of a path or file name kept per record (including the NUL). */
+#define GV_PATH_MAX 256
+
+/* Record kinds (gv_event_hdr.op). Stable: add, never renumber. */
+enum gv_op {
+	/* A host syscall that returned: enter and exit in one record. */
+	GV_OP_SYSCALL = 1,
+	/* Same as GV_OP_SYSCALL plus the path argument (gv_syscall_path_event). */
+	GV_OP_SYSCALL_PATH = 2,
+	/*
+	 * A syscall that never returns: exit/exit_group (emitted at sys_enter),
+	 * or one that was in flight when its thread died (emitted at exit,
+	 * with GV_F_INTERRUPTED). ret is 0 and meaningless.
+	 */
+	GV_OP_NORETURN = 3,
+	GV_OP_FORK = 4,
+	GV_OP_EXEC = 5,
+	GV_OP_EXIT = 6,
+};
+
+/* Bits of gv_event_hdr.flags. */
+enum gv_flag {
+	/* sys_exit without a matching sys_enter (tracing began mid-call, or
+	 * the child's return from fork/clone): t_enter and args are 0. */
+	GV_F_NO_ENTER = 1 << 0,
+	/* The path filled the whole buffer and may have been cut short. */
+	GV_F_PATH_TRUNCATED = 1 << 1,
+	/* The path could not be read at sys_enter and was read at sys_exit. */
+	GV_F_PATH_AT_EXIT = 1 << 2,
+	/* The path could not be read at all (counted in path_failures). */
+	GV_F_PATH_FAULT = 1 << 3,
+	/* The thread died while this syscall was in flight (GV_OP_NORETURN). */
+	GV_F_INTERRUPTED = 1 << 4,
+};
+
+/* Common header of every record (16 bytes). */
+struct gv_event_hdr {
+	__u16 op;    /* enum gv_op */
+	__u16 flags; /* enum gv_flag bits */
+	__u32 size;  /* bytes of the whole record, header included */
+	__u64 ktime; /* bpf_ktime_get_ns() == CLOCK_MONOTONIC, ns */
+};
+
+/* GV_OP_SYSCALL and GV_OP_NORETURN (104 bytes). */
+struct gv_syscall_event {
+	struct gv_event_hdr hdr;
+	__u32 tgid;
+	__u32 tid;     /* thread that entered the syscall */
+	__s64 nr;      /* x86-64 syscall number */
+	__u64 args[6];
+	__s64 ret;     /* raw return value (-errno on failure) */
+	__u64 t_enter; /* ns; 0 with GV_F_NO_ENTER */
+	__u64 t_exit;  /* ns; equals hdr.ktime */
+};
+
+/* GV_OP_SYSCALL_PATH (368 bytes). */
+struct gv_syscall_path_event {
+	struct gv_syscall_event sc;
+	__u16 path_len; /* bytes in path, without the NUL */
+	__u8 path_arg;  /* which of args[] the path came from */
+	__u8 _pad0[5];
+	char path[GV_PATH_MAX]; /* NUL-terminated when path_len < GV_PATH_MAX */
+};
+
+/* GV_OP_FORK (40 bytes): both new processes and new threads. */
+struct gv_fork_event {
+	struct gv_event_hdr hdr;
+	__u32 parent_tgid;
+	__u32 parent_tid;
+	__u32 child_tgid;
+	__u32 child_tid;
+	__u8 is_thread;
+	__u8 _pad0[7];
+};
+
+/* GV_OP_EXEC (288 bytes). */
+struct gv_exec_event {
+	struct gv_event_hdr hdr;
+	__u32 tgid;
+	__u32 tid;     /* after exec: equals tgid */
+	__u32 old_tid; /* the thread that called execve (differs from tid when
+			* a non-leader thread exec'd) */
+	__u16 filename_len; /* bytes in filename, without the NUL */
+	__u16 _pad0;
+	char filename[GV_PATH_MAX];
+};
+
+/* GV_OP_EXIT (32 bytes): one per thread; group_dead on the last one. */
+struct gv_exit_event {
+	struct gv_event_hdr hdr;
+	__u32 tgid;
+	__u32 tid;
+	__s32 exit_code; /* task->exit_code: wait(2) status form */
+	__u8 group_dead;
+	__u8 _pad0[3];
+};
+
+/* Value of the per-CPU array `stats` (key 0). */
+struct gv_stats {
+	__u64 emitted;          /* records submitted to the ring */
+	__u64 dropped;          /* records lost: ring full */
+	__u64 path_failures;    /* path arguments that could not be read */
+	__u64 pending_failures; /* sys_enter state could not be stored */
+};
+
+#define GV_ASSERT_LAYOUT(type, field, off) \
+	_Static_assert(__builtin_offsetof(struct type, field) == (off), \
+		       #type "." #field " moved")
+
+_Static_assert(sizeof(struct gv_event_hdr) == 16, "gv_event_hdr size");
+_Static_assert(sizeof(struct gv_syscall_event) == 104, "gv_syscall_event size");
+_Static_assert(sizeof(struct gv_syscall_path_event) == 368, "gv_syscall_path_event size");
+_Static_assert(sizeof(struct gv_fork_event) == 40, "gv_fork_event size");
+_Static_assert(sizeof(struct gv_exec_event) == 288, "gv_exec_event size");
+_Static_assert(sizeof(struct gv_exit_event) == 32, "gv_exit_event size");
+_Static_assert(sizeof(struct gv_stats) == 32, "gv_stats size");
+GV_ASSERT_LAYOUT(gv_event_hdr, ktime, 8);
+GV_ASSERT_LAYOUT(gv_syscall_event, nr, 24);
+GV_ASSERT_LAYOUT(gv_syscall_event, args, 32);
+GV_ASSERT_LAYOUT(gv_syscall_event, ret, 80);
+GV_ASSERT_LAYOUT(gv_syscall_path_event, path_len, 104);
+GV_ASSERT_LAYOUT(gv_syscall_path_event, path, 112);
+GV_ASSERT_LAYOUT(gv_fork_event, is_thread, 32);
+GV_ASSERT_LAYOUT(gv_exec_event, filename, 32);
+GV_ASSERT_LAYOUT(gv_exit_event, exit_code, 24);
+
+#endif /* GV_HOSTVIEW_H */

@@ -1,0 +1,264 @@
+//! Raw ring-buffer records to [`HostEvent`]s. The only place that interprets
+//! the bytes; anything that does not fit is an error, never a panic.
+
+use crate::sys::{
+    self, gv_event_hdr, gv_exec_event, gv_exit_event, gv_fork_event, gv_syscall_event,
+    gv_syscall_path_event, read_record, Record,
+};
+use crate::{HostEvent, HostSyscall};
+
+/// Why a ring-buffer record could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// Fewer bytes than a record header.
+    #[error("record of {0} bytes is shorter than its header")]
+    Short(usize),
+    /// The header's size field disagrees with the bytes present or the op.
+    #[error("record op {op} declares {declared} bytes, {present} present, {needed} needed")]
+    BadSize {
+        /// The header's op.
+        op: u16,
+        /// The header's size field.
+        declared: u32,
+        /// Bytes actually handed over by the ring.
+        present: usize,
+        /// Bytes the op's record type needs.
+        needed: usize,
+    },
+    /// An op this version does not know.
+    #[error("unknown record op {0}")]
+    UnknownOp(u16),
+}
+
+/// Read a `T` whose header says `hdr.size`, checking it against the bytes.
+fn body<T: Record>(hdr: &gv_event_hdr, bytes: &[u8]) -> Result<T, DecodeError> {
+    let needed = std::mem::size_of::<T>();
+    let declared = hdr.size;
+    let bad = || DecodeError::BadSize {
+        op: hdr.op,
+        declared,
+        present: bytes.len(),
+        needed,
+    };
+    let declared_len = usize::try_from(declared).map_err(|_| bad())?;
+    if declared_len < needed || declared_len > bytes.len() {
+        return Err(bad());
+    }
+    read_record::<T>(&bytes[..declared_len]).ok_or_else(bad)
+}
+
+/// Lossy UTF-8 of the first `len` bytes of a C char buffer, stopping early at
+/// a NUL.
+fn c_string(buf: &[std::os::raw::c_char], len: u16) -> String {
+    let len = usize::from(len).min(buf.len());
+    // c_char is i8 or u8 depending on the target; both convert bytewise.
+    let bytes: Vec<u8> = buf[..len]
+        .iter()
+        .map(|&c| c.to_ne_bytes()[0])
+        .take_while(|&b| b != 0)
+        .collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+fn syscall(sc: &gv_syscall_event, ret: Option<i64>, path: Option<String>) -> HostSyscall {
+    HostSyscall {
+        tgid: sc.tgid,
+        tid: sc.tid,
+        nr: sc.nr,
+        args: sc.args,
+        ret,
+        t_enter_ns: sc.t_enter,
+        t_exit_ns: sc.t_exit,
+        path,
+    }
+}
+
+impl TryFrom<&[u8]> for HostEvent {
+    type Error = DecodeError;
+
+    fn try_from(bytes: &[u8]) -> Result<Self, Self::Error> {
+        let hdr: gv_event_hdr = read_record(bytes).ok_or(DecodeError::Short(bytes.len()))?;
+        let op = u32::from(hdr.op);
+        Ok(match op {
+            sys::GV_OP_SYSCALL => {
+                let e: gv_syscall_event = body(&hdr, bytes)?;
+                HostEvent::Syscall(syscall(&e, Some(e.ret), None))
+            }
+            sys::GV_OP_NORETURN => {
+                let e: gv_syscall_event = body(&hdr, bytes)?;
+                HostEvent::Syscall(syscall(&e, None, None))
+            }
+            sys::GV_OP_SYSCALL_PATH => {
+                let e: gv_syscall_path_event = body(&hdr, bytes)?;
+                let path = (u32::from(hdr.flags) & sys::GV_F_PATH_FAULT == 0)
+                    .then(|| c_string(&e.path, e.path_len));
+                HostEvent::Syscall(syscall(&e.sc, Some(e.sc.ret), path))
+            }
+            sys::GV_OP_FORK => {
+                let e: gv_fork_event = body(&hdr, bytes)?;
+                HostEvent::Fork {
+                    parent_tgid: e.parent_tgid,
+                    parent_tid: e.parent_tid,
+                    child_tgid: e.child_tgid,
+                    child_tid: e.child_tid,
+                    is_thread: e.is_thread != 0,
+                    t_ns: hdr.ktime,
+                }
+            }
+            sys::GV_OP_EXEC => {
+                let e: gv_exec_event = body(&hdr, bytes)?;
+                HostEvent::Exec {
+                    tgid: e.tgid,
+                    tid: e.tid,
+                    old_tid: e.old_tid,
+                    filename: c_string(&e.filename, e.filename_len),
+                    t_ns: hdr.ktime,
+                }
+            }
+            sys::GV_OP_EXIT => {
+                let e: gv_exit_event = body(&hdr, bytes)?;
+                HostEvent::Exit {
+                    tgid: e.tgid,
+                    tid: e.tid,
+                    exit_code: e.exit_code,
+                    group_dead: e.group_dead != 0,
+                    t_ns: hdr.ktime,
+                }
+            }
+            _ => return Err(DecodeError::UnknownOp(hdr.op)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::mem::{offset_of, size_of};
+
+    fn put(b: &mut [u8], at: usize, v: &[u8]) {
+        b[at..at + v.len()].copy_from_slice(v);
+    }
+
+    fn record(op: u32, size: usize, total: usize) -> Vec<u8> {
+        let mut b = vec![0u8; total];
+        b[0..2].copy_from_slice(&u16::try_from(op).unwrap().to_ne_bytes());
+        b[4..8].copy_from_slice(&u32::try_from(size).unwrap().to_ne_bytes());
+        b[8..16].copy_from_slice(&42u64.to_ne_bytes());
+        b
+    }
+
+    #[test]
+    fn decodes_a_syscall_record() {
+        let n = size_of::<gv_syscall_event>();
+        let mut b = record(sys::GV_OP_SYSCALL, n, n);
+        put(
+            &mut b,
+            offset_of!(gv_syscall_event, tgid),
+            &7u32.to_ne_bytes(),
+        );
+        put(
+            &mut b,
+            offset_of!(gv_syscall_event, nr),
+            &39i64.to_ne_bytes(),
+        );
+        put(
+            &mut b,
+            offset_of!(gv_syscall_event, ret),
+            &(-2i64).to_ne_bytes(),
+        );
+        match HostEvent::try_from(b.as_slice()).unwrap() {
+            HostEvent::Syscall(s) => {
+                assert_eq!((s.tgid, s.nr, s.ret, s.path), (7, 39, Some(-2), None));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn path_is_cut_at_path_len_and_lossy() {
+        let n = size_of::<gv_syscall_path_event>();
+        let mut b = record(sys::GV_OP_SYSCALL_PATH, n, n);
+        put(
+            &mut b,
+            offset_of!(gv_syscall_path_event, path_len),
+            &5u16.to_ne_bytes(),
+        );
+        put(
+            &mut b,
+            offset_of!(gv_syscall_path_event, path),
+            b"/e\xfftcXYZ",
+        );
+        match HostEvent::try_from(b.as_slice()).unwrap() {
+            HostEvent::Syscall(s) => assert_eq!(s.path.as_deref(), Some("/e\u{fffd}tc")),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn path_fault_gives_no_path() {
+        let n = size_of::<gv_syscall_path_event>();
+        let mut b = record(sys::GV_OP_SYSCALL_PATH, n, n);
+        b[2..4].copy_from_slice(&u16::try_from(sys::GV_F_PATH_FAULT).unwrap().to_ne_bytes());
+        match HostEvent::try_from(b.as_slice()).unwrap() {
+            HostEvent::Syscall(s) => assert_eq!(s.path, None),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn noreturn_has_no_ret() {
+        let n = size_of::<gv_syscall_event>();
+        let b = record(sys::GV_OP_NORETURN, n, n);
+        match HostEvent::try_from(b.as_slice()).unwrap() {
+            HostEvent::Syscall(s) => assert_eq!(s.ret, None),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn size_larger_than_bytes_present_is_refused() {
+        let n = size_of::<gv_syscall_event>();
+        let b = record(sys::GV_OP_SYSCALL, n + 8, n);
+        assert!(matches!(
+            HostEvent::try_from(b.as_slice()),
+            Err(DecodeError::BadSize { .. })
+        ));
+    }
+
+    #[test]
+    fn size_smaller_than_record_is_refused() {
+        let n = size_of::<gv_exec_event>();
+        let b = record(sys::GV_OP_EXEC, 16, n);
+        assert!(matches!(
+            HostEvent::try_from(b.as_slice()),
+            Err(DecodeError::BadSize { .. })
+        ));
+    }
+
+    #[test]
+    fn unknown_op_and_short_input_are_errors() {
+        let b = record(99, 16, 16);
+        assert_eq!(
+            HostEvent::try_from(b.as_slice()),
+            Err(DecodeError::UnknownOp(99))
+        );
+        assert_eq!(HostEvent::try_from(&b[..3]), Err(DecodeError::Short(3)));
+    }
+
+    #[test]
+    fn every_truncation_of_every_record_is_an_error_not_a_panic() {
+        for (op, n) in [
+            (sys::GV_OP_SYSCALL, size_of::<gv_syscall_event>()),
+            (sys::GV_OP_SYSCALL_PATH, size_of::<gv_syscall_path_event>()),
+            (sys::GV_OP_FORK, size_of::<gv_fork_event>()),
+            (sys::GV_OP_EXEC, size_of::<gv_exec_event>()),
+            (sys::GV_OP_EXIT, size_of::<gv_exit_event>()),
+        ] {
+            let b = record(op, n, n);
+            assert!(HostEvent::try_from(b.as_slice()).is_ok(), "op {op}");
+            for cut in 0..n {
+                assert!(HostEvent::try_from(&b[..cut]).is_err(), "op {op} cut {cut}");
+            }
+        }
+    }
+}

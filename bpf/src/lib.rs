@@ -1,0 +1,400 @@
+//! Host-side view of guestview: eBPF programs that record every host syscall
+//! of a traced process tree (a QEMU process and everything it forks), plus
+//! fork, exec and exit, and the loader that reads them back.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use guestview_bpf::{HostTracer, TracerOptions};
+//!
+//! let mut tracer = HostTracer::new(&TracerOptions::default())?;
+//! tracer.trace_pid(1234)?;
+//! tracer.poll(Duration::from_millis(1), &mut |ev| println!("{ev:?}"))?;
+//! # Ok::<(), guestview_bpf::BpfError>(())
+//! ```
+//!
+//! Records are submitted without waking the reader until the ring is half
+//! full, so the reader is expected to call [`HostTracer::poll`] (or
+//! [`HostTracer::drain`]) on a short timer — every millisecond or so.
+#![deny(missing_docs)]
+
+mod decode;
+mod sys;
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use libbpf_rs::{
+    ErrorKind, Link, MapCore, MapFlags, MapHandle, Object, ObjectBuilder, RingBuffer,
+    RingBufferBuilder,
+};
+
+pub use decode::DecodeError;
+
+/// Options for [`HostTracer::new`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TracerOptions {
+    /// Ring-buffer size in bytes; rounded up to a power of two (at least one
+    /// page, at most 1 GiB). Default 64 MiB, enough for about 600,000
+    /// syscall records between two drains.
+    pub ring_bytes: usize,
+}
+
+impl Default for TracerOptions {
+    fn default() -> Self {
+        Self {
+            ring_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Counters since the tracer was created, summed over CPUs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HostStats {
+    /// Records written into the ring by the eBPF programs.
+    pub emitted: u64,
+    /// Records lost because the ring was full; must be 0 in a normal run.
+    pub dropped: u64,
+    /// Path arguments that could not be read (the record has `path: None`).
+    pub path_failures: u64,
+    /// Records the reader could not decode (counted in user space).
+    pub malformed: u64,
+    /// sys_enter states that could not be stored; the syscall is still
+    /// recorded at sys_exit, without arguments (`t_enter_ns == 0`).
+    pub pending_failures: u64,
+}
+
+/// One host event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostEvent {
+    /// A host syscall (enter and exit together), or one that never returned.
+    Syscall(HostSyscall),
+    /// A new process or thread in the traced tree.
+    Fork {
+        /// Process that forked.
+        parent_tgid: u32,
+        /// Thread that forked.
+        parent_tid: u32,
+        /// New process (equals `parent_tgid` for a thread).
+        child_tgid: u32,
+        /// New thread.
+        child_tid: u32,
+        /// `clone(CLONE_THREAD)`: a thread, not a process.
+        is_thread: bool,
+        /// Monotonic time, ns.
+        t_ns: u64,
+    },
+    /// A successful execve/execveat.
+    Exec {
+        /// Process.
+        tgid: u32,
+        /// Thread after exec (equals `tgid`).
+        tid: u32,
+        /// Thread that called exec (differs when a non-leader thread exec'd).
+        old_tid: u32,
+        /// The file name given to exec (lossy UTF-8, at most 255 bytes).
+        filename: String,
+        /// Monotonic time, ns.
+        t_ns: u64,
+    },
+    /// A thread exited.
+    Exit {
+        /// Process.
+        tgid: u32,
+        /// Thread.
+        tid: u32,
+        /// The kernel's `task->exit_code`, in wait(2) status form
+        /// (`exit(3)` gives `0x300`; death by SIGKILL gives `9`).
+        exit_code: i32,
+        /// Last thread of the process: the process is gone.
+        group_dead: bool,
+        /// Monotonic time, ns.
+        t_ns: u64,
+    },
+}
+
+/// A host syscall.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostSyscall {
+    /// Process.
+    pub tgid: u32,
+    /// Thread that entered the syscall.
+    pub tid: u32,
+    /// x86-64 syscall number.
+    pub nr: i64,
+    /// Raw arguments (all 0 when `t_enter_ns == 0`).
+    pub args: [u64; 6],
+    /// Raw return value (`-errno` on failure); `None` for a syscall that
+    /// never returned (exit, exit_group, or one the thread died in).
+    pub ret: Option<i64>,
+    /// Monotonic ns at sys_enter; 0 when the enter was not seen (tracing
+    /// began mid-call, or a new child returning from fork/clone).
+    pub t_enter_ns: u64,
+    /// Monotonic ns at sys_exit (at sys_enter for exit/exit_group).
+    pub t_exit_ns: u64,
+    /// The path argument of a path-taking syscall (lossy UTF-8, at most 255
+    /// bytes); `None` for other syscalls and when it could not be read.
+    pub path: Option<String>,
+}
+
+/// What failed while setting up or reading the host tracer.
+#[derive(Debug, thiserror::Error)]
+pub enum BpfError {
+    /// The kernel refused for lack of privileges.
+    #[error("{what} failed (permission denied): guestview needs root or CAP_BPF+CAP_PERFMON")]
+    PermissionDenied {
+        /// The step that was refused.
+        what: &'static str,
+        /// The underlying error.
+        #[source]
+        source: libbpf_rs::Error,
+    },
+    /// `TracerOptions::ring_bytes` is out of range.
+    #[error("ring buffer size of {0} bytes is invalid: give between 4 KiB and 1 GiB")]
+    RingSize(usize),
+    /// The embedded eBPF object could not be opened.
+    #[error("opening the embedded eBPF object failed: {0} (rebuild guestview-bpf)")]
+    Open(#[source] libbpf_rs::Error),
+    /// The kernel refused the eBPF programs or maps.
+    #[error("loading eBPF programs failed: {0} (needs Linux 5.11+ with BTF; run with RUST_LOG or check dmesg for the verifier log)")]
+    Load(#[source] libbpf_rs::Error),
+    /// A program could not be attached.
+    #[error("attaching eBPF program {program} failed: {source} (is tracefs mounted? try `mount -t tracefs nodev /sys/kernel/tracing`)")]
+    Attach {
+        /// The program's name in hostview.bpf.c.
+        program: String,
+        /// The underlying error.
+        #[source]
+        source: libbpf_rs::Error,
+    },
+    /// A map the programs need is missing from the object.
+    #[error("eBPF map `{0}` is missing from the object (rebuild guestview-bpf)")]
+    MissingMap(&'static str),
+    /// The process could not be added to the traced set.
+    #[error("starting to trace process {tgid} failed: {source} (too many traced processes?)")]
+    TracePid {
+        /// The process.
+        tgid: u32,
+        /// The underlying error.
+        #[source]
+        source: libbpf_rs::Error,
+    },
+    /// Reading the ring buffer failed.
+    #[error("reading the eBPF ring buffer failed: {0}")]
+    Ring(#[source] libbpf_rs::Error),
+    /// Reading the counters failed.
+    #[error("reading the eBPF counters failed: {0}")]
+    Stats(#[source] libbpf_rs::Error),
+}
+
+impl BpfError {
+    /// Wrap `e` as `other`, or as `PermissionDenied` when the kernel said EPERM.
+    fn or_eperm(
+        what: &'static str,
+        e: libbpf_rs::Error,
+        other: impl FnOnce(libbpf_rs::Error) -> BpfError,
+    ) -> BpfError {
+        if e.kind() == ErrorKind::PermissionDenied {
+            BpfError::PermissionDenied { what, source: e }
+        } else {
+            other(e)
+        }
+    }
+
+    /// Whether this is a lack of privileges (not root, no CAP_BPF).
+    pub fn is_permission_denied(&self) -> bool {
+        matches!(self, BpfError::PermissionDenied { .. })
+    }
+}
+
+/// Decoded events waiting for the caller, filled by the ring callback.
+#[derive(Default)]
+struct Inbox {
+    events: VecDeque<HostEvent>,
+    malformed: u64,
+}
+
+/// The loaded, attached eBPF programs and the reader of their ring.
+pub struct HostTracer {
+    // Fields drop in order: the reader before the links, the links before
+    // the object that owns the programs and maps.
+    ring: RingBuffer<'static>,
+    inbox: Arc<Mutex<Inbox>>,
+    malformed: u64,
+    traced: MapHandle,
+    stats: MapHandle,
+    _links: Vec<Link>,
+    _object: Object,
+}
+
+impl std::fmt::Debug for HostTracer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostTracer")
+            .field("malformed", &self.malformed)
+            .finish_non_exhaustive()
+    }
+}
+
+const MIN_RING: usize = 4096;
+const MAX_RING: usize = 1 << 30;
+
+fn map_handle(object: &Object, name: &'static str) -> Result<MapHandle, BpfError> {
+    let map = object
+        .maps()
+        .find(|m| m.name() == name)
+        .ok_or(BpfError::MissingMap(name))?;
+    MapHandle::try_from(&map).map_err(BpfError::Load)
+}
+
+impl HostTracer {
+    /// Load and attach the eBPF programs. Nothing is traced until
+    /// [`HostTracer::trace_pid`].
+    pub fn new(opts: &TracerOptions) -> Result<Self, BpfError> {
+        if opts.ring_bytes == 0 || opts.ring_bytes > MAX_RING {
+            return Err(BpfError::RingSize(opts.ring_bytes));
+        }
+        let ring_bytes = opts.ring_bytes.max(MIN_RING).next_power_of_two();
+        let ring_entries =
+            u32::try_from(ring_bytes).map_err(|_| BpfError::RingSize(opts.ring_bytes))?;
+
+        let mut open = ObjectBuilder::default()
+            .open_memory(sys::bpf_object())
+            .map_err(BpfError::Open)?;
+        let mut rb = open
+            .maps_mut()
+            .find(|m| m.name() == "rb")
+            .ok_or(BpfError::MissingMap("rb"))?;
+        rb.set_max_entries(ring_entries)
+            .map_err(|_| BpfError::RingSize(opts.ring_bytes))?;
+        let object = open
+            .load()
+            .map_err(|e| BpfError::or_eperm("loading eBPF programs", e, BpfError::Load))?;
+
+        let mut links = Vec::new();
+        for prog in object.progs_mut() {
+            let name = prog.name().to_string_lossy().into_owned();
+            let link = prog.attach().map_err(|e| {
+                BpfError::or_eperm("attaching eBPF programs", e, |source| BpfError::Attach {
+                    program: name.clone(),
+                    source,
+                })
+            })?;
+            links.push(link);
+        }
+
+        let traced = map_handle(&object, "traced")?;
+        let stats = map_handle(&object, "stats")?;
+        let rb = object
+            .maps()
+            .find(|m| m.name() == "rb")
+            .ok_or(BpfError::MissingMap("rb"))?;
+
+        let inbox = Arc::new(Mutex::new(Inbox::default()));
+        let sink = Arc::clone(&inbox);
+        let mut builder = RingBufferBuilder::new();
+        builder
+            .add(&rb, move |bytes: &[u8]| {
+                let mut inbox = sink.lock().unwrap_or_else(PoisonError::into_inner);
+                match HostEvent::try_from(bytes) {
+                    Ok(ev) => inbox.events.push_back(ev),
+                    Err(_) => inbox.malformed += 1,
+                }
+                0
+            })
+            .map_err(BpfError::Ring)?;
+        let ring = builder.build().map_err(BpfError::Ring)?;
+
+        Ok(Self {
+            ring,
+            inbox,
+            malformed: 0,
+            traced,
+            stats,
+            _links: links,
+            _object: object,
+        })
+    }
+
+    /// Start tracing process `tgid` (all its threads) and every process it
+    /// forks from now on. Children it forked before this call are not
+    /// added.
+    pub fn trace_pid(&self, tgid: u32) -> Result<(), BpfError> {
+        self.traced
+            .update(&tgid.to_ne_bytes(), &[1u8], MapFlags::ANY)
+            .map_err(|e| {
+                BpfError::or_eperm("adding a process to the traced set", e, |source| {
+                    BpfError::TracePid { tgid, source }
+                })
+            })
+    }
+
+    /// Drain whatever is in the ring now without blocking; returns the
+    /// number of events handed to `f`.
+    pub fn drain(&mut self, f: &mut dyn FnMut(HostEvent)) -> Result<usize, BpfError> {
+        ring_result(self.ring.consume_raw())?;
+        self.hand_out(f)
+    }
+
+    /// Wait up to `timeout` for the ring to wake us (it does so only when
+    /// more than half full), then drain it.
+    pub fn poll(
+        &mut self,
+        timeout: Duration,
+        f: &mut dyn FnMut(HostEvent),
+    ) -> Result<usize, BpfError> {
+        ring_result(self.ring.poll_raw(timeout))?;
+        self.drain(f)
+    }
+
+    fn hand_out(&mut self, f: &mut dyn FnMut(HostEvent)) -> Result<usize, BpfError> {
+        let (events, malformed) = {
+            let mut inbox = self.inbox.lock().unwrap_or_else(PoisonError::into_inner);
+            let malformed = std::mem::take(&mut inbox.malformed);
+            (std::mem::take(&mut inbox.events), malformed)
+        };
+        self.malformed += malformed;
+        let n = events.len();
+        events.into_iter().for_each(f);
+        Ok(n)
+    }
+
+    /// Counters since [`HostTracer::new`], summed over CPUs.
+    pub fn stats(&self) -> Result<HostStats, BpfError> {
+        let per_cpu = self
+            .stats
+            .lookup_percpu(&0u32.to_ne_bytes(), MapFlags::ANY)
+            .map_err(BpfError::Stats)?
+            .unwrap_or_default();
+        let mut out = HostStats {
+            malformed: self.malformed
+                + self
+                    .inbox
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .malformed,
+            ..HostStats::default()
+        };
+        for cpu in per_cpu {
+            if let Some(s) = sys::read_record::<sys::gv_stats>(&cpu) {
+                out.emitted += s.emitted;
+                out.dropped += s.dropped;
+                out.path_failures += s.path_failures;
+                out.pending_failures += s.pending_failures;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A negative libbpf return code as an error, except EINTR (a signal during
+/// epoll_wait), which only means "nothing yet".
+fn ring_result(rc: i32) -> Result<(), BpfError> {
+    if rc >= 0 {
+        return Ok(());
+    }
+    let err = std::io::Error::from_raw_os_error(-rc);
+    if err.kind() == std::io::ErrorKind::Interrupted {
+        return Ok(());
+    }
+    Err(BpfError::Ring(libbpf_rs::Error::from(err)))
+}

@@ -1,0 +1,578 @@
+//! The trace file: what `guestview run --trace FILE` and the plugin's
+//! `out=FILE` write, and what `guestview report` and `diff` read.
+//!
+//! ```text
+//! header  : magic "GVTRACE\0" (8) | format version u32 LE | header CRC32 of the first 12 bytes u32 LE
+//! frame*  : payload length u32 LE | CRC32 of payload u32 LE | payload = bincode(Vec<TraceEvent>)
+//! ```
+//!
+//! A frame is written whole or not at all from the reader's point of view:
+//! after a crash the file is readable up to the last whole frame, and the
+//! reader says where and why it stopped.
+
+use serde::{Deserialize, Serialize};
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+/// First eight bytes of a trace file.
+pub const TRACE_MAGIC: [u8; 8] = *b"GVTRACE\0";
+/// Version of the trace format.
+pub const TRACE_VERSION: u32 = 1;
+/// Largest frame a reader accepts (a hostile length cannot make it allocate more).
+pub const MAX_FRAME: u32 = 64 << 20;
+/// Events per frame the writer aims at.
+pub const FRAME_EVENTS: usize = 4096;
+
+/// One event of a trace (the JSONL `type`s).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub enum TraceEvent {
+    /// Written first: what ran.
+    Run(RunInfo),
+    /// One guest syscall with the host syscalls QEMU made for it.
+    Syscall(SyscallEvent),
+    /// Process fork, exec or exit.
+    Process(ProcessEvent),
+    /// Thread start or exit.
+    Thread(ThreadEvent),
+    /// Host syscalls outside every guest call.
+    Internal(InternalEvent),
+    /// Counts of dropped or refused records.
+    Lost(LostEvent),
+    /// Written last.
+    Summary(SummaryEvent),
+}
+
+/// What ran.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct RunInfo {
+    /// Guest architecture name (`mips`, …).
+    pub arch: String,
+    /// QEMU binary and version, if known.
+    pub qemu: String,
+    /// Guest program and arguments.
+    pub argv: Vec<String>,
+    /// guestview version.
+    pub guestview: String,
+    /// Wall clock at start, ns since the epoch.
+    pub start_unix_ns: u64,
+    /// Where the trace came from: `run` (joined) or `plugin` (guest side only).
+    pub source: String,
+}
+
+/// One host syscall.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct HostCall {
+    /// Host (x86-64) syscall number.
+    pub nr: i64,
+    /// Its name.
+    pub name: String,
+    /// Its six arguments.
+    pub args: Vec<u64>,
+    /// Its return value (`None`: it never returned, e.g. `exit_group`).
+    pub ret: Option<i64>,
+    /// The path argument, decoded in the kernel.
+    pub path: Option<String>,
+    /// Host thread.
+    pub tid: u32,
+    /// Enter time (CLOCK_MONOTONIC ns).
+    pub t_enter_ns: u64,
+    /// Exit time.
+    pub t_exit_ns: u64,
+}
+
+/// One guest syscall.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct SyscallEvent {
+    /// Order of this call in the run (by enter time).
+    pub seq: u64,
+    /// Host process id of the QEMU process.
+    pub pid: u32,
+    /// Host thread id.
+    pub tid: u32,
+    /// QEMU vCPU index.
+    pub vcpu: u32,
+    /// Guest architecture.
+    pub arch: String,
+    /// Guest PC of the syscall instruction.
+    pub pc: Option<u64>,
+    /// Guest syscall number.
+    pub nr: i64,
+    /// Its name for the guest architecture (`None`: not a syscall there).
+    pub name: Option<String>,
+    /// The arguments (as many as the call takes, or all QEMU passed).
+    pub args: Vec<u64>,
+    /// A path the call names, as the host saw it.
+    pub path: Option<String>,
+    /// What the guest saw (`None`: never returned).
+    pub ret: Option<i64>,
+    /// Errno name when `ret` is an error (guest numbering).
+    pub errno: Option<String>,
+    /// Enter time (CLOCK_MONOTONIC ns).
+    pub t_enter_ns: u64,
+    /// Exit time (0 when it never returned).
+    pub t_exit_ns: u64,
+    /// Host syscalls QEMU made for it, in order.
+    pub host: Vec<HostCall>,
+    /// `passthrough`, `translated`, `emulated`, `unsupported`, … (`guest-only` in plugin traces).
+    pub verdict: String,
+    /// Policy decision (`allow` with no rule until policies exist).
+    pub policy_action: String,
+    /// The rule that decided, if any.
+    pub policy_rule: Option<String>,
+}
+
+/// A process event.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct ProcessEvent {
+    /// `fork`, `exec`, `exit`.
+    pub event: String,
+    /// The process.
+    pub pid: u32,
+    /// Its parent (fork) .
+    pub ppid: Option<u32>,
+    /// Exit status (exit).
+    pub status: Option<i32>,
+    /// Terminating signal (exit).
+    pub signal: Option<i32>,
+    /// Executed file (exec).
+    pub filename: Option<String>,
+    /// When.
+    pub t_ns: u64,
+}
+
+/// A thread event.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct ThreadEvent {
+    /// `start` or `exit`.
+    pub event: String,
+    /// Process.
+    pub pid: u32,
+    /// Thread.
+    pub tid: u32,
+    /// vCPU index.
+    pub vcpu: u32,
+    /// When.
+    pub t_ns: u64,
+}
+
+/// QEMU's own host syscalls (outside any guest call).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct InternalEvent {
+    /// Process.
+    pub pid: u32,
+    /// Thread.
+    pub tid: u32,
+    /// `qemu` (QEMU's own work) or `plugin` (guestview's plugin, tagged).
+    pub origin: String,
+    /// The calls.
+    pub host: Vec<HostCall>,
+}
+
+/// Loss and validation counters.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct LostEvent {
+    /// Host events the kernel ring could not take.
+    pub host_dropped: u64,
+    /// Guest records the plugin's rings dropped.
+    pub guest_dropped: u64,
+    /// Guest threads that found no free ring.
+    pub guest_no_ring: u64,
+    /// Guest records refused by validation (corrupt or hostile).
+    pub guest_corrupt: u64,
+    /// Host records refused by validation.
+    pub host_malformed: u64,
+}
+
+/// End of run.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct SummaryEvent {
+    /// Guest syscalls.
+    pub syscalls: u64,
+    /// Host syscalls seen.
+    pub host_syscalls: u64,
+    /// Host syscalls attributed to guest calls.
+    pub host_attributed: u64,
+    /// Host syscalls outside guest calls.
+    pub host_internal: u64,
+    /// Guest exit status (as `wait` reports it: code or 128+signal).
+    pub exit_code: Option<i32>,
+    /// Wall time of the run, ns.
+    pub wall_ns: u64,
+    /// Producer waits on a full ring.
+    pub ring_waits: u64,
+}
+
+/// Why a trace could not be (fully) read.
+#[derive(Debug, thiserror::Error)]
+pub enum TraceError {
+    /// File system error.
+    #[error("trace {path}: {source}")]
+    Io {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        source: io::Error,
+    },
+    /// Not a guestview trace, or another version.
+    #[error("{path} is not a guestview trace ({why})")]
+    NotATrace {
+        /// File.
+        path: PathBuf,
+        /// Why.
+        why: String,
+    },
+    /// A frame fails its checksum or its length is absurd.
+    #[error("trace {path} is corrupt at byte {offset} (frame {frame}): {why}")]
+    Corrupt {
+        /// File.
+        path: PathBuf,
+        /// Byte offset of the frame.
+        offset: u64,
+        /// Frame index.
+        frame: u64,
+        /// Why.
+        why: String,
+    },
+    /// The file ends inside a frame (the writer was interrupted).
+    #[error("trace {path} is truncated at byte {offset} after {frames} whole frames (the run that wrote it did not finish)")]
+    Truncated {
+        /// File.
+        path: PathBuf,
+        /// Where the partial frame starts.
+        offset: u64,
+        /// Whole frames before it.
+        frames: u64,
+    },
+}
+
+/// Writes a trace, one frame per [`FRAME_EVENTS`] events or per [`TraceWriter::flush`].
+pub struct TraceWriter {
+    out: BufWriter<File>,
+    pending: Vec<TraceEvent>,
+    path: PathBuf,
+}
+
+impl TraceWriter {
+    /// Create (truncate) `path` and write the header.
+    pub fn create(path: &Path) -> Result<TraceWriter, TraceError> {
+        let io = |source| TraceError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let file = File::create(path).map_err(io)?;
+        let mut out = BufWriter::with_capacity(1 << 20, file);
+        let mut hdr = Vec::with_capacity(16);
+        hdr.extend_from_slice(&TRACE_MAGIC);
+        hdr.extend_from_slice(&TRACE_VERSION.to_le_bytes());
+        let crc = crc32fast::hash(&hdr);
+        hdr.extend_from_slice(&crc.to_le_bytes());
+        out.write_all(&hdr).map_err(io)?;
+        Ok(TraceWriter {
+            out,
+            pending: Vec::with_capacity(FRAME_EVENTS),
+            path: path.to_owned(),
+        })
+    }
+
+    /// Add an event; writes a frame when enough are pending.
+    pub fn push(&mut self, ev: TraceEvent) -> Result<(), TraceError> {
+        self.pending.push(ev);
+        if self.pending.len() >= FRAME_EVENTS {
+            self.write_frame()?;
+        }
+        Ok(())
+    }
+
+    fn write_frame(&mut self) -> Result<(), TraceError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let payload = bincode::serde::encode_to_vec(&self.pending, bincode::config::standard())
+            .map_err(|e| TraceError::Io {
+                path: self.path.clone(),
+                source: io::Error::other(e),
+            })?;
+        self.pending.clear();
+        let len = u32::try_from(payload.len())
+            .ok()
+            .filter(|l| *l <= MAX_FRAME)
+            .ok_or_else(|| TraceError::Io {
+                path: self.path.clone(),
+                source: io::Error::other("frame larger than 64 MiB"),
+            })?;
+        let io = |source| TraceError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        self.out.write_all(&len.to_le_bytes()).map_err(io)?;
+        self.out
+            .write_all(&crc32fast::hash(&payload).to_le_bytes())
+            .map_err(io)?;
+        self.out.write_all(&payload).map_err(io)?;
+        Ok(())
+    }
+
+    /// Write pending events as a frame and push them to the file.
+    pub fn flush(&mut self) -> Result<(), TraceError> {
+        self.write_frame()?;
+        let path = self.path.clone();
+        self.out
+            .flush()
+            .map_err(|source| TraceError::Io { path, source })
+    }
+}
+
+impl Drop for TraceWriter {
+    fn drop(&mut self) {
+        let _ = self.flush();
+    }
+}
+
+/// Reads a trace frame by frame.
+pub struct TraceReader {
+    input: BufReader<File>,
+    path: PathBuf,
+    offset: u64,
+    frames: u64,
+    buf: Vec<u8>,
+    done: bool,
+}
+
+impl TraceReader {
+    /// Open and check the header.
+    pub fn open(path: &Path) -> Result<TraceReader, TraceError> {
+        let file = File::open(path).map_err(|source| TraceError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut input = BufReader::with_capacity(1 << 20, file);
+        let mut hdr = [0u8; 16];
+        let not = |why: &str| TraceError::NotATrace {
+            path: path.to_owned(),
+            why: why.to_owned(),
+        };
+        read_full(&mut input, &mut hdr)
+            .map_err(|source| TraceError::Io {
+                path: path.to_owned(),
+                source,
+            })?
+            .then_some(())
+            .ok_or_else(|| not("shorter than the 16-byte header"))?;
+        if hdr[..8] != TRACE_MAGIC {
+            return Err(not("bad magic"));
+        }
+        let crc = u32::from_le_bytes([hdr[12], hdr[13], hdr[14], hdr[15]]);
+        if crc != crc32fast::hash(&hdr[..12]) {
+            return Err(not("header checksum mismatch"));
+        }
+        let version = u32::from_le_bytes([hdr[8], hdr[9], hdr[10], hdr[11]]);
+        if version != TRACE_VERSION {
+            return Err(not(&format!(
+                "format version {version}, this guestview reads version {TRACE_VERSION}"
+            )));
+        }
+        Ok(TraceReader {
+            input,
+            path: path.to_owned(),
+            offset: 16,
+            frames: 0,
+            buf: Vec::new(),
+            done: false,
+        })
+    }
+
+    /// Whole frames read so far.
+    pub fn frames(&self) -> u64 {
+        self.frames
+    }
+
+    /// The next frame's events; `Ok(None)` at a clean end of file.
+    pub fn next_frame(&mut self) -> Result<Option<Vec<TraceEvent>>, TraceError> {
+        if self.done {
+            return Ok(None);
+        }
+        let io = |source| TraceError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        let mut fh = [0u8; 8];
+        let got = read_some(&mut self.input, &mut fh).map_err(io)?;
+        if got == 0 {
+            self.done = true;
+            return Ok(None);
+        }
+        let truncated = TraceError::Truncated {
+            path: self.path.clone(),
+            offset: self.offset,
+            frames: self.frames,
+        };
+        if got < 8 {
+            self.done = true;
+            return Err(truncated);
+        }
+        let len = u32::from_le_bytes([fh[0], fh[1], fh[2], fh[3]]);
+        let crc = u32::from_le_bytes([fh[4], fh[5], fh[6], fh[7]]);
+        let corrupt = |why: String| TraceError::Corrupt {
+            path: self.path.clone(),
+            offset: self.offset,
+            frame: self.frames,
+            why,
+        };
+        if len > MAX_FRAME {
+            self.done = true;
+            return Err(corrupt(format!(
+                "frame length {len} exceeds the {MAX_FRAME}-byte limit"
+            )));
+        }
+        self.buf.resize(len as usize, 0);
+        let got = read_some(&mut self.input, &mut self.buf).map_err(io)?;
+        if got < len as usize {
+            self.done = true;
+            return Err(truncated);
+        }
+        if crc32fast::hash(&self.buf) != crc {
+            self.done = true;
+            return Err(corrupt("checksum mismatch".into()));
+        }
+        let limit = bincode::config::standard().with_limit::<{ 1 << 28 }>();
+        let (events, used): (Vec<TraceEvent>, usize) =
+            bincode::serde::decode_from_slice(&self.buf, limit).map_err(|e| {
+                self.done = true;
+                corrupt(format!("undecodable frame: {e}"))
+            })?;
+        if used != self.buf.len() {
+            self.done = true;
+            return Err(corrupt("trailing bytes in frame".into()));
+        }
+        self.offset += 8 + u64::from(len);
+        self.frames += 1;
+        Ok(Some(events))
+    }
+}
+
+/// Read until `buf` is full or EOF; returns bytes read.
+fn read_some(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<bool> {
+    Ok(read_some(r, buf)? == buf.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(name: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("gv-trace-test-{}-{name}", std::process::id()))
+    }
+
+    fn sample(i: u64) -> TraceEvent {
+        TraceEvent::Syscall(SyscallEvent {
+            seq: i,
+            pid: 1,
+            tid: 1,
+            arch: "mips".into(),
+            nr: 4005,
+            name: Some("open".into()),
+            args: vec![1, 2, 3],
+            ret: Some(3),
+            host: vec![HostCall {
+                nr: 257,
+                name: "openat".into(),
+                args: vec![0; 6],
+                ret: Some(3),
+                path: Some("/etc/passwd".into()),
+                ..Default::default()
+            }],
+            verdict: "translated".into(),
+            policy_action: "allow".into(),
+            ..Default::default()
+        })
+    }
+
+    fn write(path: &Path, n: u64) {
+        let mut w = TraceWriter::create(path).unwrap();
+        for i in 0..n {
+            w.push(sample(i)).unwrap();
+        }
+        w.flush().unwrap();
+    }
+
+    fn read_all(path: &Path) -> (Vec<TraceEvent>, Option<TraceError>) {
+        let mut r = TraceReader::open(path).unwrap();
+        let mut all = vec![];
+        loop {
+            match r.next_frame() {
+                Ok(Some(f)) => all.extend(f),
+                Ok(None) => return (all, None),
+                Err(e) => return (all, Some(e)),
+            }
+        }
+    }
+
+    #[test]
+    fn round_trip_many_frames() {
+        let p = tmp("rt");
+        write(&p, 10_000);
+        let (all, err) = read_all(&p);
+        assert!(err.is_none());
+        assert_eq!(all.len(), 10_000);
+        assert_eq!(all[9_999], sample(9_999));
+        std::fs::remove_file(&p).unwrap();
+    }
+
+    #[test]
+    fn truncated_trace_reads_up_to_the_last_whole_frame() {
+        let p = tmp("trunc");
+        write(&p, 10_000);
+        let len = std::fs::metadata(&p).unwrap().len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_len(len - 10)
+            .unwrap();
+        let (all, err) = read_all(&p);
+        assert_eq!(all.len(), 2 * FRAME_EVENTS);
+        assert!(
+            matches!(err, Some(TraceError::Truncated { frames: 2, .. })),
+            "{err:?}"
+        );
+        std::fs::remove_file(&p).unwrap();
+    }
+
+    #[test]
+    fn corrupt_frame_is_refused_by_name() {
+        let p = tmp("corrupt");
+        write(&p, 100);
+        let mut bytes = std::fs::read(&p).unwrap();
+        bytes[40] ^= 0xff;
+        std::fs::write(&p, &bytes).unwrap();
+        let (all, err) = read_all(&p);
+        assert!(all.is_empty());
+        let msg = err.unwrap().to_string();
+        assert!(msg.contains("corrupt at byte 16"), "{msg}");
+        // an absurd length is refused before any allocation
+        bytes[16..20].copy_from_slice(&u32::MAX.to_le_bytes());
+        std::fs::write(&p, &bytes).unwrap();
+        let msg = read_all(&p).1.unwrap().to_string();
+        assert!(msg.contains("exceeds"), "{msg}");
+        std::fs::write(&p, b"ELF\x7f not a trace at all").unwrap();
+        assert!(matches!(
+            TraceReader::open(&p),
+            Err(TraceError::NotATrace { .. })
+        ));
+        std::fs::remove_file(&p).unwrap();
+    }
+}
