@@ -1,1 +1,458 @@
-//! placeholder
+// SPDX-License-Identifier: GPL-2.0-or-later
+//! `libguestview.so`: a QEMU TCG plugin that records every guest syscall —
+//! number, arguments, guest PC of the syscall instruction, return value,
+//! host thread, vCPU, CLOCK_MONOTONIC at entry and return — into guestview's
+//! shared-memory ring (`ring=PATH`), or into a trace file of its own
+//! (`out=FILE`), or into a ring it creates and announces.
+//!
+//! The hot path makes no syscalls: timestamps come from the vDSO, records go
+//! to shared memory. Whatever the plugin must do that makes syscalls (thread
+//! set-up, waiting for ring space, writing `out=`) happens outside the
+//! window between a guest call's entry and return timestamps and is
+//! announced with a `PluginSpan` record, so the correlator never attributes
+//! it to the guest.
+//!
+//! Callbacks never panic across the FFI boundary and never take a lock
+//! shared between vCPUs on the ring path (per-thread state is thread-local).
+
+mod args;
+mod insn;
+mod out;
+mod sys;
+
+use shmem_proto::record::{SPAN_FILE_OUTPUT, SPAN_RING_WAIT, SPAN_SETUP};
+use shmem_proto::{monotonic_ns, Arch, GuestRecord, Origin, Producer, Pushed, Region, RegionParams};
+use std::cell::{Cell, RefCell};
+use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+/// The plugin API version this library asks for (QEMU reads it on load).
+#[no_mangle]
+pub static qemu_plugin_version: c_int = 1;
+
+struct Plugin {
+    arch: Arch,
+    region: Option<&'static Region>,
+    out: Option<Mutex<out::OutTrace>>,
+    /// Guest numbers of calls after which this process image is gone.
+    execve_nrs: Vec<i64>,
+}
+
+static PLUGIN: OnceLock<Plugin> = OnceLock::new();
+/// Bumped in the child of every fork: thread state from before is the parent's.
+static FORK_GEN: AtomicU64 = AtomicU64::new(0);
+/// The process that has announced itself with a ProcessStart record.
+static ANNOUNCED_PID: AtomicU32 = AtomicU32::new(0);
+/// Callbacks that found their thread state busy or gone (should stay 0).
+static REENTERED: AtomicU64 = AtomicU64::new(0);
+
+struct ThreadState {
+    producer: Option<Producer<'static>>,
+    pid: u32,
+    tid: u32,
+    vcpu: u32,
+    fork_gen: u64,
+    /// Entry of the current guest call (for `out=`).
+    pending: Option<out::Pending>,
+    last_exit_arg: Option<i64>,
+}
+
+thread_local! {
+    static LAST_PC: Cell<u64> = const { Cell::new(0) };
+    static TS: RefCell<Option<ThreadState>> = const { RefCell::new(None) };
+}
+
+impl ThreadState {
+    fn origin(&self, t_ns: u64) -> Origin {
+        Origin {
+            vcpu: self.vcpu,
+            pid: self.pid,
+            tid: self.tid,
+            t_ns,
+        }
+    }
+
+    /// Push a record; a wait for space becomes a PluginSpan of its own.
+    fn push(&mut self, rec: &GuestRecord) {
+        let Some(p) = self.producer.as_mut() else { return };
+        if let Pushed::Waited { start_ns, end_ns } = p.push(rec) {
+            let span = GuestRecord::PluginSpan {
+                at: Origin {
+                    vcpu: self.vcpu,
+                    pid: self.pid,
+                    tid: self.tid,
+                    t_ns: start_ns,
+                },
+                end_ns,
+                reason: SPAN_RING_WAIT,
+            };
+            p.push(&span);
+        }
+    }
+
+    /// Make sure the next push will not wait (so a timestamp taken after
+    /// this does not include a wait).
+    fn reserve(&mut self) {
+        let Some(p) = self.producer.as_mut() else { return };
+        if let Pushed::Waited { start_ns, end_ns } = p.reserve() {
+            let span = GuestRecord::PluginSpan {
+                at: self.origin(start_ns),
+                end_ns,
+                reason: SPAN_RING_WAIT,
+            };
+            self.push(&span);
+        }
+    }
+}
+
+impl Drop for ThreadState {
+    fn drop(&mut self) {
+        let at = self.origin(monotonic_ns());
+        self.push(&GuestRecord::ThreadExit { at });
+        if let (Some(pending), Some(plugin)) = (self.pending.take(), PLUGIN.get()) {
+            if let Some(out) = &plugin.out {
+                if let Ok(mut o) = out.lock() {
+                    o.unfinished(pending);
+                }
+            }
+        }
+        // The producer closes its ring when dropped.
+    }
+}
+
+fn set_up_thread(vcpu: u32, gen: u64, parent: Option<u32>) -> ThreadState {
+    let t0 = monotonic_ns();
+    // SAFETY: getpid/gettid/getppid cannot fail and touch no memory.
+    let (pid, tid, ppid) = unsafe { (libc::getpid() as u32, libc::gettid() as u32, libc::getppid() as u32) };
+    let plugin = PLUGIN.get();
+    let producer = plugin.and_then(|p| p.region).and_then(|r| r.claim(pid, tid, vcpu));
+    let mut ts = ThreadState {
+        producer,
+        pid,
+        tid,
+        vcpu,
+        fork_gen: gen,
+        pending: None,
+        last_exit_arg: None,
+    };
+    if ANNOUNCED_PID.swap(pid, Ordering::AcqRel) != pid {
+        let arch = plugin.map_or(0, |p| p.arch.id());
+        ts.push(&GuestRecord::ProcessStart {
+            at: ts.origin(t0),
+            ppid: parent.unwrap_or(ppid),
+            arch,
+        });
+    }
+    ts.push(&GuestRecord::ThreadStart { at: ts.origin(t0) });
+    let end = monotonic_ns();
+    ts.push(&GuestRecord::PluginSpan {
+        at: ts.origin(t0),
+        end_ns: end,
+        reason: SPAN_SETUP,
+    });
+    ts
+}
+
+/// Run `f` on this thread's state, setting it up first if this thread (or
+/// this forked process) has none yet.
+fn with_thread<R>(vcpu: u32, f: impl FnOnce(&mut ThreadState) -> R) -> Option<R> {
+    let r = TS.try_with(|cell| {
+        let Ok(mut slot) = cell.try_borrow_mut() else {
+            return None;
+        };
+        let gen = FORK_GEN.load(Ordering::Acquire);
+        let stale = slot.as_ref().is_some_and(|ts| ts.fork_gen != gen);
+        let mut parent = None;
+        if stale {
+            // We are the child of a fork: the ring belongs to the parent's
+            // thread, which goes on using it. Forget it without closing.
+            if let Some(mut old) = slot.take() {
+                parent = Some(old.pid);
+                if let Some(p) = old.producer.take() {
+                    std::mem::forget(p);
+                }
+                old.pending = None;
+                std::mem::forget(old);
+            }
+        }
+        if slot.is_none() {
+            *slot = Some(set_up_thread(vcpu, gen, parent));
+        }
+        slot.as_mut().map(f)
+    });
+    match r {
+        Ok(Some(v)) => Some(v),
+        _ => {
+            REENTERED.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
+}
+
+extern "C" fn on_syscall_insn(_vcpu: c_uint, udata: *mut c_void) {
+    let _ = LAST_PC.try_with(|pc| pc.set(udata as u64));
+}
+
+extern "C" fn on_tb_trans(_id: sys::qemu_plugin_id_t, tb: *mut sys::qemu_plugin_tb) {
+    let Some(plugin) = PLUGIN.get() else { return };
+    // SAFETY: `tb` is the live handle QEMU passed to this translation callback.
+    let n = unsafe { sys::qemu_plugin_tb_n_insns(tb) };
+    let mut buf = [0u8; insn::MAX_LEN];
+    for i in 0..n {
+        // SAFETY: i < n_insns, as the API requires.
+        let insn = unsafe { sys::qemu_plugin_tb_get_insn(tb, i) };
+        if insn.is_null() {
+            continue;
+        }
+        let len = sys::insn_bytes(insn, &mut buf);
+        if insn::is_syscall(plugin.arch, &buf[..len]) {
+            // SAFETY: insn is live during this callback.
+            let vaddr = unsafe { sys::qemu_plugin_insn_vaddr(insn) };
+            // SAFETY: insn is live; the callback and its userdata (the PC as
+            // an integer, never dereferenced) stay valid for the TB's life.
+            unsafe {
+                sys::qemu_plugin_register_vcpu_insn_exec_cb(
+                    insn,
+                    on_syscall_insn,
+                    sys::QEMU_PLUGIN_CB_NO_REGS,
+                    vaddr as usize as *mut c_void,
+                )
+            };
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+extern "C" fn on_syscall(
+    _id: sys::qemu_plugin_id_t,
+    vcpu: c_uint,
+    nr: i64,
+    a1: u64,
+    a2: u64,
+    a3: u64,
+    a4: u64,
+    a5: u64,
+    a6: u64,
+    a7: u64,
+    a8: u64,
+) {
+    let Some(plugin) = PLUGIN.get() else { return };
+    let pc = LAST_PC.try_with(|c| c.replace(0)).unwrap_or(0);
+    with_thread(vcpu, |ts| {
+        ts.reserve();
+        // Everything above may make syscalls; from here to the return
+        // callback's timestamp, nothing of ours does.
+        let t = monotonic_ns();
+        let args = [a1, a2, a3, a4, a5, a6, a7, a8];
+        let pc = (pc != 0).then_some(pc);
+        ts.push(&GuestRecord::SysEnter {
+            at: ts.origin(t),
+            nr,
+            args,
+            pc,
+        });
+        ts.last_exit_arg = Some(a1 as i64);
+        if plugin.out.is_some() {
+            ts.pending = Some(out::Pending {
+                pid: ts.pid,
+                tid: ts.tid,
+                vcpu: ts.vcpu,
+                nr,
+                args,
+                pc,
+                t_enter_ns: t,
+            });
+            if plugin.execve_nrs.contains(&nr) {
+                // atexit does not run across execve: flush what we have.
+                if let Some(out) = &plugin.out {
+                    if let Ok(mut o) = out.lock() {
+                        if let Some(p) = ts.pending.clone() {
+                            o.unfinished(p);
+                        }
+                        o.flush();
+                    }
+                }
+            }
+        }
+    });
+}
+
+extern "C" fn on_syscall_ret(_id: sys::qemu_plugin_id_t, vcpu: c_uint, nr: i64, ret: i64) {
+    let t = monotonic_ns();
+    let Some(plugin) = PLUGIN.get() else { return };
+    with_thread(vcpu, |ts| {
+        ts.push(&GuestRecord::SysExit {
+            at: ts.origin(t),
+            nr,
+            ret,
+        });
+        if let Some(out) = &plugin.out {
+            let pending = ts.pending.take();
+            let t0 = monotonic_ns();
+            if let Ok(mut o) = out.lock() {
+                if o.finished(pending, ts.pid, ts.tid, ts.vcpu, nr, ret, t) {
+                    let at = ts.origin(t0);
+                    ts.push(&GuestRecord::PluginSpan {
+                        at,
+                        end_ns: monotonic_ns(),
+                        reason: SPAN_FILE_OUTPUT,
+                    });
+                }
+            }
+        }
+    });
+}
+
+extern "C" fn on_atexit(_id: sys::qemu_plugin_id_t, _udata: *mut c_void) {
+    let Some(plugin) = PLUGIN.get() else { return };
+    let code = with_thread(0, |ts| {
+        let code = ts.last_exit_arg.unwrap_or(0);
+        ts.push(&GuestRecord::ProcessExit {
+            at: ts.origin(monotonic_ns()),
+            code,
+        });
+        if let Some(p) = ts.pending.take() {
+            if let Some(out) = &plugin.out {
+                if let Ok(mut o) = out.lock() {
+                    o.unfinished(p);
+                }
+            }
+        }
+        ts.pid
+    });
+    if let (Some(region), Some(pid)) = (plugin.region, code) {
+        // Other vCPUs are stopped (QEMU holds the exclusive section here):
+        // give their rings back so the consumer can drain and reuse them.
+        region.close_rings_of(pid);
+    }
+    if let Some(out) = &plugin.out {
+        if let Ok(mut o) = out.lock() {
+            o.flush();
+        }
+    }
+}
+
+extern "C" fn on_fork_child() {
+    FORK_GEN.fetch_add(1, Ordering::AcqRel);
+}
+
+fn install(id: sys::qemu_plugin_id_t, info: &sys::qemu_info_t, argv: &[String]) -> Result<(), String> {
+    if info.system_emulation {
+        return Err("guestview records Linux user-mode guests: load it into qemu-<arch>, not qemu-system-*".into());
+    }
+    if info.target_name.is_null() {
+        return Err("QEMU did not say which guest architecture it emulates".into());
+    }
+    // SAFETY: QEMU passes a NUL-terminated target name valid for the call.
+    let target = unsafe { CStr::from_ptr(info.target_name) }.to_string_lossy().into_owned();
+    let arch = Arch::from_qemu_target(&target)
+        .ok_or_else(|| format!("guest architecture '{target}' is not supported (supported: mips, mipsel, arm, aarch64, ppc, ppc64le, riscv64, x86_64)"))?;
+    let opts = args::parse(argv)?;
+    let mut announce = None;
+    let region: Option<&'static Region> = match (&opts.ring, &opts.out) {
+        (Some(path), _) => Some(Box::leak(Box::new(
+            Region::open(path).map_err(|e| format!("cannot attach to the ring: {e}"))?,
+        ))),
+        (None, Some(_)) => None,
+        (None, None) => {
+            // SAFETY: getpid cannot fail.
+            let pid = unsafe { libc::getpid() };
+            let path = std::path::PathBuf::from(format!("/dev/shm/guestview-{pid}.ring"));
+            let _ = std::fs::remove_file(&path);
+            let params = RegionParams {
+                mode: if opts.wait {
+                    shmem_proto::layout::MODE_WAIT
+                } else {
+                    shmem_proto::layout::MODE_DROP
+                },
+                run_id: u64::from(pid as u32) << 32 | monotonic_ns() & 0xffff_ffff,
+                ..Default::default()
+            };
+            let r = Region::create(&path, params).map_err(|e| format!("cannot create a ring: {e}"))?;
+            announce = Some(path);
+            Some(Box::leak(Box::new(r)))
+        }
+    };
+    let out = match &opts.out {
+        Some(path) => Some(Mutex::new(
+            out::OutTrace::create(path, arch).map_err(|e| format!("cannot write {}: {e}", path.display()))?,
+        )),
+        None => None,
+    };
+    let execve_nrs = ["execve", "execveat"]
+        .iter()
+        .filter_map(|n| out::syscall_nr(arch, n))
+        .collect();
+    PLUGIN
+        .set(Plugin {
+            arch,
+            region,
+            out,
+            execve_nrs,
+        })
+        .map_err(|_| "loaded twice into one QEMU".to_string())?;
+    if let Some(path) = &announce {
+        eprintln!(
+            "guestview: recording guest syscalls into {} (attach with: guestview watch --ring {})",
+            path.display(),
+            path.display()
+        );
+    }
+    if opts.wait {
+        if let Some(r) = region {
+            eprintln!("guestview: waiting for a watcher to attach to {}", r.path().display());
+            while !r.consumer_attached() {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        }
+    }
+    // SAFETY: on_fork_child is a plain extern "C" fn with no captured state.
+    unsafe { libc::pthread_atfork(None, None, Some(on_fork_child)) };
+    // SAFETY: registering callbacks with the id QEMU gave us, from within
+    // qemu_plugin_install, as the API requires.
+    unsafe {
+        sys::qemu_plugin_register_vcpu_tb_trans_cb(id, on_tb_trans);
+        sys::qemu_plugin_register_vcpu_syscall_cb(id, on_syscall);
+        sys::qemu_plugin_register_vcpu_syscall_ret_cb(id, on_syscall_ret);
+        sys::qemu_plugin_register_atexit_cb(id, on_atexit, std::ptr::null_mut());
+    }
+    Ok(())
+}
+
+/// Entry point QEMU calls after loading the plugin.
+///
+/// # Safety
+/// Called by QEMU with a valid `info` and `argc` NUL-terminated strings in `argv`.
+#[no_mangle]
+pub unsafe extern "C" fn qemu_plugin_install(
+    id: sys::qemu_plugin_id_t,
+    info: *const sys::qemu_info_t,
+    argc: c_int,
+    argv: *const *const c_char,
+) -> c_int {
+    let result = std::panic::catch_unwind(|| {
+        let mut args = Vec::new();
+        for i in 0..usize::try_from(argc).unwrap_or(0) {
+            // SAFETY: QEMU passes argc valid pointers to NUL-terminated strings.
+            let s = unsafe { CStr::from_ptr(*argv.add(i)) };
+            args.push(s.to_string_lossy().into_owned());
+        }
+        if info.is_null() {
+            return Err("QEMU passed no qemu_info_t".to_string());
+        }
+        // SAFETY: info is non-null and points to QEMU's qemu_info_t for this call.
+        install(id, unsafe { &*info }, &args)
+    });
+    match result {
+        Ok(Ok(())) => 0,
+        Ok(Err(msg)) => {
+            eprintln!("guestview plugin: {msg}");
+            -1
+        }
+        Err(_) => {
+            eprintln!("guestview plugin: internal error during installation");
+            -1
+        }
+    }
+}

@@ -329,6 +329,19 @@ impl Region {
         None
     }
 
+    /// Close every active ring owned by process `pid` (its threads are gone
+    /// or stopped: called from the process's exit path).
+    pub fn close_rings_of(&self, pid: u32) {
+        for i in 0..self.max_rings {
+            let c = self.control(i);
+            if c.pid.load(Ordering::Relaxed) == pid {
+                let _ = c
+                    .state
+                    .compare_exchange(STATE_ACTIVE, STATE_CLOSED, Ordering::AcqRel, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// Mark the consumer attached (releases `wait=on` producers).
     pub fn set_consumer_attached(&self, yes: bool) {
         self.header()

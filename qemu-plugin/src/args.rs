@@ -1,0 +1,68 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+//! Plugin arguments: `-plugin libguestview.so,ring=PATH,out=FILE,wait=on`.
+
+use std::path::PathBuf;
+
+/// Parsed plugin arguments.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Ring to attach to (made by `guestview run`).
+    pub ring: Option<PathBuf>,
+    /// Guest-side trace file to write.
+    pub out: Option<PathBuf>,
+    /// Hold the guest until a consumer attaches; never drop records.
+    pub wait: bool,
+}
+
+const USAGE: &str = "arguments are ring=PATH, out=FILE, wait=on|off";
+
+fn boolean(key: &str, v: &str) -> Result<bool, String> {
+    match v {
+        "on" | "true" | "yes" | "1" => Ok(true),
+        "off" | "false" | "no" | "0" => Ok(false),
+        _ => Err(format!("{key}={v}: expected on or off")),
+    }
+}
+
+/// Parse `key=value` arguments; one clear message for anything else.
+pub fn parse(argv: &[String]) -> Result<Options, String> {
+    let mut o = Options::default();
+    for a in argv {
+        let Some((k, v)) = a.split_once('=') else {
+            return Err(format!("bad argument '{a}': {USAGE}"));
+        };
+        match k {
+            "ring" | "out" if v.is_empty() => return Err(format!("{k}= needs a path")),
+            "ring" => o.ring = Some(PathBuf::from(v)),
+            "out" => o.out = Some(PathBuf::from(v)),
+            "wait" => o.wait = boolean(k, v)?,
+            _ => return Err(format!("unknown argument '{k}': {USAGE}")),
+        }
+    }
+    Ok(o)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &[&str]) -> Vec<String> {
+        s.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn good_arguments() {
+        let o = parse(&v(&["ring=/dev/shm/x", "wait=on"])).unwrap();
+        assert_eq!(o.ring, Some(PathBuf::from("/dev/shm/x")));
+        assert!(o.wait);
+        assert_eq!(parse(&[]).unwrap(), Options::default());
+    }
+
+    #[test]
+    fn bad_arguments_say_what_is_wrong() {
+        assert!(parse(&v(&["rung=/x"])).unwrap_err().contains("unknown argument 'rung'"));
+        assert!(parse(&v(&["ring"])).unwrap_err().contains("bad argument"));
+        assert!(parse(&v(&["wait=maybe"])).unwrap_err().contains("on or off"));
+        assert!(parse(&v(&["out="])).unwrap_err().contains("needs a path"));
+    }
+}

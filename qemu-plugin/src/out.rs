@@ -1,0 +1,142 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+//! `out=FILE`: the plugin alone writes a guest-side trace (no host view)
+//! that `guestview report` reads.
+
+use shmem_proto::trace::{RunInfo, SyscallEvent, TraceEvent, TraceWriter};
+use shmem_proto::Arch;
+use std::path::Path;
+
+/// A guest call that has entered but not returned.
+#[derive(Clone, Debug)]
+pub struct Pending {
+    pub pid: u32,
+    pub tid: u32,
+    pub vcpu: u32,
+    pub nr: i64,
+    pub args: [u64; 8],
+    pub pc: Option<u64>,
+    pub t_enter_ns: u64,
+}
+
+/// The open trace file.
+pub struct OutTrace {
+    w: TraceWriter,
+    arch: Arch,
+    seq: u64,
+    failed: bool,
+}
+
+/// The guest number of a syscall by name, from the maintained table.
+pub fn syscall_nr(arch: Arch, name: &str) -> Option<i64> {
+    use std::str::FromStr;
+    let n = match arch {
+        Arch::Mips | Arch::Mipsel => syscalls::mips::Sysno::from_str(name).ok()? as i64,
+        Arch::Arm => syscalls::arm::Sysno::from_str(name).ok()? as i64,
+        Arch::Aarch64 => syscalls::aarch64::Sysno::from_str(name).ok()? as i64,
+        Arch::Ppc => syscalls::powerpc::Sysno::from_str(name).ok()? as i64,
+        Arch::Ppc64le => syscalls::powerpc64::Sysno::from_str(name).ok()? as i64,
+        Arch::Riscv64 => syscalls::riscv64::Sysno::from_str(name).ok()? as i64,
+        Arch::X86_64 => syscalls::x86_64::Sysno::from_str(name).ok()? as i64,
+    };
+    Some(n)
+}
+
+impl OutTrace {
+    pub fn create(path: &Path, arch: Arch) -> Result<OutTrace, String> {
+        let mut w = TraceWriter::create(path).map_err(|e| e.to_string())?;
+        let argv = std::fs::read("/proc/self/cmdline")
+            .map(|b| {
+                b.split(|c| *c == 0)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| String::from_utf8_lossy(s).into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let start_unix_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        w.push(TraceEvent::Run(RunInfo {
+            arch: arch.name().into(),
+            qemu: String::new(),
+            argv,
+            guestview: env!("CARGO_PKG_VERSION").into(),
+            start_unix_ns,
+            source: "plugin".into(),
+        }))
+        .map_err(|e| e.to_string())?;
+        Ok(OutTrace {
+            w,
+            arch,
+            seq: 0,
+            failed: false,
+        })
+    }
+
+    fn event(&mut self, p: &Pending, ret: Option<i64>, t_exit_ns: u64) -> TraceEvent {
+        self.seq += 1;
+        TraceEvent::Syscall(SyscallEvent {
+            seq: self.seq,
+            pid: p.pid,
+            tid: p.tid,
+            vcpu: p.vcpu,
+            arch: self.arch.name().into(),
+            pc: p.pc,
+            nr: p.nr,
+            args: p.args.to_vec(),
+            ret,
+            t_enter_ns: p.t_enter_ns,
+            t_exit_ns,
+            verdict: "guest-only".into(),
+            policy_action: "allow".into(),
+            ..Default::default()
+        })
+    }
+
+    fn push(&mut self, ev: TraceEvent) -> bool {
+        if self.failed {
+            return false;
+        }
+        let before = self.seq;
+        match self.w.push(ev) {
+            Ok(()) => before % shmem_proto::trace::FRAME_EVENTS as u64 == 0,
+            Err(e) => {
+                eprintln!("guestview plugin: writing the trace failed, recording stops: {e}");
+                self.failed = true;
+                false
+            }
+        }
+    }
+
+    /// A call returned. Returns true when this wrote to the file (a syscall).
+    #[allow(clippy::too_many_arguments)]
+    pub fn finished(&mut self, p: Option<Pending>, pid: u32, tid: u32, vcpu: u32, nr: i64, ret: i64, t: u64) -> bool {
+        // A return without an entry is the child side of fork/clone.
+        let p = p.filter(|p| p.nr == nr).unwrap_or(Pending {
+            pid,
+            tid,
+            vcpu,
+            nr,
+            args: [0; 8],
+            pc: None,
+            t_enter_ns: 0,
+        });
+        let ev = self.event(&p, Some(ret), t);
+        self.push(ev)
+    }
+
+    /// A call that will not return (exit, exec, thread or process end).
+    pub fn unfinished(&mut self, p: Pending) {
+        let ev = self.event(&p, None, 0);
+        self.push(ev);
+    }
+
+    pub fn flush(&mut self) {
+        if !self.failed {
+            if let Err(e) = self.w.flush() {
+                eprintln!("guestview plugin: flushing the trace failed: {e}");
+                self.failed = true;
+            }
+        }
+    }
+}
