@@ -1,1 +1,26 @@
-//! placeholder
+//! guestview's host side: launch QEMU with the plugin under the eBPF
+//! tracer, join the guest and host views of every syscall, judge each guest
+//! call, and write live output, traces and reports.
+//!
+//! The `guestview` binary is a thin layer over this library.
+#![deny(missing_docs)]
+
+pub mod elf;
+pub mod join;
+pub mod launch;
+pub mod output;
+pub mod report;
+pub mod run;
+pub mod tables;
+pub mod verdict;
+
+/// Errors of guestview's commands, by who must act.
+#[derive(Debug, thiserror::Error)]
+pub enum GuestviewError {
+    /// The user gave something unusable (bad program, arguments, file).
+    #[error("{0}")]
+    Input(String),
+    /// The machine is not ready (no root, no BPF, no QEMU, no plugin).
+    #[error("{0}")]
+    Setup(String),
+}

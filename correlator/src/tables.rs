@@ -165,25 +165,92 @@ pub fn host_errno_to_guest(arch: Arch, errno: i64) -> Option<i64> {
 /// This list is by syscall semantics (no maintained machine-readable source
 /// carries it); names are checked against the `syscalls` tables in tests.
 pub fn path_arg(name: &str) -> Option<usize> {
-    let i = match name {
-        "open" | "creat" | "stat" | "lstat" | "stat64" | "lstat64" | "oldstat" | "oldlstat"
-        | "access" | "execve" | "chdir" | "chroot" | "mkdir" | "rmdir" | "unlink" | "rename"
-        | "link" | "symlink" | "readlink" | "chmod" | "chown" | "lchown" | "chown32"
-        | "lchown32" | "truncate" | "truncate64" | "utime" | "utimes" | "mknod" | "statfs"
-        | "statfs64" | "umount" | "umount2" | "swapon" | "swapoff" | "acct" | "uselib"
-        | "pivot_root" | "getxattr" | "lgetxattr" | "setxattr" | "lsetxattr" | "listxattr"
-        | "llistxattr" | "removexattr" | "lremovexattr" => 0,
-        "openat" | "openat2" | "newfstatat" | "fstatat64" | "statx" | "faccessat"
-        | "faccessat2" | "execveat" | "mkdirat" | "unlinkat" | "renameat" | "renameat2"
-        | "linkat" | "readlinkat" | "fchmodat" | "fchmodat2" | "fchownat" | "futimesat"
-        | "utimensat" | "utimensat_time64" | "mknodat" | "mount" | "inotify_add_watch"
-        | "name_to_handle_at" | "open_tree" | "move_mount" | "mount_setattr" | "getxattrat"
-        | "setxattrat" | "listxattrat" | "removexattrat" | "file_getattr" | "file_setattr" => 1,
-        "symlinkat" => 0,
-        _ => return None,
-    };
-    Some(i)
+    PATH_ARGS.iter().find(|&&(n, _)| n == name).map(|&(_, i)| i)
 }
+
+/// `(syscall name, index of its first path argument)`.
+const PATH_ARGS: &[(&str, usize)] = &[
+    ("open", 0),
+    ("creat", 0),
+    ("stat", 0),
+    ("lstat", 0),
+    ("stat64", 0),
+    ("lstat64", 0),
+    ("oldstat", 0),
+    ("oldlstat", 0),
+    ("access", 0),
+    ("execve", 0),
+    ("chdir", 0),
+    ("chroot", 0),
+    ("mkdir", 0),
+    ("rmdir", 0),
+    ("unlink", 0),
+    ("rename", 0),
+    ("link", 0),
+    ("symlink", 0),
+    ("symlinkat", 0),
+    ("readlink", 0),
+    ("chmod", 0),
+    ("chown", 0),
+    ("lchown", 0),
+    ("chown32", 0),
+    ("lchown32", 0),
+    ("truncate", 0),
+    ("truncate64", 0),
+    ("utime", 0),
+    ("utimes", 0),
+    ("mknod", 0),
+    ("statfs", 0),
+    ("statfs64", 0),
+    ("umount", 0),
+    ("umount2", 0),
+    ("swapon", 0),
+    ("swapoff", 0),
+    ("acct", 0),
+    ("uselib", 0),
+    ("pivot_root", 0),
+    ("getxattr", 0),
+    ("lgetxattr", 0),
+    ("setxattr", 0),
+    ("lsetxattr", 0),
+    ("listxattr", 0),
+    ("llistxattr", 0),
+    ("removexattr", 0),
+    ("lremovexattr", 0),
+    ("openat", 1),
+    ("openat2", 1),
+    ("newfstatat", 1),
+    ("fstatat64", 1),
+    ("statx", 1),
+    ("faccessat", 1),
+    ("faccessat2", 1),
+    ("execveat", 1),
+    ("mkdirat", 1),
+    ("unlinkat", 1),
+    ("renameat", 1),
+    ("renameat2", 1),
+    ("linkat", 1),
+    ("readlinkat", 1),
+    ("fchmodat", 1),
+    ("fchmodat2", 1),
+    ("fchownat", 1),
+    ("futimesat", 1),
+    ("utimensat", 1),
+    ("utimensat_time64", 1),
+    ("mknodat", 1),
+    ("mount", 1),
+    ("inotify_add_watch", 1),
+    ("name_to_handle_at", 1),
+    ("open_tree", 1),
+    ("move_mount", 1),
+    ("mount_setattr", 1),
+    ("getxattrat", 1),
+    ("setxattrat", 1),
+    ("listxattrat", 1),
+    ("removexattrat", 1),
+    ("file_getattr", 1),
+    ("file_setattr", 1),
+];
 
 /// How many arguments syscall `name` takes, for display.
 ///
@@ -327,22 +394,8 @@ mod tests {
         assert_eq!(path_arg("execve"), Some(0));
         assert_eq!(path_arg("read"), None);
         // Every name in the list exists in at least one table.
-        let names = [
-            "open", "creat", "stat", "lstat", "stat64", "lstat64", "oldstat", "oldlstat",
-            "access", "execve", "chdir", "chroot", "mkdir", "rmdir", "unlink", "rename", "link",
-            "symlink", "readlink", "chmod", "chown", "lchown", "chown32", "lchown32", "truncate",
-            "truncate64", "utime", "utimes", "mknod", "statfs", "statfs64", "umount", "umount2",
-            "swapon", "swapoff", "acct", "uselib", "pivot_root", "getxattr", "lgetxattr",
-            "setxattr", "lsetxattr", "listxattr", "llistxattr", "removexattr", "lremovexattr",
-            "openat", "openat2", "newfstatat", "fstatat64", "statx", "faccessat", "faccessat2",
-            "execveat", "mkdirat", "unlinkat", "renameat", "renameat2", "linkat", "readlinkat",
-            "fchmodat", "fchmodat2", "fchownat", "futimesat", "utimensat", "utimensat_time64",
-            "mknodat", "mount", "inotify_add_watch", "name_to_handle_at", "open_tree",
-            "move_mount", "mount_setattr", "getxattrat", "setxattrat", "listxattrat",
-            "removexattrat", "file_getattr", "file_setattr", "symlinkat",
-        ];
-        for n in names {
-            assert!(path_arg(n).is_some(), "{n}");
+        for &(n, i) in PATH_ARGS {
+            assert_eq!(path_arg(n), Some(i), "{n}");
             assert!(
                 Arch::ALL.iter().any(|&a| guest_syscall_nr(a, n).is_some()),
                 "{n} is in no syscall table"

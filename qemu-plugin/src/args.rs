@@ -60,9 +60,13 @@ mod tests {
 
     #[test]
     fn bad_arguments_say_what_is_wrong() {
-        assert!(parse(&v(&["rung=/x"])).unwrap_err().contains("unknown argument 'rung'"));
+        assert!(parse(&v(&["rung=/x"]))
+            .unwrap_err()
+            .contains("unknown argument 'rung'"));
         assert!(parse(&v(&["ring"])).unwrap_err().contains("bad argument"));
-        assert!(parse(&v(&["wait=maybe"])).unwrap_err().contains("on or off"));
+        assert!(parse(&v(&["wait=maybe"]))
+            .unwrap_err()
+            .contains("on or off"));
         assert!(parse(&v(&["out="])).unwrap_err().contains("needs a path"));
     }
 }

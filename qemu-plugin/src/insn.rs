@@ -22,7 +22,9 @@ fn word(bytes: &[u8], big_endian: bool) -> Option<u32> {
 pub fn is_syscall(arch: Arch, bytes: &[u8]) -> bool {
     match arch {
         // SYSCALL: SPECIAL opcode 0, function 0x0c, 20-bit code field free.
-        Arch::Mips | Arch::Mipsel => word(bytes, arch.big_endian()).is_some_and(|w| w & 0xfc00_003f == 0x0000_000c),
+        Arch::Mips | Arch::Mipsel => {
+            word(bytes, arch.big_endian()).is_some_and(|w| w & 0xfc00_003f == 0x0000_000c)
+        }
         // ARM SVC (any condition), or Thumb SVC (0xdfxx) when 2 bytes.
         Arch::Arm => match bytes.len() {
             2 => bytes[1] == 0xdf,
@@ -50,8 +52,14 @@ mod tests {
         assert!(is_syscall(Arch::Mips, &[0, 0, 0, 0x0c]));
         assert!(is_syscall(Arch::Mips, &[0, 0x01, 0x02, 0x0c]));
         assert!(is_syscall(Arch::Mipsel, &[0x0c, 0, 0, 0]));
-        assert!(!is_syscall(Arch::Mips, &[0x0c, 0, 0, 0]), "byte order matters");
-        assert!(!is_syscall(Arch::Mips, &[0, 0, 0, 0x0d]), "break is not syscall");
+        assert!(
+            !is_syscall(Arch::Mips, &[0x0c, 0, 0, 0]),
+            "byte order matters"
+        );
+        assert!(
+            !is_syscall(Arch::Mips, &[0, 0, 0, 0x0d]),
+            "break is not syscall"
+        );
         assert!(!is_syscall(Arch::Mips, &[0, 0]));
     }
 

@@ -21,7 +21,9 @@ mod out;
 mod sys;
 
 use shmem_proto::record::{SPAN_FILE_OUTPUT, SPAN_RING_WAIT, SPAN_SETUP};
-use shmem_proto::{monotonic_ns, Arch, GuestRecord, Origin, Producer, Pushed, Region, RegionParams};
+use shmem_proto::{
+    monotonic_ns, Arch, GuestRecord, Origin, Producer, Pushed, Region, RegionParams,
+};
 use std::cell::{Cell, RefCell};
 use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -75,7 +77,9 @@ impl ThreadState {
 
     /// Push a record; a wait for space becomes a PluginSpan of its own.
     fn push(&mut self, rec: &GuestRecord) {
-        let Some(p) = self.producer.as_mut() else { return };
+        let Some(p) = self.producer.as_mut() else {
+            return;
+        };
         if let Pushed::Waited { start_ns, end_ns } = p.push(rec) {
             let span = GuestRecord::PluginSpan {
                 at: Origin {
@@ -94,7 +98,9 @@ impl ThreadState {
     /// Make sure the next push will not wait (so a timestamp taken after
     /// this does not include a wait).
     fn reserve(&mut self) {
-        let Some(p) = self.producer.as_mut() else { return };
+        let Some(p) = self.producer.as_mut() else {
+            return;
+        };
         if let Pushed::Waited { start_ns, end_ns } = p.reserve() {
             let span = GuestRecord::PluginSpan {
                 at: self.origin(start_ns),
@@ -124,9 +130,17 @@ impl Drop for ThreadState {
 fn set_up_thread(vcpu: u32, gen: u64, parent: Option<u32>) -> ThreadState {
     let t0 = monotonic_ns();
     // SAFETY: getpid/gettid/getppid cannot fail and touch no memory.
-    let (pid, tid, ppid) = unsafe { (libc::getpid() as u32, libc::gettid() as u32, libc::getppid() as u32) };
+    let (pid, tid, ppid) = unsafe {
+        (
+            libc::getpid() as u32,
+            libc::gettid() as u32,
+            libc::getppid() as u32,
+        )
+    };
     let plugin = PLUGIN.get();
-    let producer = plugin.and_then(|p| p.region).and_then(|r| r.claim(pid, tid, vcpu));
+    let producer = plugin
+        .and_then(|p| p.region)
+        .and_then(|r| r.claim(pid, tid, vcpu));
     let mut ts = ThreadState {
         producer,
         pid,
@@ -337,15 +351,24 @@ extern "C" fn on_fork_child() {
     FORK_GEN.fetch_add(1, Ordering::AcqRel);
 }
 
-fn install(id: sys::qemu_plugin_id_t, info: &sys::qemu_info_t, argv: &[String]) -> Result<(), String> {
+fn install(
+    id: sys::qemu_plugin_id_t,
+    info: &sys::qemu_info_t,
+    argv: &[String],
+) -> Result<(), String> {
     if info.system_emulation {
-        return Err("guestview records Linux user-mode guests: load it into qemu-<arch>, not qemu-system-*".into());
+        return Err(
+            "guestview records Linux user-mode guests: load it into qemu-<arch>, not qemu-system-*"
+                .into(),
+        );
     }
     if info.target_name.is_null() {
         return Err("QEMU did not say which guest architecture it emulates".into());
     }
     // SAFETY: QEMU passes a NUL-terminated target name valid for the call.
-    let target = unsafe { CStr::from_ptr(info.target_name) }.to_string_lossy().into_owned();
+    let target = unsafe { CStr::from_ptr(info.target_name) }
+        .to_string_lossy()
+        .into_owned();
     let arch = Arch::from_qemu_target(&target)
         .ok_or_else(|| format!("guest architecture '{target}' is not supported (supported: mips, mipsel, arm, aarch64, ppc, ppc64le, riscv64, x86_64)"))?;
     let opts = args::parse(argv)?;
@@ -369,14 +392,16 @@ fn install(id: sys::qemu_plugin_id_t, info: &sys::qemu_info_t, argv: &[String]) 
                 run_id: u64::from(pid as u32) << 32 | monotonic_ns() & 0xffff_ffff,
                 ..Default::default()
             };
-            let r = Region::create(&path, params).map_err(|e| format!("cannot create a ring: {e}"))?;
+            let r =
+                Region::create(&path, params).map_err(|e| format!("cannot create a ring: {e}"))?;
             announce = Some(path);
             Some(Box::leak(Box::new(r)))
         }
     };
     let out = match &opts.out {
         Some(path) => Some(Mutex::new(
-            out::OutTrace::create(path, arch).map_err(|e| format!("cannot write {}: {e}", path.display()))?,
+            out::OutTrace::create(path, arch)
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?,
         )),
         None => None,
     };
@@ -401,7 +426,10 @@ fn install(id: sys::qemu_plugin_id_t, info: &sys::qemu_info_t, argv: &[String]) 
     }
     if opts.wait {
         if let Some(r) = region {
-            eprintln!("guestview: waiting for a watcher to attach to {}", r.path().display());
+            eprintln!(
+                "guestview: waiting for a watcher to attach to {}",
+                r.path().display()
+            );
             while !r.consumer_attached() {
                 std::thread::sleep(std::time::Duration::from_millis(5));
             }

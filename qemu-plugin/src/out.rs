@@ -110,7 +110,16 @@ impl OutTrace {
 
     /// A call returned. Returns true when this wrote to the file (a syscall).
     #[allow(clippy::too_many_arguments)]
-    pub fn finished(&mut self, p: Option<Pending>, pid: u32, tid: u32, vcpu: u32, nr: i64, ret: i64, t: u64) -> bool {
+    pub fn finished(
+        &mut self,
+        p: Option<Pending>,
+        pid: u32,
+        tid: u32,
+        vcpu: u32,
+        nr: i64,
+        ret: i64,
+        t: u64,
+    ) -> bool {
         // A return without an entry is the child side of fork/clone.
         let p = p.filter(|p| p.nr == nr).unwrap_or(Pending {
             pid,

@@ -65,7 +65,11 @@ extern "C" {
     pub fn qemu_plugin_insn_size(insn: *const qemu_plugin_insn) -> usize;
     pub fn qemu_plugin_register_vcpu_syscall_cb(id: qemu_plugin_id_t, cb: syscall_cb);
     pub fn qemu_plugin_register_vcpu_syscall_ret_cb(id: qemu_plugin_id_t, cb: syscall_ret_cb);
-    pub fn qemu_plugin_register_atexit_cb(id: qemu_plugin_id_t, cb: udata_cb, userdata: *mut c_void);
+    pub fn qemu_plugin_register_atexit_cb(
+        id: qemu_plugin_id_t,
+        cb: udata_cb,
+        userdata: *mut c_void,
+    );
 }
 
 /// API v1 `const void *qemu_plugin_insn_data(const struct qemu_plugin_insn *)`.

@@ -335,9 +335,12 @@ impl Region {
         for i in 0..self.max_rings {
             let c = self.control(i);
             if c.pid.load(Ordering::Relaxed) == pid {
-                let _ = c
-                    .state
-                    .compare_exchange(STATE_ACTIVE, STATE_CLOSED, Ordering::AcqRel, Ordering::Relaxed);
+                let _ = c.state.compare_exchange(
+                    STATE_ACTIVE,
+                    STATE_CLOSED,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                );
             }
         }
     }

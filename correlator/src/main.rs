@@ -1,0 +1,164 @@
+//! The `guestview` command line: parse, call the library, map errors to
+//! exit codes (2 for usage, bad input or set-up; the guest's status for `run`).
+
+use clap::{Parser, Subcommand, ValueEnum};
+use guestview::output::Format;
+use guestview::report::Report;
+use guestview::run::{run, RunOptions};
+use shmem_proto::Arch;
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "guestview",
+    version,
+    about = "Watch foreign-architecture Linux programs under QEMU: every guest syscall joined with the host syscalls QEMU made for it"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ReportFormat {
+    Text,
+    Jsonl,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a guest program under QEMU with guestview watching.
+    Run {
+        /// Guest architecture (default: from the ELF header; an error if they disagree).
+        #[arg(long, value_parser = parse_arch)]
+        arch: Option<Arch>,
+        /// QEMU binary (default: qemu-<arch> from PATH).
+        #[arg(long)]
+        qemu: Option<PathBuf>,
+        /// Guest root directory, passed to QEMU as -L (not isolation).
+        #[arg(long)]
+        rootfs: Option<PathBuf>,
+        /// Write a binary trace here (read it with `guestview report`).
+        #[arg(long)]
+        trace: Option<PathBuf>,
+        /// Live output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Live output file (default: stderr; the program's own output stays its own).
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Working directory of the guest.
+        #[arg(long)]
+        workdir: Option<PathBuf>,
+        /// Also show QEMU's internal host syscalls in text output.
+        #[arg(long)]
+        show_internal: bool,
+        /// The guest program.
+        program: PathBuf,
+        /// Its arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+    /// Summarise a trace: calls per syscall and verdict, translations, internal calls, losses.
+    Report {
+        /// Trace written by `guestview run --trace` or by the plugin's out=.
+        trace: PathBuf,
+        /// Report format.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
+        /// Output file (default: stdout).
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+}
+
+fn parse_arch(s: &str) -> Result<Arch, String> {
+    Arch::from_name(s).ok_or_else(|| {
+        let names: Vec<_> = Arch::ALL.iter().map(|a| a.name()).collect();
+        format!(
+            "unknown architecture '{s}' (supported: {})",
+            names.join(", ")
+        )
+    })
+}
+
+fn fail(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("guestview: error: {msg}");
+    ExitCode::from(2)
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("RUST_LOG"))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Run {
+            arch,
+            qemu,
+            rootfs,
+            trace,
+            format,
+            output,
+            workdir,
+            show_internal,
+            program,
+            args,
+        } => {
+            let opts = RunOptions {
+                arch,
+                qemu,
+                rootfs,
+                trace,
+                format,
+                output,
+                workdir,
+                show_internal,
+                program,
+                args,
+            };
+            match run(&opts) {
+                Ok(code) => ExitCode::from(u8::try_from(code & 0xff).unwrap_or(1)),
+                Err(e) => fail(e),
+            }
+        }
+        Cmd::Report {
+            trace,
+            format,
+            output,
+        } => {
+            let (rep, err) = Report::from_trace(&trace);
+            let mut out: Box<dyn Write> = match &output {
+                Some(p) => match std::fs::File::create(p) {
+                    Ok(f) => Box::new(std::io::BufWriter::new(f)),
+                    Err(e) => return fail(format!("cannot write {}: {e}", p.display())),
+                },
+                None => Box::new(std::io::stdout().lock()),
+            };
+            let opened = rep.run.is_some() || rep.frames > 0;
+            if opened {
+                let r = match format {
+                    ReportFormat::Text => rep.write_text(&mut out),
+                    ReportFormat::Jsonl => rep.write_json(&mut out),
+                };
+                if let Err(e) = r.and_then(|_| out.flush()) {
+                    if e.kind() != std::io::ErrorKind::BrokenPipe {
+                        return fail(format!("writing the report failed: {e}"));
+                    }
+                }
+            }
+            match err {
+                None => ExitCode::SUCCESS,
+                Some(e) if opened => fail(format!(
+                    "{e}; the report above covers the {} whole frames before it",
+                    rep.frames
+                )),
+                Some(e) => fail(e),
+            }
+        }
+    }
+}

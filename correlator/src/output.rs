@@ -1,0 +1,327 @@
+//! Live output: strace-like text, or one JSON object per line (the JSONL
+//! contract of docs/jsonl.md).
+
+use crate::tables;
+use serde_json::{json, Value};
+use shmem_proto::trace::{HostCall, SyscallEvent, TraceEvent};
+use std::io::{self, Write};
+
+/// Output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// strace-like lines.
+    Text,
+    /// One JSON object per line.
+    Jsonl,
+}
+
+/// Writes events in a format.
+pub struct Output {
+    out: Box<dyn Write + Send>,
+    format: Format,
+    /// Show QEMU's internal host calls in text output.
+    pub show_internal: bool,
+}
+
+fn hex(v: u64) -> String {
+    format!("{v:#x}")
+}
+
+fn shown_args(name: Option<&str>, args: &[u64]) -> usize {
+    name.and_then(tables::arg_count)
+        .unwrap_or(6)
+        .min(args.len())
+}
+
+/// JSON for a host call.
+pub fn host_json(h: &HostCall) -> Value {
+    json!({
+        "nr": h.nr,
+        "name": h.name,
+        "args": h.args.iter().map(|a| hex(*a)).collect::<Vec<_>>(),
+        "ret": h.ret,
+        "path": h.path,
+        "tid": h.tid,
+        "t_enter_ns": h.t_enter_ns,
+        "t_exit_ns": h.t_exit_ns,
+    })
+}
+
+/// JSON for a guest call (the `syscall` record of the contract).
+pub fn syscall_json(s: &SyscallEvent) -> Value {
+    let n = shown_args(s.name.as_deref(), &s.args);
+    json!({
+        "type": "syscall",
+        "seq": s.seq,
+        "pid": s.pid,
+        "tid": s.tid,
+        "vcpu": s.vcpu,
+        "arch": s.arch,
+        "pc": s.pc.map(hex),
+        "nr": s.nr,
+        "name": s.name,
+        "args": s.args[..n].iter().map(|a| hex(*a)).collect::<Vec<_>>(),
+        "path": s.path,
+        "ret": s.ret,
+        "errno": s.errno,
+        "t_enter_ns": s.t_enter_ns,
+        "t_exit_ns": s.t_exit_ns,
+        "host": s.host.iter().map(host_json).collect::<Vec<_>>(),
+        "verdict": s.verdict,
+        "policy": {"action": s.policy_action, "rule": s.policy_rule},
+    })
+}
+
+/// JSON for any event, with its `type`.
+pub fn event_json(ev: &TraceEvent) -> Value {
+    let (ty, v) = match ev {
+        TraceEvent::Syscall(s) => return syscall_json(s),
+        TraceEvent::Run(r) => ("run", serde_json::to_value(r)),
+        TraceEvent::Process(p) => ("process", serde_json::to_value(p)),
+        TraceEvent::Thread(t) => ("thread", serde_json::to_value(t)),
+        TraceEvent::Internal(i) => {
+            return json!({
+                "type": "internal",
+                "pid": i.pid,
+                "tid": i.tid,
+                "origin": i.origin,
+                "count": i.host.len(),
+                "host": i.host.iter().map(host_json).collect::<Vec<_>>(),
+            })
+        }
+        TraceEvent::Lost(l) => ("lost", serde_json::to_value(l)),
+        TraceEvent::Summary(s) => ("summary", serde_json::to_value(s)),
+    };
+    let mut with_type = serde_json::Map::new();
+    with_type.insert("type".into(), Value::String(ty.into()));
+    if let Ok(Value::Object(m)) = v {
+        with_type.extend(m);
+    }
+    Value::Object(with_type)
+}
+
+fn ret_text(ret: Option<i64>, errno: Option<&str>) -> String {
+    match (ret, errno) {
+        (None, _) => "?".into(),
+        (Some(r), Some(e)) => format!("{r} {e}"),
+        (Some(r), None) if r > 0xffff => hex(r as u64),
+        (Some(r), None) => r.to_string(),
+    }
+}
+
+fn args_text(name: Option<&str>, args: &[u64], path: Option<&str>) -> String {
+    let n = shown_args(name, args);
+    let pidx = name.and_then(tables::path_arg);
+    let mut parts = Vec::with_capacity(n);
+    for (i, a) in args[..n].iter().enumerate() {
+        match (pidx, path) {
+            (Some(p), Some(path)) if p == i => parts.push(format!("{path:?}")),
+            _ => parts.push(hex(*a)),
+        }
+    }
+    parts.join(", ")
+}
+
+/// One guest call as text (with its host calls on following lines).
+pub fn syscall_text(s: &SyscallEvent) -> String {
+    let name = s
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("syscall_{}", s.nr));
+    let mut line = format!(
+        "[{}/{}] {}({}) = {}  <{}>",
+        s.pid,
+        s.tid,
+        name,
+        args_text(s.name.as_deref(), &s.args, s.path.as_deref()),
+        ret_text(s.ret, s.errno.as_deref()),
+        s.verdict
+    );
+    if let Some(pc) = s.pc {
+        line.push_str(&format!(" @{pc:#x}"));
+    }
+    for h in &s.host {
+        let herr = h
+            .ret
+            .filter(|r| (-4095..0).contains(r))
+            .and_then(|r| tables::host_errno_name(-r));
+        line.push_str(&format!(
+            "\n      host: {}({}) = {}",
+            h.name,
+            args_text(Some(&h.name), &h.args, h.path.as_deref()),
+            ret_text(h.ret, herr)
+        ));
+    }
+    line
+}
+
+/// Any event as text; `None` for events text output leaves out.
+pub fn event_text(ev: &TraceEvent, show_internal: bool) -> Option<String> {
+    Some(match ev {
+        TraceEvent::Syscall(s) => syscall_text(s),
+        TraceEvent::Run(r) => format!("guestview: {} program {} under {}", r.arch, r.argv.join(" "), r.qemu),
+        TraceEvent::Process(p) => match p.event.as_str() {
+            "fork" => format!("[{}] process forked from {}", p.pid, p.ppid.unwrap_or(0)),
+            "exec" => format!("[{}] process exec {}", p.pid, p.filename.as_deref().unwrap_or("?")),
+            _ => match (p.status, p.signal) {
+                (Some(st), _) => format!("[{}] process exited with status {st}", p.pid),
+                (_, Some(sig)) => format!("[{}] process killed by signal {sig}", p.pid),
+                _ => format!("[{}] process exited", p.pid),
+            },
+        },
+        TraceEvent::Thread(t) => format!("[{}/{}] thread {} (vcpu {})", t.pid, t.tid, t.event, t.vcpu),
+        TraceEvent::Internal(i) if show_internal => {
+            let names: Vec<_> = i.host.iter().map(|h| h.name.as_str()).collect();
+            format!(
+                "[{}/{}] internal ({}): {} host call(s): {}",
+                i.pid,
+                i.tid,
+                i.origin,
+                i.host.len(),
+                names.join(" ")
+            )
+        }
+        TraceEvent::Internal(_) => return None,
+        TraceEvent::Lost(l) => {
+            let total = l.host_dropped + l.guest_dropped + l.guest_no_ring + l.guest_corrupt + l.host_malformed;
+            if total == 0 {
+                "guestview: lost 0 events".into()
+            } else {
+                format!(
+                    "guestview: LOST EVENTS: host dropped {}, guest dropped {}, threads without ring {}, corrupt guest records {}, malformed host records {}",
+                    l.host_dropped, l.guest_dropped, l.guest_no_ring, l.guest_corrupt, l.host_malformed
+                )
+            }
+        }
+        TraceEvent::Summary(s) => format!(
+            "guestview: {} guest syscalls, {} host syscalls ({} attributed, {} internal), exit status {}, {:.3} s",
+            s.syscalls,
+            s.host_syscalls,
+            s.host_attributed,
+            s.host_internal,
+            s.exit_code.map_or("?".into(), |c| c.to_string()),
+            s.wall_ns as f64 / 1e9
+        ),
+    })
+}
+
+impl Output {
+    /// Write to `out` in `format`.
+    pub fn new(out: Box<dyn Write + Send>, format: Format) -> Output {
+        Output {
+            out,
+            format,
+            show_internal: false,
+        }
+    }
+
+    /// Write one event.
+    pub fn write(&mut self, ev: &TraceEvent) -> io::Result<()> {
+        match self.format {
+            Format::Jsonl => {
+                serde_json::to_writer(&mut self.out, &event_json(ev))?;
+                self.out.write_all(b"\n")
+            }
+            Format::Text => match event_text(ev, self.show_internal) {
+                Some(s) => writeln!(self.out, "{s}"),
+                None => Ok(()),
+            },
+        }
+    }
+
+    /// Flush.
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> SyscallEvent {
+        SyscallEvent {
+            seq: 17,
+            pid: 4242,
+            tid: 4242,
+            arch: "mips".into(),
+            pc: Some(0x7f6a1c30),
+            nr: 4005,
+            name: Some("open".into()),
+            args: vec![0x4a10a0, 0, 0, 0, 0, 0, 0, 0],
+            path: Some("/etc/passwd".into()),
+            ret: Some(3),
+            host: vec![HostCall {
+                nr: 257,
+                name: "openat".into(),
+                args: vec![0xffffff9c, 0x4a20a0, 0, 0, 0, 0],
+                ret: Some(3),
+                path: Some("/etc/passwd".into()),
+                ..Default::default()
+            }],
+            verdict: "translated".into(),
+            policy_action: "allow".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn jsonl_has_the_contract_fields() {
+        let v = syscall_json(&sample());
+        for k in [
+            "type",
+            "seq",
+            "pid",
+            "tid",
+            "vcpu",
+            "arch",
+            "pc",
+            "nr",
+            "name",
+            "args",
+            "path",
+            "ret",
+            "errno",
+            "t_enter_ns",
+            "t_exit_ns",
+            "host",
+            "verdict",
+            "policy",
+        ] {
+            assert!(v.get(k).is_some(), "missing {k}");
+        }
+        assert_eq!(v["pc"], "0x7f6a1c30");
+        assert_eq!(v["args"][0], "0x4a10a0");
+        assert_eq!(v["host"][0]["name"], "openat");
+        assert_eq!(v["policy"]["action"], "allow");
+        assert!(v["errno"].is_null());
+    }
+
+    #[test]
+    fn text_shows_path_verdict_and_host_calls() {
+        let t = syscall_text(&sample());
+        assert!(t.starts_with("[4242/4242] open(\"/etc/passwd\""), "{t}");
+        assert!(t.contains("= 3  <translated> @0x7f6a1c30"), "{t}");
+        assert!(
+            t.contains("host: openat(0xffffff9c, \"/etc/passwd\""),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn every_event_type_has_a_type_field() {
+        let evs = [
+            TraceEvent::Lost(Default::default()),
+            TraceEvent::Summary(Default::default()),
+            TraceEvent::Process(Default::default()),
+            TraceEvent::Thread(Default::default()),
+            TraceEvent::Run(Default::default()),
+        ];
+        for (ev, ty) in evs
+            .iter()
+            .zip(["lost", "summary", "process", "thread", "run"])
+        {
+            assert_eq!(event_json(ev)["type"], ty);
+        }
+    }
+}

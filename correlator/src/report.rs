@@ -1,0 +1,209 @@
+//! `guestview report TRACE`: counts per syscall and verdict, the guest→host
+//! translation table, QEMU's internal host syscalls, lost counts.
+
+use crate::tables;
+use serde::Serialize;
+use shmem_proto::trace::{LostEvent, RunInfo, SummaryEvent, TraceError, TraceEvent, TraceReader};
+use shmem_proto::Arch;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+/// Aggregates of one trace.
+#[derive(Default, Debug, Serialize)]
+pub struct Report {
+    /// What ran.
+    pub run: Option<RunInfo>,
+    /// Guest calls.
+    pub syscalls: u64,
+    /// Per guest syscall name: count, errors, per-verdict counts.
+    pub per_syscall: BTreeMap<String, SyscallStats>,
+    /// Per verdict.
+    pub per_verdict: BTreeMap<String, u64>,
+    /// Guest name → host call sequence (joined by `+`) → count.
+    pub translations: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Internal host calls by origin, then name.
+    pub internal: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Processes seen (fork/exec/exit events).
+    pub processes: BTreeMap<String, u64>,
+    /// Loss counters.
+    pub lost: Option<LostEvent>,
+    /// End of run.
+    pub summary: Option<SummaryEvent>,
+    /// Frames read.
+    pub frames: u64,
+    /// Why reading stopped early, if it did.
+    pub incomplete: Option<String>,
+}
+
+/// Per-syscall counts.
+#[derive(Default, Debug, Serialize)]
+pub struct SyscallStats {
+    /// Calls.
+    pub count: u64,
+    /// Calls that returned an error.
+    pub errors: u64,
+    /// Verdict → count.
+    pub verdicts: BTreeMap<String, u64>,
+}
+
+impl Report {
+    fn add(&mut self, ev: TraceEvent) {
+        match ev {
+            TraceEvent::Run(r) => self.run = Some(r),
+            TraceEvent::Syscall(s) => {
+                self.syscalls += 1;
+                let name = match s.name {
+                    Some(n) => n,
+                    None => Arch::from_name(&s.arch)
+                        .and_then(|a| tables::guest_syscall_name(a, s.nr))
+                        .map_or_else(|| format!("syscall_{}", s.nr), str::to_owned),
+                };
+                let st = self.per_syscall.entry(name.clone()).or_default();
+                st.count += 1;
+                if s.errno.is_some() || s.ret.is_some_and(|r| (-4095..0).contains(&r)) {
+                    st.errors += 1;
+                }
+                *st.verdicts.entry(s.verdict.clone()).or_default() += 1;
+                *self.per_verdict.entry(s.verdict).or_default() += 1;
+                let seq = if s.host.is_empty() {
+                    "(none)".to_owned()
+                } else {
+                    let mut names: Vec<&str> = Vec::with_capacity(s.host.len());
+                    for h in &s.host {
+                        if names.last() != Some(&h.name.as_str()) {
+                            names.push(&h.name);
+                        }
+                    }
+                    names.join("+")
+                };
+                *self
+                    .translations
+                    .entry(name)
+                    .or_default()
+                    .entry(seq)
+                    .or_default() += 1;
+            }
+            TraceEvent::Internal(i) => {
+                let m = self.internal.entry(i.origin).or_default();
+                for h in i.host {
+                    *m.entry(h.name).or_default() += 1;
+                }
+            }
+            TraceEvent::Process(p) => *self.processes.entry(p.event).or_default() += 1,
+            TraceEvent::Thread(_) => {}
+            TraceEvent::Lost(l) => self.lost = Some(l),
+            TraceEvent::Summary(s) => self.summary = Some(s),
+        }
+    }
+
+    /// Read a whole trace. A damaged trace gives the report of what could be
+    /// read plus the error.
+    pub fn from_trace(path: &Path) -> (Report, Option<TraceError>) {
+        let mut rep = Report::default();
+        let mut r = match TraceReader::open(path) {
+            Ok(r) => r,
+            Err(e) => return (rep, Some(e)),
+        };
+        loop {
+            match r.next_frame() {
+                Ok(Some(evs)) => evs.into_iter().for_each(|e| rep.add(e)),
+                Ok(None) => break,
+                Err(e) => {
+                    rep.frames = r.frames();
+                    rep.incomplete = Some(e.to_string());
+                    return (rep, Some(e));
+                }
+            }
+        }
+        rep.frames = r.frames();
+        (rep, None)
+    }
+
+    /// Human-readable report.
+    pub fn write_text(&self, w: &mut dyn Write) -> std::io::Result<()> {
+        if let Some(r) = &self.run {
+            writeln!(
+                w,
+                "guestview report: {} {} ({} trace)",
+                r.arch,
+                r.argv.join(" "),
+                r.source
+            )?;
+            if !r.qemu.is_empty() {
+                writeln!(w, "qemu: {}", r.qemu)?;
+            }
+        }
+        writeln!(w, "\n{} guest syscalls", self.syscalls)?;
+        writeln!(w, "\nper verdict:")?;
+        for (v, n) in &self.per_verdict {
+            writeln!(w, "  {v:<12} {n:>10}")?;
+        }
+        writeln!(w, "\nper syscall:            calls     errors  verdicts")?;
+        let mut rows: Vec<_> = self.per_syscall.iter().collect();
+        rows.sort_by(|a, b| b.1.count.cmp(&a.1.count).then(a.0.cmp(b.0)));
+        for (name, st) in rows {
+            let v: Vec<String> = st
+                .verdicts
+                .iter()
+                .map(|(k, n)| format!("{k} {n}"))
+                .collect();
+            writeln!(
+                w,
+                "  {name:<18} {:>10} {:>10}  {}",
+                st.count,
+                st.errors,
+                v.join(", ")
+            )?;
+        }
+        writeln!(w, "\nguest -> host translation:")?;
+        for (name, m) in &self.translations {
+            for (seq, n) in m {
+                writeln!(w, "  {name:<18} -> {seq} ({n})")?;
+            }
+        }
+        for (origin, m) in &self.internal {
+            let total: u64 = m.values().sum();
+            writeln!(w, "\ninternal host syscalls ({origin}): {total}")?;
+            let mut rows: Vec<_> = m.iter().collect();
+            rows.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+            for (name, n) in rows {
+                writeln!(w, "  {name:<18} {n:>10}")?;
+            }
+        }
+        if !self.processes.is_empty() {
+            let p: Vec<String> = self
+                .processes
+                .iter()
+                .map(|(k, n)| format!("{k} {n}"))
+                .collect();
+            writeln!(w, "\nprocess events: {}", p.join(", "))?;
+        }
+        match &self.lost {
+            Some(l) => writeln!(
+                w,
+                "\nlost: host dropped {}, guest dropped {}, threads without ring {}, corrupt guest records {}, malformed host records {}",
+                l.host_dropped, l.guest_dropped, l.guest_no_ring, l.guest_corrupt, l.host_malformed
+            )?,
+            None => writeln!(w, "\nlost: no loss record (guest-only trace, or the run did not finish)")?,
+        }
+        if let Some(s) = &self.summary {
+            writeln!(
+                w,
+                "summary: {} host syscalls ({} attributed to guest calls, {} internal), exit status {}, {:.3} s",
+                s.host_syscalls,
+                s.host_attributed,
+                s.host_internal,
+                s.exit_code.map_or("?".into(), |c| c.to_string()),
+                s.wall_ns as f64 / 1e9
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The report as one JSON object.
+    pub fn write_json(&self, w: &mut dyn Write) -> std::io::Result<()> {
+        serde_json::to_writer(&mut *w, self)?;
+        writeln!(w)
+    }
+}

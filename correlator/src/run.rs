@@ -1,0 +1,301 @@
+//! `guestview run`: start QEMU with the plugin under the eBPF tracer, join
+//! both views live, write output and trace, pass the exit status through.
+
+use crate::join::Joiner;
+use crate::launch::{self, LaunchError, Reaped};
+use crate::output::{Format, Output};
+use crate::{elf, GuestviewError};
+use guestview_bpf::{HostEvent, HostTracer, TracerOptions};
+use shmem_proto::trace::{RunInfo, SummaryEvent, TraceEvent, TraceWriter};
+use shmem_proto::{monotonic_ns, Arch, Consumer, Region, RegionParams, RingEvent};
+use std::collections::HashSet;
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// What to run and where output goes.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Expected guest architecture (checked against the ELF).
+    pub arch: Option<Arch>,
+    /// QEMU binary.
+    pub qemu: Option<PathBuf>,
+    /// Guest root passed to QEMU as `-L` (no isolation without a sandbox).
+    pub rootfs: Option<PathBuf>,
+    /// Binary trace file.
+    pub trace: Option<PathBuf>,
+    /// Live output format.
+    pub format: Format,
+    /// Live output file (default stderr).
+    pub output: Option<PathBuf>,
+    /// Working directory of the guest.
+    pub workdir: Option<PathBuf>,
+    /// Show QEMU's internal host calls in text output.
+    pub show_internal: bool,
+    /// Guest program.
+    pub program: PathBuf,
+    /// Its arguments.
+    pub args: Vec<OsString>,
+}
+
+struct RingFile(PathBuf);
+
+impl Drop for RingFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn resolve_program(p: &Path) -> Result<PathBuf, GuestviewError> {
+    if p.is_file() {
+        return Ok(p.to_owned());
+    }
+    Err(GuestviewError::Input(format!(
+        "program {} not found (give a path to a guest ELF program)",
+        p.display()
+    )))
+}
+
+/// Run a guest program; returns its exit status (128 + signal if killed).
+pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
+    let program = resolve_program(&opts.program)?;
+    let arch = elf::arch_of(&program).map_err(|e| GuestviewError::Input(e.to_string()))?;
+    if let Some(want) = opts.arch {
+        if want != arch {
+            return Err(GuestviewError::Input(format!(
+                "--arch {} disagrees with {}, which is a {} program",
+                want.name(),
+                program.display(),
+                arch.name()
+            )));
+        }
+    }
+    let qemu = launch::find_qemu(arch, opts.qemu.as_deref())
+        .map_err(|e| GuestviewError::Setup(e.to_string()))?;
+    let plugin = launch::find_plugin().map_err(|e| GuestviewError::Setup(e.to_string()))?;
+    let out: Box<dyn Write + Send> = match &opts.output {
+        Some(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p).map_err(
+            |e| GuestviewError::Input(format!("cannot write output {}: {e}", p.display())),
+        )?)),
+        None => Box::new(std::io::LineWriter::new(std::io::stderr())),
+    };
+    let mut output = Output::new(out, opts.format);
+    output.show_internal = opts.show_internal;
+    let mut trace = match &opts.trace {
+        Some(p) => Some(TraceWriter::create(p).map_err(|e| GuestviewError::Input(e.to_string()))?),
+        None => None,
+    };
+
+    let mut tracer = HostTracer::new(&TracerOptions::default()).map_err(|e| {
+        if e.is_permission_denied() || !launch::is_root() {
+            GuestviewError::Setup(format!(
+                "cannot load eBPF programs ({e}); run guestview as root (sudo) on a kernel with BPF enabled"
+            ))
+        } else {
+            GuestviewError::Setup(format!("cannot load eBPF programs: {e}"))
+        }
+    })?;
+
+    let run_id = (u64::from(std::process::id()) << 32) ^ monotonic_ns();
+    let ring_path = PathBuf::from(format!(
+        "/dev/shm/guestview-{}-{:x}.ring",
+        std::process::id(),
+        run_id
+    ));
+    let region = Region::create(
+        &ring_path,
+        RegionParams {
+            run_id,
+            ..Default::default()
+        },
+    )
+    .map_err(|e| GuestviewError::Setup(e.to_string()))?;
+    let _ring_guard = RingFile(ring_path.clone());
+    let mut consumer = Consumer::new(&region);
+
+    let mut plugin_arg = plugin.as_os_str().to_owned();
+    plugin_arg.push(",ring=");
+    plugin_arg.push(&ring_path);
+    let mut argv: Vec<OsString> = vec![qemu.path.clone().into(), "-plugin".into(), plugin_arg];
+    if let Some(root) = &opts.rootfs {
+        argv.push("-L".into());
+        argv.push(root.clone().into());
+    }
+    argv.push(program.clone().into());
+    argv.extend(opts.args.iter().cloned());
+
+    let info = RunInfo {
+        arch: arch.name().into(),
+        qemu: format!("{} ({})", qemu.path.display(), qemu.version),
+        argv: std::iter::once(program.display().to_string())
+            .chain(opts.args.iter().map(|a| a.to_string_lossy().into_owned()))
+            .collect(),
+        guestview: env!("CARGO_PKG_VERSION").into(),
+        start_unix_ns: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0),
+        source: "run".into(),
+    };
+    let emit = |ev: TraceEvent,
+                output: &mut Output,
+                trace: &mut Option<TraceWriter>|
+     -> Result<(), GuestviewError> {
+        match output.write(&ev) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+            Err(e) => return Err(GuestviewError::Setup(format!("writing output failed: {e}"))),
+        }
+        if let Some(t) = trace {
+            t.push(ev)
+                .map_err(|e| GuestviewError::Setup(e.to_string()))?;
+        }
+        Ok(())
+    };
+    emit(TraceEvent::Run(info), &mut output, &mut trace)?;
+
+    launch::become_subreaper();
+    launch::catch_interrupts();
+    let t0 = monotonic_ns();
+    let held = launch::spawn_held(&argv, opts.workdir.as_deref())
+        .map_err(|e| GuestviewError::Setup(e.to_string()))?;
+    if let Err(e) = tracer.trace_pid(held.pid as u32) {
+        held.abort();
+        return Err(GuestviewError::Setup(format!("cannot trace QEMU: {e}")));
+    }
+    let child = held.release().map_err(|e| match e {
+        LaunchError::Spawn(io) => {
+            GuestviewError::Setup(format!("cannot execute {}: {io}", qemu.path.display()))
+        }
+        other => GuestviewError::Setup(other.to_string()),
+    })? as u32;
+
+    let mut joiner = Joiner::new(arch);
+    let mut alive: HashSet<u32> = HashSet::from([child]);
+    let mut main_status: Option<Reaped> = None;
+    let mut guest_started = false;
+    let mut killed_rest = false;
+    let mut host_err = None;
+
+    let mut pass = |joiner: &mut Joiner,
+                    consumer: &mut Consumer,
+                    tracer: &mut HostTracer,
+                    alive: &mut HashSet<u32>,
+                    guest_started: &mut bool| {
+        joiner.begin_guest_drain();
+        consumer.poll(|e| {
+            if let RingEvent::Record(r) = e {
+                *guest_started = true;
+                joiner.guest(r);
+            }
+        });
+        joiner.begin_host_drain(monotonic_ns());
+        if let Err(e) = tracer.drain(&mut |ev: HostEvent| {
+            match &ev {
+                HostEvent::Fork {
+                    child_tgid,
+                    is_thread: false,
+                    ..
+                } => {
+                    alive.insert(*child_tgid);
+                }
+                HostEvent::Exit {
+                    tgid,
+                    group_dead: true,
+                    ..
+                } => {
+                    alive.remove(tgid);
+                }
+                _ => {}
+            }
+            joiner.host(ev);
+        }) {
+            host_err = Some(e.to_string());
+        }
+    };
+
+    loop {
+        std::thread::sleep(Duration::from_millis(1));
+        pass(
+            &mut joiner,
+            &mut consumer,
+            &mut tracer,
+            &mut alive,
+            &mut guest_started,
+        );
+        for ev in joiner.settle() {
+            emit(ev, &mut output, &mut trace)?;
+        }
+        while let Some((pid, st)) = launch::reap_any() {
+            if pid as u32 == child {
+                main_status = Some(st);
+            }
+            alive.remove(&(pid as u32));
+        }
+        if main_status.is_some() && alive.is_empty() {
+            break;
+        }
+        if launch::interrupted() && !killed_rest {
+            // The user wants out: stop what is left of the guest, keep the trace.
+            for p in alive.iter() {
+                launch::kill(*p, libc::SIGKILL);
+            }
+            killed_rest = true;
+        }
+    }
+    // Everything the processes did is in the rings now: two more passes make
+    // every host event classifiable, then settle the rest.
+    for _ in 0..2 {
+        pass(
+            &mut joiner,
+            &mut consumer,
+            &mut tracer,
+            &mut alive,
+            &mut guest_started,
+        );
+    }
+    for ev in joiner.finish() {
+        emit(ev, &mut output, &mut trace)?;
+    }
+    let host_stats = tracer.stats().unwrap_or_default();
+    let ring_stats = consumer.stats();
+    emit(
+        Joiner::lost(&host_stats, &ring_stats),
+        &mut output,
+        &mut trace,
+    )?;
+    let js = joiner.stats();
+    let status = main_status.expect("loop ends only after the main child is reaped");
+    emit(
+        TraceEvent::Summary(SummaryEvent {
+            syscalls: js.syscalls,
+            host_syscalls: js.host_syscalls,
+            host_attributed: js.host_attributed,
+            host_internal: js.host_internal,
+            exit_code: Some(status.code()),
+            wall_ns: monotonic_ns() - t0,
+            ring_waits: ring_stats.waits,
+        }),
+        &mut output,
+        &mut trace,
+    )?;
+    if let Some(t) = &mut trace {
+        t.flush()
+            .map_err(|e| GuestviewError::Setup(e.to_string()))?;
+    }
+    let _ = output.flush();
+    if let Some(e) = host_err {
+        return Err(GuestviewError::Setup(format!(
+            "reading host events failed: {e}"
+        )));
+    }
+    if !guest_started && status != Reaped::Exited(0) {
+        return Err(GuestviewError::Setup(format!(
+            "{} exited with status {} before the guest started (see its message above: plugin refused, or program not runnable)",
+            qemu.path.display(),
+            status.code()
+        )));
+    }
+    Ok(status.code())
+}
