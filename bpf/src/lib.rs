@@ -256,6 +256,9 @@ impl HostTracer {
         let ring_bytes = opts.ring_bytes.max(MIN_RING).next_power_of_two();
         let ring_entries =
             u32::try_from(ring_bytes).map_err(|_| BpfError::RingSize(opts.ring_bytes))?;
+        // libbpf's own messages would break guestview's one-line errors;
+        // the error we return says what failed.
+        libbpf_rs::set_print(None);
 
         let mut open = ObjectBuilder::default()
             .open_memory(sys::bpf_object())

@@ -20,6 +20,7 @@ mod insn;
 mod out;
 mod sys;
 
+use parking_lot::Mutex;
 use shmem_proto::record::{SPAN_FILE_OUTPUT, SPAN_RING_WAIT, SPAN_SETUP};
 use shmem_proto::{
     monotonic_ns, Arch, GuestRecord, Origin, Producer, Pushed, Region, RegionParams,
@@ -27,7 +28,7 @@ use shmem_proto::{
 use std::cell::{Cell, RefCell};
 use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
 /// The plugin API version this library asks for (QEMU reads it on load).
 #[no_mangle]
@@ -37,8 +38,9 @@ struct Plugin {
     arch: Arch,
     region: Option<&'static Region>,
     out: Option<Mutex<out::OutTrace>>,
-    /// Guest numbers of calls after which this process image is gone.
-    execve_nrs: Vec<i64>,
+    /// Guest numbers of calls after which this process image may be gone
+    /// (exec, exit, signals): `out=` is flushed before them.
+    flush_before: Vec<i64>,
 }
 
 static PLUGIN: OnceLock<Plugin> = OnceLock::new();
@@ -118,7 +120,8 @@ impl Drop for ThreadState {
         self.push(&GuestRecord::ThreadExit { at });
         if let (Some(pending), Some(plugin)) = (self.pending.take(), PLUGIN.get()) {
             if let Some(out) = &plugin.out {
-                if let Ok(mut o) = out.lock() {
+                {
+                    let mut o = out.lock();
                     o.unfinished(pending);
                 }
             }
@@ -277,13 +280,13 @@ extern "C" fn on_syscall(
                 pc,
                 t_enter_ns: t,
             });
-            if plugin.execve_nrs.contains(&nr) {
-                // atexit does not run across execve: flush what we have.
+            if plugin.flush_before.contains(&nr) {
+                // atexit does not run across execve, nor when a signal
+                // kills the process: flush what we have (this call itself
+                // is written when it returns).
                 if let Some(out) = &plugin.out {
-                    if let Ok(mut o) = out.lock() {
-                        if let Some(p) = ts.pending.clone() {
-                            o.unfinished(p);
-                        }
+                    {
+                        let mut o = out.lock();
                         o.flush();
                     }
                 }
@@ -304,8 +307,9 @@ extern "C" fn on_syscall_ret(_id: sys::qemu_plugin_id_t, vcpu: c_uint, nr: i64, 
         if let Some(out) = &plugin.out {
             let pending = ts.pending.take();
             let t0 = monotonic_ns();
-            if let Ok(mut o) = out.lock() {
-                if o.finished(pending, ts.pid, ts.tid, ts.vcpu, nr, ret, t) {
+            {
+                let mut o = out.lock();
+                if o.finished(pending, nr, ret, t) {
                     let at = ts.origin(t0);
                     ts.push(&GuestRecord::PluginSpan {
                         at,
@@ -328,7 +332,8 @@ extern "C" fn on_atexit(_id: sys::qemu_plugin_id_t, _udata: *mut c_void) {
         });
         if let Some(p) = ts.pending.take() {
             if let Some(out) = &plugin.out {
-                if let Ok(mut o) = out.lock() {
+                {
+                    let mut o = out.lock();
                     o.unfinished(p);
                 }
             }
@@ -341,14 +346,37 @@ extern "C" fn on_atexit(_id: sys::qemu_plugin_id_t, _udata: *mut c_void) {
         region.close_rings_of(pid);
     }
     if let Some(out) = &plugin.out {
-        if let Ok(mut o) = out.lock() {
+        {
+            let mut o = out.lock();
             o.flush();
         }
     }
 }
 
+/// Before fork: hold the `out=` lock so the child never inherits it taken
+/// by a thread that does not exist in the child.
+extern "C" fn on_fork_prepare() {
+    if let Some(out) = PLUGIN.get().and_then(|p| p.out.as_ref()) {
+        std::mem::forget(out.lock());
+    }
+}
+
+extern "C" fn on_fork_parent() {
+    if let Some(out) = PLUGIN.get().and_then(|p| p.out.as_ref()) {
+        // SAFETY: on_fork_prepare locked it on this thread and forgot the guard.
+        unsafe { out.force_unlock() };
+    }
+}
+
 extern "C" fn on_fork_child() {
     FORK_GEN.fetch_add(1, Ordering::AcqRel);
+    if let Some(out) = PLUGIN.get().and_then(|p| p.out.as_ref()) {
+        // SAFETY: the forking thread (now our only thread) locked it in
+        // on_fork_prepare and forgot the guard.
+        unsafe { out.force_unlock() };
+        // Events not yet written are the parent's: it writes them.
+        out.lock().discard_pending();
+    }
 }
 
 fn install(
@@ -405,16 +433,26 @@ fn install(
         )),
         None => None,
     };
-    let execve_nrs = ["execve", "execveat"]
-        .iter()
-        .filter_map(|n| out::syscall_nr(arch, n))
-        .collect();
+    let flush_before = [
+        "execve",
+        "execveat",
+        "exit",
+        "exit_group",
+        "kill",
+        "tkill",
+        "tgkill",
+        "rt_sigqueueinfo",
+        "rt_tgsigqueueinfo",
+    ]
+    .iter()
+    .filter_map(|n| out::syscall_nr(arch, n))
+    .collect();
     PLUGIN
         .set(Plugin {
             arch,
             region,
             out,
-            execve_nrs,
+            flush_before,
         })
         .map_err(|_| "loaded twice into one QEMU".to_string())?;
     if let Some(path) = &announce {
@@ -435,8 +473,14 @@ fn install(
             }
         }
     }
-    // SAFETY: on_fork_child is a plain extern "C" fn with no captured state.
-    unsafe { libc::pthread_atfork(None, None, Some(on_fork_child)) };
+    // SAFETY: the handlers are plain extern "C" fns with no captured state.
+    unsafe {
+        libc::pthread_atfork(
+            Some(on_fork_prepare),
+            Some(on_fork_parent),
+            Some(on_fork_child),
+        )
+    };
     // SAFETY: registering callbacks with the id QEMU gave us, from within
     // qemu_plugin_install, as the API requires.
     unsafe {

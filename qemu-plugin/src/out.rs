@@ -24,6 +24,7 @@ pub struct OutTrace {
     arch: Arch,
     seq: u64,
     failed: bool,
+    last_flush_ns: u64,
 }
 
 /// The guest number of a syscall by name, from the maintained table.
@@ -70,6 +71,7 @@ impl OutTrace {
             arch,
             seq: 0,
             failed: false,
+            last_flush_ns: 0,
         })
     }
 
@@ -109,29 +111,20 @@ impl OutTrace {
     }
 
     /// A call returned. Returns true when this wrote to the file (a syscall).
-    #[allow(clippy::too_many_arguments)]
-    pub fn finished(
-        &mut self,
-        p: Option<Pending>,
-        pid: u32,
-        tid: u32,
-        vcpu: u32,
-        nr: i64,
-        ret: i64,
-        t: u64,
-    ) -> bool {
-        // A return without an entry is the child side of fork/clone.
-        let p = p.filter(|p| p.nr == nr).unwrap_or(Pending {
-            pid,
-            tid,
-            vcpu,
-            nr,
-            args: [0; 8],
-            pc: None,
-            t_enter_ns: 0,
-        });
+    pub fn finished(&mut self, p: Option<Pending>, nr: i64, ret: i64, t: u64) -> bool {
+        // A return without an entry is the child side of fork/clone: the
+        // call itself is recorded once, by the parent.
+        let Some(p) = p.filter(|p| p.nr == nr) else {
+            return false;
+        };
         let ev = self.event(&p, Some(ret), t);
-        self.push(ev)
+        let wrote = self.push(ev);
+        // A process killed from outside loses at most this much.
+        if t.saturating_sub(self.last_flush_ns) > 50_000_000 {
+            self.flush();
+            return true;
+        }
+        wrote
     }
 
     /// A call that will not return (exit, exec, thread or process end).
@@ -140,7 +133,12 @@ impl OutTrace {
         self.push(ev);
     }
 
+    pub fn discard_pending(&mut self) {
+        self.w.discard_pending();
+    }
+
     pub fn flush(&mut self) {
+        self.last_flush_ns = shmem_proto::monotonic_ns();
         if !self.failed {
             if let Err(e) = self.w.flush() {
                 eprintln!("guestview plugin: flushing the trace failed: {e}");

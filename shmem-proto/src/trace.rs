@@ -12,7 +12,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
 /// First eight bytes of a trace file.
@@ -247,8 +247,11 @@ pub enum TraceError {
 }
 
 /// Writes a trace, one frame per [`FRAME_EVENTS`] events or per [`TraceWriter::flush`].
+///
+/// Each frame goes to the file in one `write` on an `O_APPEND` descriptor,
+/// so processes that share a trace after `fork` never interleave frames.
 pub struct TraceWriter {
-    out: BufWriter<File>,
+    out: File,
     pending: Vec<TraceEvent>,
     path: PathBuf,
 }
@@ -260,14 +263,13 @@ impl TraceWriter {
             path: path.to_owned(),
             source,
         };
-        let file = File::create(path).map_err(io)?;
-        let mut out = BufWriter::with_capacity(1 << 20, file);
         let mut hdr = Vec::with_capacity(16);
         hdr.extend_from_slice(&TRACE_MAGIC);
         hdr.extend_from_slice(&TRACE_VERSION.to_le_bytes());
         let crc = crc32fast::hash(&hdr);
         hdr.extend_from_slice(&crc.to_le_bytes());
-        out.write_all(&hdr).map_err(io)?;
+        std::fs::write(path, &hdr).map_err(io)?;
+        let out = File::options().append(true).open(path).map_err(io)?;
         Ok(TraceWriter {
             out,
             pending: Vec::with_capacity(FRAME_EVENTS),
@@ -284,42 +286,40 @@ impl TraceWriter {
         Ok(())
     }
 
+    /// Forget events not yet written (a forked child drops its parent's).
+    pub fn discard_pending(&mut self) {
+        self.pending.clear();
+    }
+
     fn write_frame(&mut self) -> Result<(), TraceError> {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let payload = bincode::serde::encode_to_vec(&self.pending, bincode::config::standard())
-            .map_err(|e| TraceError::Io {
-                path: self.path.clone(),
-                source: io::Error::other(e),
-            })?;
-        self.pending.clear();
-        let len = u32::try_from(payload.len())
-            .ok()
-            .filter(|l| *l <= MAX_FRAME)
-            .ok_or_else(|| TraceError::Io {
-                path: self.path.clone(),
-                source: io::Error::other("frame larger than 64 MiB"),
-            })?;
-        let io = |source| TraceError::Io {
-            path: self.path.clone(),
+        let err = |path: &Path, source| TraceError::Io {
+            path: path.to_owned(),
             source,
         };
-        self.out.write_all(&len.to_le_bytes()).map_err(io)?;
-        self.out
-            .write_all(&crc32fast::hash(&payload).to_le_bytes())
-            .map_err(io)?;
-        self.out.write_all(&payload).map_err(io)?;
-        Ok(())
+        let mut frame = vec![0u8; 8];
+        bincode::serde::encode_into_std_write(
+            &self.pending,
+            &mut frame,
+            bincode::config::standard(),
+        )
+        .map_err(|e| err(&self.path, io::Error::other(e)))?;
+        self.pending.clear();
+        let len = u32::try_from(frame.len() - 8)
+            .ok()
+            .filter(|l| *l <= MAX_FRAME)
+            .ok_or_else(|| err(&self.path, io::Error::other("frame larger than 64 MiB")))?;
+        let crc = crc32fast::hash(&frame[8..]);
+        frame[..4].copy_from_slice(&len.to_le_bytes());
+        frame[4..8].copy_from_slice(&crc.to_le_bytes());
+        self.out.write_all(&frame).map_err(|e| err(&self.path, e))
     }
 
-    /// Write pending events as a frame and push them to the file.
+    /// Write pending events as a frame.
     pub fn flush(&mut self) -> Result<(), TraceError> {
-        self.write_frame()?;
-        let path = self.path.clone();
-        self.out
-            .flush()
-            .map_err(|source| TraceError::Io { path, source })
+        self.write_frame()
     }
 }
 
