@@ -19,11 +19,13 @@
 use crate::tables;
 use crate::verdict;
 use guestview_bpf::{HostEvent, HostSyscall};
+use rustc_hash::FxHashMap as HashMap;
 use shmem_proto::trace::{
     HostCall, InternalEvent, LostEvent, ProcessEvent, SyscallEvent, ThreadEvent, TraceEvent,
 };
 use shmem_proto::{Arch, GuestRecord};
-use std::collections::{HashMap, VecDeque};
+use std::borrow::Cow;
+use std::collections::VecDeque;
 
 /// Extra time a host event may take to become visible after the guest call
 /// that contains it returned (a reservation by another CPU can hold it back
@@ -89,8 +91,8 @@ fn host_call(h: &HostSyscall) -> HostCall {
     HostCall {
         nr: h.nr,
         name: tables::host_syscall_name(h.nr)
-            .map(str::to_owned)
-            .unwrap_or_else(|| format!("syscall_{}", h.nr)),
+            .map(Cow::Borrowed)
+            .unwrap_or_else(|| Cow::Owned(format!("syscall_{}", h.nr))),
         args: h.args.to_vec(),
         ret: h.ret,
         path: h.path.clone(),
@@ -105,13 +107,13 @@ impl Joiner {
     pub fn new(arch: Arch) -> Joiner {
         Joiner {
             arch,
-            arch_of_pid: HashMap::new(),
-            threads: HashMap::new(),
+            arch_of_pid: HashMap::default(),
+            threads: HashMap::default(),
             host_pending: VecDeque::new(),
             pass: 1,
             last_host_drain_ns: 0,
             ready: Vec::new(),
-            internal: HashMap::new(),
+            internal: HashMap::default(),
             seq: 0,
             stats: JoinStats::default(),
         }
@@ -301,17 +303,15 @@ impl Joiner {
                     return;
                 }
             }
-            for g in th.done.iter_mut().rev() {
-                // A call that never returned, superseded by a later entry,
-                // ended before that entry: nothing later belongs to it.
-                let Some((t_exit, _)) = g.exit else { continue };
-                if g.t_enter <= start && h.t_exit_ns <= t_exit {
+            // Calls of one thread do not overlap and `done` is in entry
+            // order: the only candidate is the last call entered before it.
+            let idx = th.done.partition_point(|g| g.t_enter <= start);
+            if idx > 0 {
+                let g = &mut th.done[idx - 1];
+                if g.exit.is_some_and(|(t_exit, _)| h.t_exit_ns <= t_exit) {
                     g.host.push(call);
                     self.stats.host_attributed += 1;
                     return;
-                }
-                if t_exit < start {
-                    break;
                 }
             }
             let plugin = th
@@ -346,15 +346,15 @@ impl Joiner {
         self.stats.syscalls += 1;
         self.ready.push((
             g.t_enter,
-            TraceEvent::Syscall(SyscallEvent {
+            TraceEvent::Syscall(Box::new(SyscallEvent {
                 seq: 0,
                 pid: g.pid,
                 tid: g.tid,
                 vcpu: g.vcpu,
-                arch: arch.name().into(),
+                arch: Cow::Borrowed(arch.name()),
                 pc: g.pc,
                 nr: g.nr,
-                name: name.map(str::to_owned),
+                name: name.map(Cow::Borrowed),
                 args: g.args.to_vec(),
                 path,
                 ret,
@@ -362,10 +362,10 @@ impl Joiner {
                 t_enter_ns: g.t_enter,
                 t_exit_ns: g.exit.map_or(0, |(t, _)| t),
                 host: g.host,
-                verdict: v.into(),
-                policy_action: "allow".into(),
+                verdict: Cow::Borrowed(v),
+                policy_action: Cow::Borrowed("allow"),
                 policy_rule: None,
-            }),
+            })),
         ));
     }
 
@@ -465,7 +465,9 @@ impl Joiner {
             }
         }
         self.ready = keep;
-        ready.sort_by_key(|(t, _)| *t);
+        if !ready.is_sorted_by_key(|(t, _)| *t) {
+            ready.sort_by_key(|(t, _)| *t);
+        }
         ready
             .into_iter()
             .map(|(_, mut ev)| {
@@ -520,7 +522,7 @@ mod tests {
     fn calls(evs: &[TraceEvent]) -> Vec<&SyscallEvent> {
         evs.iter()
             .filter_map(|e| match e {
-                TraceEvent::Syscall(s) => Some(s),
+                TraceEvent::Syscall(s) => Some(&**s),
                 _ => None,
             })
             .collect()
@@ -623,7 +625,7 @@ mod tests {
         let c = j.finish();
         let c = calls(&c);
         assert_eq!(
-            c.iter().map(|s| s.verdict.as_str()).collect::<Vec<_>>(),
+            c.iter().map(|s| s.verdict.as_ref()).collect::<Vec<_>>(),
             ["emulated", "unsupported", "passthrough"]
         );
         assert_eq!(c[1].errno.as_deref(), Some("ENOSYS"));

@@ -56,11 +56,13 @@ enum Cmd {
         /// Also show QEMU's internal host syscalls in text output.
         #[arg(long)]
         show_internal: bool,
-        /// The guest program.
-        program: PathBuf,
-        /// Its arguments.
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<OsString>,
+        /// No live output (use with --trace; the run's status still passes through).
+        #[arg(long, short)]
+        quiet: bool,
+        /// The guest program and its arguments (everything from PROGRAM on
+        /// belongs to the guest).
+        #[arg(value_name = "PROGRAM [ARGS]", required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<OsString>,
     },
     /// Summarise a trace: calls per syscall and verdict, translations, internal calls, losses.
     Report {
@@ -106,9 +108,11 @@ fn main() -> ExitCode {
             output,
             workdir,
             show_internal,
-            program,
-            args,
+            quiet,
+            command,
         } => {
+            let program = PathBuf::from(&command[0]);
+            let args = command[1..].to_vec();
             let opts = RunOptions {
                 arch,
                 qemu,
@@ -118,6 +122,7 @@ fn main() -> ExitCode {
                 output,
                 workdir,
                 show_internal,
+                quiet,
                 program,
                 args,
             };

@@ -100,57 +100,65 @@ pub fn event_json(ev: &TraceEvent) -> Value {
     Value::Object(with_type)
 }
 
-fn ret_text(ret: Option<i64>, errno: Option<&str>) -> String {
-    match (ret, errno) {
-        (None, _) => "?".into(),
-        (Some(r), Some(e)) => format!("{r} {e}"),
-        (Some(r), None) if r > 0xffff => hex(r as u64),
-        (Some(r), None) => r.to_string(),
-    }
+fn push_ret(out: &mut String, ret: Option<i64>, errno: Option<&str>) {
+    use std::fmt::Write as _;
+    let _ = match (ret, errno) {
+        (None, _) => write!(out, "?"),
+        (Some(r), Some(e)) => write!(out, "{r} {e}"),
+        (Some(r), None) if r > 0xffff => write!(out, "{:#x}", r as u64),
+        (Some(r), None) => write!(out, "{r}"),
+    };
 }
 
-fn args_text(name: Option<&str>, args: &[u64], path: Option<&str>) -> String {
+fn push_args(out: &mut String, name: Option<&str>, args: &[u64], path: Option<&str>) {
+    use std::fmt::Write as _;
     let n = shown_args(name, args);
-    let pidx = name.and_then(tables::path_arg);
-    let mut parts = Vec::with_capacity(n);
+    let pidx = if path.is_some() {
+        name.and_then(tables::path_arg)
+    } else {
+        None
+    };
     for (i, a) in args[..n].iter().enumerate() {
-        match (pidx, path) {
-            (Some(p), Some(path)) if p == i => parts.push(format!("{path:?}")),
-            _ => parts.push(hex(*a)),
+        if i > 0 {
+            out.push_str(", ");
         }
+        let _ = match (pidx, path) {
+            (Some(p), Some(path)) if p == i => write!(out, "{path:?}"),
+            _ => write!(out, "{a:#x}"),
+        };
     }
-    parts.join(", ")
 }
 
 /// One guest call as text (with its host calls on following lines).
 pub fn syscall_text(s: &SyscallEvent) -> String {
-    let name = s
-        .name
-        .clone()
-        .unwrap_or_else(|| format!("syscall_{}", s.nr));
-    let mut line = format!(
-        "[{}/{}] {}({}) = {}  <{}>",
-        s.pid,
-        s.tid,
-        name,
-        args_text(s.name.as_deref(), &s.args, s.path.as_deref()),
-        ret_text(s.ret, s.errno.as_deref()),
-        s.verdict
-    );
+    use std::fmt::Write as _;
+    let mut line = String::with_capacity(160 + 100 * s.host.len());
+    let _ = write!(line, "[{}/{}] ", s.pid, s.tid);
+    match &s.name {
+        Some(n) => line.push_str(n),
+        None => {
+            let _ = write!(line, "syscall_{}", s.nr);
+        }
+    }
+    line.push('(');
+    push_args(&mut line, s.name.as_deref(), &s.args, s.path.as_deref());
+    line.push_str(") = ");
+    push_ret(&mut line, s.ret, s.errno.as_deref());
+    let _ = write!(line, "  <{}>", s.verdict);
     if let Some(pc) = s.pc {
-        line.push_str(&format!(" @{pc:#x}"));
+        let _ = write!(line, " @{pc:#x}");
     }
     for h in &s.host {
         let herr = h
             .ret
             .filter(|r| (-4095..0).contains(r))
             .and_then(|r| tables::host_errno_name(-r));
-        line.push_str(&format!(
-            "\n      host: {}({}) = {}",
-            h.name,
-            args_text(Some(&h.name), &h.args, h.path.as_deref()),
-            ret_text(h.ret, herr)
-        ));
+        line.push_str("\n      host: ");
+        line.push_str(&h.name);
+        line.push('(');
+        push_args(&mut line, Some(&h.name), &h.args, h.path.as_deref());
+        line.push_str(") = ");
+        push_ret(&mut line, h.ret, herr);
     }
     line
 }
@@ -171,7 +179,7 @@ pub fn event_text(ev: &TraceEvent, show_internal: bool) -> Option<String> {
         },
         TraceEvent::Thread(t) => format!("[{}/{}] thread {} (vcpu {})", t.pid, t.tid, t.event, t.vcpu),
         TraceEvent::Internal(i) if show_internal => {
-            let names: Vec<_> = i.host.iter().map(|h| h.name.as_str()).collect();
+            let names: Vec<_> = i.host.iter().map(|h| h.name.as_ref()).collect();
             format!(
                 "[{}/{}] internal ({}): {} host call(s): {}",
                 i.pid,

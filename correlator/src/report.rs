@@ -54,7 +54,7 @@ impl Report {
             TraceEvent::Syscall(s) => {
                 self.syscalls += 1;
                 let name = match s.name {
-                    Some(n) => n,
+                    Some(n) => n.into_owned(),
                     None => Arch::from_name(&s.arch)
                         .and_then(|a| tables::guest_syscall_name(a, s.nr))
                         .map_or_else(|| format!("syscall_{}", s.nr), str::to_owned),
@@ -64,14 +64,14 @@ impl Report {
                 if s.errno.is_some() || s.ret.is_some_and(|r| (-4095..0).contains(&r)) {
                     st.errors += 1;
                 }
-                *st.verdicts.entry(s.verdict.clone()).or_default() += 1;
-                *self.per_verdict.entry(s.verdict).or_default() += 1;
+                *st.verdicts.entry(s.verdict.to_string()).or_default() += 1;
+                *self.per_verdict.entry(s.verdict.into_owned()).or_default() += 1;
                 let seq = if s.host.is_empty() {
                     "(none)".to_owned()
                 } else {
                     let mut names: Vec<&str> = Vec::with_capacity(s.host.len());
                     for h in &s.host {
-                        if names.last() != Some(&h.name.as_str()) {
+                        if names.last() != Some(&h.name.as_ref()) {
                             names.push(&h.name);
                         }
                     }
@@ -87,7 +87,7 @@ impl Report {
             TraceEvent::Internal(i) => {
                 let m = self.internal.entry(i.origin).or_default();
                 for h in i.host {
-                    *m.entry(h.name).or_default() += 1;
+                    *m.entry(h.name.into_owned()).or_default() += 1;
                 }
             }
             TraceEvent::Process(p) => *self.processes.entry(p.event).or_default() += 1,

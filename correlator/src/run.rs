@@ -33,6 +33,8 @@ pub struct RunOptions {
     pub workdir: Option<PathBuf>,
     /// Show QEMU's internal host calls in text output.
     pub show_internal: bool,
+    /// No live output (the trace, if any, is still written).
+    pub quiet: bool,
     /// Guest program.
     pub program: PathBuf,
     /// Its arguments.
@@ -78,7 +80,12 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
         Some(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p).map_err(
             |e| GuestviewError::Input(format!("cannot write output {}: {e}", p.display())),
         )?)),
-        None => Box::new(std::io::LineWriter::new(std::io::stderr())),
+        // Flushed after every pass (about a millisecond): live, without a
+        // write per line.
+        None => Box::new(std::io::BufWriter::with_capacity(
+            1 << 16,
+            std::io::stderr(),
+        )),
     };
     let mut output = Output::new(out, opts.format);
     output.show_internal = opts.show_internal;
@@ -138,11 +145,12 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
             .unwrap_or(0),
         source: "run".into(),
     };
+    let quiet = opts.quiet;
     let emit = |ev: TraceEvent,
                 output: &mut Output,
                 trace: &mut Option<TraceWriter>|
      -> Result<(), GuestviewError> {
-        match output.write(&ev) {
+        match if quiet { Ok(()) } else { output.write(&ev) } {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
             Err(e) => return Err(GuestviewError::Setup(format!("writing output failed: {e}"))),
@@ -184,14 +192,14 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
                     alive: &mut HashSet<u32>,
                     guest_started: &mut bool| {
         joiner.begin_guest_drain();
-        consumer.poll(|e| {
+        let mut n = consumer.poll(|e| {
             if let RingEvent::Record(r) = e {
                 *guest_started = true;
                 joiner.guest(r);
             }
         });
         joiner.begin_host_drain(monotonic_ns());
-        if let Err(e) = tracer.drain(&mut |ev: HostEvent| {
+        match tracer.drain(&mut |ev: HostEvent| {
             match &ev {
                 HostEvent::Fork {
                     child_tgid,
@@ -211,8 +219,10 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
             }
             joiner.host(ev);
         }) {
-            host_err = Some(e.to_string());
+            Ok(k) => n += k,
+            Err(e) => host_err = Some(e.to_string()),
         }
+        n
     };
 
     loop {

@@ -165,7 +165,11 @@ pub fn host_errno_to_guest(arch: Arch, errno: i64) -> Option<i64> {
 /// This list is by syscall semantics (no maintained machine-readable source
 /// carries it); names are checked against the `syscalls` tables in tests.
 pub fn path_arg(name: &str) -> Option<usize> {
-    PATH_ARGS.iter().find(|&&(n, _)| n == name).map(|&(_, i)| i)
+    static MAP: std::sync::OnceLock<std::collections::HashMap<&'static str, usize>> =
+        std::sync::OnceLock::new();
+    MAP.get_or_init(|| PATH_ARGS.iter().copied().collect())
+        .get(name)
+        .copied()
 }
 
 /// `(syscall name, index of its first path argument)`.

@@ -3,6 +3,7 @@
 use crate::tables;
 use shmem_proto::trace::HostCall;
 use shmem_proto::Arch;
+use std::borrow::Cow;
 
 /// QEMU's internal "restart this syscall" code (never seen by the guest).
 pub const QEMU_ERESTARTSYS: i64 = 512;
@@ -10,15 +11,15 @@ pub const QEMU_ERESTARTSYS: i64 = 512;
 pub const QEMU_ESIGRETURN: i64 = 513;
 
 /// The errno name a guest return value carries, in the guest's numbering.
-pub fn errno_of(arch: Arch, ret: i64) -> Option<String> {
+pub fn errno_of(arch: Arch, ret: i64) -> Option<Cow<'static, str>> {
     if !(-4095..0).contains(&ret) {
         return None;
     }
-    match -ret {
-        QEMU_ERESTARTSYS => Some("QEMU_ERESTARTSYS".into()),
-        QEMU_ESIGRETURN => Some("QEMU_ESIGRETURN".into()),
-        e => Some(tables::errno_name(arch, e).map_or_else(|| format!("E{e}"), str::to_owned)),
-    }
+    Some(match -ret {
+        QEMU_ERESTARTSYS => Cow::Borrowed("QEMU_ERESTARTSYS"),
+        QEMU_ESIGRETURN => Cow::Borrowed("QEMU_ESIGRETURN"),
+        e => tables::errno_name(arch, e).map_or_else(|| Cow::Owned(format!("E{e}")), Cow::Borrowed),
+    })
 }
 
 /// The path a guest call names, as the host saw it: the last host call
@@ -57,7 +58,7 @@ mod tests {
 
     fn h(name: &str) -> HostCall {
         HostCall {
-            name: name.into(),
+            name: name.to_owned().into(),
             ..Default::default()
         }
     }

@@ -457,9 +457,9 @@ fn install(
         .map_err(|_| "loaded twice into one QEMU".to_string())?;
     if let Some(path) = &announce {
         eprintln!(
-            "guestview: recording guest syscalls into {} (attach with: guestview watch --ring {})",
+            "guestview: recording guest syscalls into {} ({} mode; remove it when done)",
             path.display(),
-            path.display()
+            if opts.wait { "wait" } else { "drop" }
         );
     }
     if opts.wait {

@@ -77,7 +77,7 @@ impl OutTrace {
 
     fn event(&mut self, p: &Pending, ret: Option<i64>, t_exit_ns: u64) -> TraceEvent {
         self.seq += 1;
-        TraceEvent::Syscall(SyscallEvent {
+        TraceEvent::Syscall(Box::new(SyscallEvent {
             seq: self.seq,
             pid: p.pid,
             tid: p.tid,
@@ -92,7 +92,7 @@ impl OutTrace {
             verdict: "guest-only".into(),
             policy_action: "allow".into(),
             ..Default::default()
-        })
+        }))
     }
 
     fn push(&mut self, ev: TraceEvent) -> bool {
@@ -101,7 +101,7 @@ impl OutTrace {
         }
         let before = self.seq;
         match self.w.push(ev) {
-            Ok(()) => before % shmem_proto::trace::FRAME_EVENTS as u64 == 0,
+            Ok(()) => before.is_multiple_of(shmem_proto::trace::FRAME_EVENTS as u64),
             Err(e) => {
                 eprintln!("guestview plugin: writing the trace failed, recording stops: {e}");
                 self.failed = true;

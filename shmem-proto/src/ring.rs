@@ -206,7 +206,7 @@ impl Region {
         if rsize as usize != RECORD_SIZE {
             return Err(bad("record size", RECORD_SIZE as u64, rsize.into()));
         }
-        if !cap.is_power_of_two() || cap < 2 || cap > MAX_CAPACITY_LIMIT {
+        if !cap.is_power_of_two() || !(2..=MAX_CAPACITY_LIMIT).contains(&cap) {
             return Err(bad("capacity", MAX_CAPACITY_LIMIT.into(), cap.into()));
         }
         if rings == 0 || rings > MAX_RINGS_LIMIT {

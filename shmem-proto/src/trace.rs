@@ -11,6 +11,11 @@
 //! reader says where and why it stopped.
 
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+
+/// A string that is usually one of a fixed set (names, verdicts): no
+/// allocation when it is.
+pub type Name = Cow<'static, str>;
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -29,8 +34,9 @@ pub const FRAME_EVENTS: usize = 4096;
 pub enum TraceEvent {
     /// Written first: what ran.
     Run(RunInfo),
-    /// One guest syscall with the host syscalls QEMU made for it.
-    Syscall(SyscallEvent),
+    /// One guest syscall with the host syscalls QEMU made for it (boxed:
+    /// it is by far the largest variant and the most moved).
+    Syscall(Box<SyscallEvent>),
     /// Process fork, exec or exit.
     Process(ProcessEvent),
     /// Thread start or exit.
@@ -66,7 +72,7 @@ pub struct HostCall {
     /// Host (x86-64) syscall number.
     pub nr: i64,
     /// Its name.
-    pub name: String,
+    pub name: Name,
     /// Its six arguments.
     pub args: Vec<u64>,
     /// Its return value (`None`: it never returned, e.g. `exit_group`).
@@ -93,13 +99,13 @@ pub struct SyscallEvent {
     /// QEMU vCPU index.
     pub vcpu: u32,
     /// Guest architecture.
-    pub arch: String,
+    pub arch: Name,
     /// Guest PC of the syscall instruction.
     pub pc: Option<u64>,
     /// Guest syscall number.
     pub nr: i64,
     /// Its name for the guest architecture (`None`: not a syscall there).
-    pub name: Option<String>,
+    pub name: Option<Name>,
     /// The arguments (as many as the call takes, or all QEMU passed).
     pub args: Vec<u64>,
     /// A path the call names, as the host saw it.
@@ -107,7 +113,7 @@ pub struct SyscallEvent {
     /// What the guest saw (`None`: never returned).
     pub ret: Option<i64>,
     /// Errno name when `ret` is an error (guest numbering).
-    pub errno: Option<String>,
+    pub errno: Option<Name>,
     /// Enter time (CLOCK_MONOTONIC ns).
     pub t_enter_ns: u64,
     /// Exit time (0 when it never returned).
@@ -115,9 +121,9 @@ pub struct SyscallEvent {
     /// Host syscalls QEMU made for it, in order.
     pub host: Vec<HostCall>,
     /// `passthrough`, `translated`, `emulated`, `unsupported`, … (`guest-only` in plugin traces).
-    pub verdict: String,
+    pub verdict: Name,
     /// Policy decision (`allow` with no rule until policies exist).
-    pub policy_action: String,
+    pub policy_action: Name,
     /// The rule that decided, if any.
     pub policy_rule: Option<String>,
 }
@@ -478,7 +484,7 @@ mod tests {
     }
 
     fn sample(i: u64) -> TraceEvent {
-        TraceEvent::Syscall(SyscallEvent {
+        TraceEvent::Syscall(Box::new(SyscallEvent {
             seq: i,
             pid: 1,
             tid: 1,
@@ -498,7 +504,7 @@ mod tests {
             verdict: "translated".into(),
             policy_action: "allow".into(),
             ..Default::default()
-        })
+        }))
     }
 
     fn write(path: &Path, n: u64) {

@@ -1,0 +1,192 @@
+//! `guestview-bench`: wall time of `guestview run` (full pipeline, trace
+//! written) against bare QEMU, `qemu -strace` and `strace -f qemu`, on the
+//! same guest programs, in one run; and guestview's lost-event counts.
+//!
+//! Usage: `guestview-bench [--runs N] [--qemu PATH] GUEST_DIR`
+//! where GUEST_DIR holds the built guest programs (tests/guest/build.sh).
+
+use shmem_proto::trace::{TraceEvent, TraceReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Instant;
+
+struct Workload {
+    name: &'static str,
+    prog: &'static str,
+    args: &'static [&'static str],
+    what: &'static str,
+}
+
+const WORKLOADS: &[Workload] = &[
+    Workload {
+        name: "syscall-heavy",
+        prog: "syscall_heavy",
+        args: &["200000"],
+        what: "400,000 guest syscalls (getppid + 1-byte write)",
+    },
+    Workload {
+        name: "compute-heavy",
+        prog: "compute_heavy",
+        args: &[],
+        what: "CPU loop, ~15 syscalls",
+    },
+    Workload {
+        name: "threads+fork",
+        prog: "forkwait",
+        args: &[],
+        what: "fork/wait of 4 children",
+    },
+    Workload {
+        name: "start-up",
+        prog: "hello",
+        args: &[],
+        what: "trivial program (unsandboxed run)",
+    },
+];
+
+fn time(cmd: &mut Command) -> Result<f64, String> {
+    cmd.stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .stdin(Stdio::null());
+    let t = Instant::now();
+    let st = cmd.status().map_err(|e| format!("{cmd:?}: {e}"))?;
+    let secs = t.elapsed().as_secs_f64();
+    if !st.success() {
+        return Err(format!("{cmd:?} failed: {st}"));
+    }
+    Ok(secs)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn lost_in(trace: &Path) -> Result<u64, String> {
+    let mut r = TraceReader::open(trace).map_err(|e| e.to_string())?;
+    let mut lost = None;
+    while let Some(frame) = r.next_frame().map_err(|e| e.to_string())? {
+        for ev in frame {
+            if let TraceEvent::Lost(l) = ev {
+                lost = Some(
+                    l.host_dropped
+                        + l.guest_dropped
+                        + l.guest_no_ring
+                        + l.guest_corrupt
+                        + l.host_malformed,
+                );
+            }
+        }
+    }
+    lost.ok_or_else(|| "trace has no lost record".to_string())
+}
+
+fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    let mut runs = 5usize;
+    let mut qemu = PathBuf::from("/usr/bin/qemu-mips");
+    let mut dir = None;
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--runs" => runs = args.next().and_then(|s| s.parse().ok()).unwrap_or(5).max(1),
+            "--qemu" => qemu = args.next().map(PathBuf::from).unwrap_or(qemu),
+            "-h" | "--help" => {
+                println!("usage: guestview-bench [--runs N] [--qemu PATH] GUEST_DIR");
+                return ExitCode::SUCCESS;
+            }
+            d => dir = Some(PathBuf::from(d)),
+        }
+    }
+    let Some(dir) = dir else {
+        eprintln!("guestview-bench: error: give the directory of built guest programs (e.g. target/guest/mips)");
+        return ExitCode::from(2);
+    };
+    let gv = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("guestview")))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("guestview"));
+    let trace =
+        std::env::temp_dir().join(format!("guestview-bench-{}.gvtrace", std::process::id()));
+    println!(
+        "guestview-bench: {} runs each, median wall time; ratios against bare {}",
+        runs,
+        qemu.display()
+    );
+    println!(
+        "{:<14} {:>9} {:>17} {:>17} {:>20} {:>6}  workload",
+        "", "bare", "qemu -strace", "strace -f qemu", "guestview -q --trace", "lost"
+    );
+    let mut failed = false;
+    for w in WORKLOADS {
+        let prog = dir.join(w.prog);
+        let res = (|| -> Result<(f64, f64, f64, f64, u64), String> {
+            let (mut bare, mut qs, mut sf, mut gvt) = (vec![], vec![], vec![], vec![]);
+            let mut lost = 0;
+            for _ in 0..runs {
+                bare.push(time(Command::new(&qemu).arg(&prog).args(w.args))?);
+                qs.push(time(
+                    Command::new(&qemu).arg("-strace").arg(&prog).args(w.args),
+                )?);
+                sf.push(time(
+                    Command::new("strace")
+                        .args(["-f", "-qq", "-o", "/dev/null"])
+                        .arg(&qemu)
+                        .arg(&prog)
+                        .args(w.args),
+                )?);
+                gvt.push(time(
+                    Command::new(&gv)
+                        .arg("run")
+                        .arg("--qemu")
+                        .arg(&qemu)
+                        .args(["--quiet", "--trace"])
+                        .arg(&trace)
+                        .arg(&prog)
+                        .args(w.args),
+                )?);
+                lost += lost_in(&trace)?;
+            }
+            Ok((median(bare), median(qs), median(sf), median(gvt), lost))
+        })();
+        match res {
+            Ok((b, q, s, g, lost)) => {
+                let r = |x: f64| format!("{x:.3}s {:>5.2}x", x / b);
+                if w.name == "start-up" {
+                    println!(
+                        "{:<14} {:>8.3}s {:>17} {:>17} {:>20} {:>6}  {} (+{:.1} ms over bare)",
+                        w.name,
+                        b,
+                        r(q),
+                        r(s),
+                        r(g),
+                        lost,
+                        w.what,
+                        (g - b) * 1e3
+                    );
+                } else {
+                    println!(
+                        "{:<14} {:>8.3}s {:>17} {:>17} {:>20} {:>6}  {}",
+                        w.name,
+                        b,
+                        r(q),
+                        r(s),
+                        r(g),
+                        lost,
+                        w.what
+                    );
+                }
+            }
+            Err(e) => {
+                failed = true;
+                println!("{:<14} error: {e}", w.name);
+            }
+        }
+    }
+    let _ = std::fs::remove_file(&trace);
+    if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
