@@ -122,13 +122,15 @@ pub struct HostSyscall {
     pub tid: u32,
     /// x86-64 syscall number.
     pub nr: i64,
-    /// Raw arguments (all 0 when `t_enter_ns == 0`).
+    /// Raw arguments (from the registers at sys_exit for calls recorded
+    /// there alone; all 0 for a path-taking call whose enter was not seen).
     pub args: [u64; 6],
     /// Raw return value (`-errno` on failure); `None` for a syscall that
     /// never returned (exit, exit_group, or one the thread died in).
     pub ret: Option<i64>,
-    /// Monotonic ns at sys_enter; 0 when the enter was not seen (tracing
-    /// began mid-call, or a new child returning from fork/clone).
+    /// Monotonic ns at sys_enter, for path-taking calls, exec and
+    /// rt_sigreturn; 0 for every other call (recorded at sys_exit alone, which
+    /// is cheaper and all the join needs) and when the enter was not seen.
     pub t_enter_ns: u64,
     /// Monotonic ns at sys_exit (at sys_enter for exit/exit_group).
     pub t_exit_ns: u64,

@@ -23,6 +23,7 @@ char LICENSE[] SEC("license") = "GPL";
 #define NR_EXIT 60
 #define NR_EXIT_GROUP 231
 #define NR_EXECVEAT 322
+#define NR_RT_SIGRETURN 15
 
 /* Processes (by tgid) being traced; user space seeds it, fork extends it. */
 struct {
@@ -245,6 +246,22 @@ static __always_inline void emit_noreturn(__u32 tgid, __u32 tid, __s64 nr, const
 }
 
 /*
+ * Which syscalls need state carried from sys_enter to sys_exit: those with a
+ * path (read while the memory is surely there), exec (whose sys_exit runs in
+ * the new image) and rt_sigreturn (which overwrites orig_ax). Every other
+ * syscall is recorded at sys_exit alone, from the registers the kernel
+ * keeps in pt_regs: no task storage, no second map lookup. The join needs
+ * only the exit time (a host call whose exit lies in a guest call's window
+ * began in it: one thread, one syscall at a time).
+ */
+static __always_inline int needs_enter(__s64 nr)
+{
+	if (nr == NR_RT_SIGRETURN)
+		return 1;
+	return (__u64)nr < GV_NR_TABLE && path_arg_plus1[nr] != 0;
+}
+
+/*
  * BTF-typed raw tracepoints rather than classic ones: a classic tracepoint
  * first copies the event into a perf buffer for every syscall of every
  * process, which made untraced processes 2.6x slower on a syscall-heavy
@@ -260,10 +277,12 @@ int BPF_PROG(gv_sys_enter, struct pt_regs *regs, long id)
 	__s64 nr;
 	__u64 now;
 
+	nr = id;
+	if (!(nr == NR_EXIT || nr == NR_EXIT_GROUP || needs_enter(nr)))
+		return 0;
 	if (!is_traced(tgid))
 		return 0;
 
-	nr = id;
 	now = bpf_ktime_get_ns();
 
 	if (nr == NR_EXIT || nr == NR_EXIT_GROUP) {
@@ -333,6 +352,28 @@ int BPF_PROG(gv_sys_exit, struct pt_regs *regs, long ret)
 		return 0;
 
 	now = bpf_ktime_get_ns();
+	{
+		__s64 nr = regs->orig_ax;
+
+		if (nr >= 0 && !needs_enter(nr)) {
+			struct gv_syscall_event *e = bpf_ringbuf_reserve(&rb, sizeof(*e), 0);
+
+			if (!e) {
+				count_dropped();
+				return 0;
+			}
+			fill_hdr(&e->hdr, GV_OP_SYSCALL, 0, sizeof(*e), now);
+			e->tgid = tgid;
+			e->tid = tid;
+			e->nr = nr;
+			copy_regs_args(e->args, regs);
+			e->ret = ret;
+			e->t_enter = 0;
+			e->t_exit = now;
+			submit(e);
+			return 0;
+		}
+	}
 	p = bpf_task_storage_get(&pending, bpf_get_current_task_btf(), 0, 0);
 
 	if (!p || !p->active) {
