@@ -89,7 +89,7 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
     };
     let mut output = Output::new(out, opts.format);
     output.show_internal = opts.show_internal;
-    let mut trace = match &opts.trace {
+    let trace = match &opts.trace {
         Some(p) => Some(TraceWriter::create(p).map_err(|e| GuestviewError::Input(e.to_string()))?),
         None => None,
     };
@@ -119,7 +119,7 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
     )
     .map_err(|e| GuestviewError::Setup(e.to_string()))?;
     let _ring_guard = RingFile(ring_path.clone());
-    let mut consumer = Consumer::new(&region);
+    let consumer = Consumer::new(&region);
 
     let mut plugin_arg = plugin.as_os_str().to_owned();
     plugin_arg.push(",ring=");
@@ -145,23 +145,13 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
             .unwrap_or(0),
         source: "run".into(),
     };
-    let quiet = opts.quiet;
-    let emit = |ev: TraceEvent,
-                output: &mut Output,
-                trace: &mut Option<TraceWriter>|
-     -> Result<(), GuestviewError> {
-        match if quiet { Ok(()) } else { output.write(&ev) } {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-            Err(e) => return Err(GuestviewError::Setup(format!("writing output failed: {e}"))),
-        }
-        if let Some(t) = trace {
-            t.push(ev)
-                .map_err(|e| GuestviewError::Setup(e.to_string()))?;
-        }
-        Ok(())
+    let mut sink = Sink {
+        output,
+        trace,
+        quiet: opts.quiet,
+        last_trace_flush: monotonic_ns(),
     };
-    emit(TraceEvent::Run(info), &mut output, &mut trace)?;
+    sink.emit(TraceEvent::Run(info))?;
 
     launch::become_subreaper();
     launch::catch_interrupts();
@@ -179,18 +169,154 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
         other => GuestviewError::Setup(other.to_string()),
     })? as u32;
 
-    let mut joiner = Joiner::new(arch);
-    let mut alive: HashSet<u32> = HashSet::from([child]);
+    let mut views = Views {
+        joiner: Joiner::new(arch),
+        consumer,
+        tracer: &mut tracer,
+        alive: HashSet::from([child]),
+        guest_started: false,
+        host_err: None,
+    };
     let mut main_status: Option<Reaped> = None;
-    let mut guest_started = false;
     let mut killed_rest = false;
-    let mut host_err = None;
+    let mut busy = false;
+    loop {
+        // Keep draining without sleeping while the guest produces fast.
+        if !busy {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        busy = views.pass() > 2048;
+        for ev in views.joiner.settle() {
+            sink.emit(ev)?;
+        }
+        sink.end_pass()?;
+        while let Some((pid, st)) = launch::reap_any() {
+            if pid as u32 == child {
+                main_status = Some(st);
+            }
+            views.alive.remove(&(pid as u32));
+        }
+        if main_status.is_some() && views.alive.is_empty() {
+            break;
+        }
+        if launch::interrupted() && !killed_rest {
+            // The user wants out: stop what is left of the guest, keep the trace.
+            for p in views.alive.iter() {
+                launch::kill(*p, libc::SIGKILL);
+            }
+            killed_rest = true;
+        }
+    }
+    // Everything the processes did is in the rings now: two more passes make
+    // every host event classifiable, then settle the rest.
+    views.pass();
+    views.pass();
+    for ev in views.joiner.finish() {
+        sink.emit(ev)?;
+    }
+    let host_stats = views.tracer.stats().unwrap_or_default();
+    let ring_stats = views.consumer.stats();
+    sink.emit(Joiner::lost(&host_stats, &ring_stats))?;
+    let js = views.joiner.stats();
+    let status = main_status.expect("loop ends only after the main child is reaped");
+    sink.emit(TraceEvent::Summary(SummaryEvent {
+        syscalls: js.syscalls,
+        host_syscalls: js.host_syscalls,
+        host_attributed: js.host_attributed,
+        host_internal: js.host_internal,
+        exit_code: Some(status.code()),
+        wall_ns: monotonic_ns() - t0,
+        ring_waits: ring_stats.waits,
+    }))?;
+    sink.finish()?;
+    if let Some(e) = views.host_err {
+        return Err(GuestviewError::Setup(format!(
+            "reading host events failed: {e}"
+        )));
+    }
+    if !views.guest_started && status != Reaped::Exited(0) {
+        return Err(GuestviewError::Setup(format!(
+            "{} exited with status {} before the guest started (see its message above: plugin refused, or program not runnable)",
+            qemu.path.display(),
+            status.code()
+        )));
+    }
+    Ok(status.code())
+}
 
-    let mut pass = |joiner: &mut Joiner,
-                    consumer: &mut Consumer,
-                    tracer: &mut HostTracer,
-                    alive: &mut HashSet<u32>,
-                    guest_started: &mut bool| {
+/// Where joined events go: live output and the trace file.
+struct Sink {
+    output: Output,
+    trace: Option<TraceWriter>,
+    quiet: bool,
+    last_trace_flush: u64,
+}
+
+impl Sink {
+    fn emit(&mut self, ev: TraceEvent) -> Result<(), GuestviewError> {
+        if !self.quiet {
+            match self.output.write(&ev) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+                Err(e) => return Err(GuestviewError::Setup(format!("writing output failed: {e}"))),
+            }
+        }
+        if let Some(t) = &mut self.trace {
+            t.push(ev)
+                .map_err(|e| GuestviewError::Setup(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// After each pass: live output is flushed (about every millisecond, not
+    /// per line), and the trace every 100 ms, so a run killed hard loses at
+    /// most that much of it.
+    fn end_pass(&mut self) -> Result<(), GuestviewError> {
+        let _ = self.output.flush();
+        let now = monotonic_ns();
+        if now - self.last_trace_flush > 100_000_000 {
+            self.last_trace_flush = now;
+            if let Some(t) = &mut self.trace {
+                t.flush()
+                    .map_err(|e| GuestviewError::Setup(e.to_string()))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), GuestviewError> {
+        if let Some(t) = &mut self.trace {
+            t.flush()
+                .map_err(|e| GuestviewError::Setup(e.to_string()))?;
+        }
+        let _ = self.output.flush();
+        Ok(())
+    }
+}
+
+/// The two views of the run and what the passes learn from them.
+struct Views<'r, 't> {
+    joiner: Joiner,
+    consumer: Consumer<'r>,
+    tracer: &'t mut HostTracer,
+    /// Traced processes not yet exited.
+    alive: HashSet<u32>,
+    guest_started: bool,
+    host_err: Option<String>,
+}
+
+impl Views<'_, '_> {
+    /// Drain the guest rings, then the host ring (the order the join relies
+    /// on); returns the number of events read.
+    fn pass(&mut self) -> usize {
+        let Views {
+            joiner,
+            consumer,
+            tracer,
+            alive,
+            guest_started,
+            host_err,
+        } = self;
         joiner.begin_guest_drain();
         let mut n = consumer.poll(|e| {
             if let RingEvent::Record(r) = e {
@@ -220,92 +346,8 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
             joiner.host(ev);
         }) {
             Ok(k) => n += k,
-            Err(e) => host_err = Some(e.to_string()),
+            Err(e) => *host_err = Some(e.to_string()),
         }
         n
-    };
-
-    loop {
-        std::thread::sleep(Duration::from_millis(1));
-        pass(
-            &mut joiner,
-            &mut consumer,
-            &mut tracer,
-            &mut alive,
-            &mut guest_started,
-        );
-        for ev in joiner.settle() {
-            emit(ev, &mut output, &mut trace)?;
-        }
-        while let Some((pid, st)) = launch::reap_any() {
-            if pid as u32 == child {
-                main_status = Some(st);
-            }
-            alive.remove(&(pid as u32));
-        }
-        if main_status.is_some() && alive.is_empty() {
-            break;
-        }
-        if launch::interrupted() && !killed_rest {
-            // The user wants out: stop what is left of the guest, keep the trace.
-            for p in alive.iter() {
-                launch::kill(*p, libc::SIGKILL);
-            }
-            killed_rest = true;
-        }
     }
-    // Everything the processes did is in the rings now: two more passes make
-    // every host event classifiable, then settle the rest.
-    for _ in 0..2 {
-        pass(
-            &mut joiner,
-            &mut consumer,
-            &mut tracer,
-            &mut alive,
-            &mut guest_started,
-        );
-    }
-    for ev in joiner.finish() {
-        emit(ev, &mut output, &mut trace)?;
-    }
-    let host_stats = tracer.stats().unwrap_or_default();
-    let ring_stats = consumer.stats();
-    emit(
-        Joiner::lost(&host_stats, &ring_stats),
-        &mut output,
-        &mut trace,
-    )?;
-    let js = joiner.stats();
-    let status = main_status.expect("loop ends only after the main child is reaped");
-    emit(
-        TraceEvent::Summary(SummaryEvent {
-            syscalls: js.syscalls,
-            host_syscalls: js.host_syscalls,
-            host_attributed: js.host_attributed,
-            host_internal: js.host_internal,
-            exit_code: Some(status.code()),
-            wall_ns: monotonic_ns() - t0,
-            ring_waits: ring_stats.waits,
-        }),
-        &mut output,
-        &mut trace,
-    )?;
-    if let Some(t) = &mut trace {
-        t.flush()
-            .map_err(|e| GuestviewError::Setup(e.to_string()))?;
-    }
-    let _ = output.flush();
-    if let Some(e) = host_err {
-        return Err(GuestviewError::Setup(format!(
-            "reading host events failed: {e}"
-        )));
-    }
-    if !guest_started && status != Reaped::Exited(0) {
-        return Err(GuestviewError::Setup(format!(
-            "{} exited with status {} before the guest started (see its message above: plugin refused, or program not runnable)",
-            qemu.path.display(),
-            status.code()
-        )));
-    }
-    Ok(status.code())
 }
