@@ -339,6 +339,34 @@ int BPF_PROG(gv_sys_enter, struct pt_regs *regs, long id)
 	return 0;
 }
 
+/*
+ * A syscall recorded at sys_exit from the registers alone. With
+ * GV_F_NO_ENTER (a call that needed its enter, which was not seen) the
+ * arguments are left 0: the registers may no longer hold them.
+ */
+static __always_inline void emit_at_exit(__u32 tgid, __u32 tid, struct pt_regs *regs, long ret,
+					 __u64 now, __u16 flags)
+{
+	struct gv_syscall_event *e = bpf_ringbuf_reserve(&rb, sizeof(*e), 0);
+
+	if (!e) {
+		count_dropped();
+		return;
+	}
+	fill_hdr(&e->hdr, GV_OP_SYSCALL, flags, sizeof(*e), now);
+	e->tgid = tgid;
+	e->tid = tid;
+	e->nr = regs->orig_ax;
+	if (flags & GV_F_NO_ENTER)
+		__builtin_memset(e->args, 0, sizeof(e->args));
+	else
+		copy_regs_args(e->args, regs);
+	e->ret = ret;
+	e->t_enter = 0;
+	e->t_exit = now;
+	submit(e);
+}
+
 SEC("tp_btf/sys_exit")
 int BPF_PROG(gv_sys_exit, struct pt_regs *regs, long ret)
 {
@@ -352,46 +380,15 @@ int BPF_PROG(gv_sys_exit, struct pt_regs *regs, long ret)
 		return 0;
 
 	now = bpf_ktime_get_ns();
-	{
-		__s64 nr = regs->orig_ax;
-
-		if (nr >= 0 && !needs_enter(nr)) {
-			struct gv_syscall_event *e = bpf_ringbuf_reserve(&rb, sizeof(*e), 0);
-
-			if (!e) {
-				count_dropped();
-				return 0;
-			}
-			fill_hdr(&e->hdr, GV_OP_SYSCALL, 0, sizeof(*e), now);
-			e->tgid = tgid;
-			e->tid = tid;
-			e->nr = nr;
-			copy_regs_args(e->args, regs);
-			e->ret = ret;
-			e->t_enter = 0;
-			e->t_exit = now;
-			submit(e);
-			return 0;
-		}
+	/* orig_ax is -1 after rt_sigreturn: that one goes through its enter state. */
+	if ((__s64)regs->orig_ax >= 0 && !needs_enter((__s64)regs->orig_ax)) {
+		emit_at_exit(tgid, tid, regs, ret, now, 0);
+		return 0;
 	}
 	p = bpf_task_storage_get(&pending, bpf_get_current_task_btf(), 0, 0);
 
 	if (!p || !p->active) {
-		struct gv_syscall_event *e = bpf_ringbuf_reserve(&rb, sizeof(*e), 0);
-
-		if (!e) {
-			count_dropped();
-			return 0;
-		}
-		fill_hdr(&e->hdr, GV_OP_SYSCALL, GV_F_NO_ENTER, sizeof(*e), now);
-		e->tgid = tgid;
-		e->tid = tid;
-		e->nr = regs->orig_ax;
-		__builtin_memset(e->args, 0, sizeof(e->args));
-		e->ret = ret;
-		e->t_enter = 0;
-		e->t_exit = now;
-		submit(e);
+		emit_at_exit(tgid, tid, regs, ret, now, GV_F_NO_ENTER);
 		return 0;
 	}
 
