@@ -73,7 +73,16 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
             )));
         }
     }
-    let qemu = launch::find_qemu(arch, opts.qemu.as_deref())
+    // Checking QEMU runs it twice; load the eBPF programs meanwhile (both
+    // are start-up latency, neither needs the other).
+    let qemu_check = {
+        let explicit = opts.qemu.clone();
+        std::thread::spawn(move || launch::find_qemu(arch, explicit.as_deref()))
+    };
+    let tracer = HostTracer::new(&TracerOptions::default());
+    let qemu = qemu_check
+        .join()
+        .map_err(|_| GuestviewError::Setup("checking QEMU failed".into()))?
         .map_err(|e| GuestviewError::Setup(e.to_string()))?;
     let plugin = launch::find_plugin().map_err(|e| GuestviewError::Setup(e.to_string()))?;
     let out: Box<dyn Write + Send> = match &opts.output {
@@ -94,7 +103,7 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
         None => None,
     };
 
-    let mut tracer = HostTracer::new(&TracerOptions::default()).map_err(|e| {
+    let mut tracer = tracer.map_err(|e| {
         if e.is_permission_denied() || !launch::is_root() {
             GuestviewError::Setup(format!(
                 "cannot load eBPF programs ({e}); run guestview as root (sudo) on a kernel with BPF enabled"
