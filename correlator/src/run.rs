@@ -271,7 +271,7 @@ impl Sink {
             }
         }
         if let Some(t) = &mut self.trace {
-            t.push(ev)
+            t.push(&ev)
                 .map_err(|e| GuestviewError::Setup(e.to_string()))?;
         }
         Ok(())

@@ -57,7 +57,7 @@ impl OutTrace {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0);
-        w.push(TraceEvent::Run(RunInfo {
+        w.push(&TraceEvent::Run(RunInfo {
             arch: arch.name().into(),
             qemu: String::new(),
             argv,
@@ -99,9 +99,8 @@ impl OutTrace {
         if self.failed {
             return false;
         }
-        let before = self.seq;
-        match self.w.push(ev) {
-            Ok(()) => before.is_multiple_of(shmem_proto::trace::FRAME_EVENTS as u64),
+        match self.w.push(&ev) {
+            Ok(wrote) => wrote,
             Err(e) => {
                 eprintln!("guestview plugin: writing the trace failed, recording stops: {e}");
                 self.failed = true;

@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! header  : magic "GVTRACE\0" (8) | format version u32 LE | header CRC32 of the first 12 bytes u32 LE
-//! frame*  : payload length u32 LE | CRC32 of payload u32 LE | payload = bincode(Vec<TraceEvent>)
+//! frame*  : payload length u32 LE | CRC32 of payload u32 LE | payload
+//! payload : event count u32 LE | bincode(TraceEvent) * count
 //! ```
 //!
 //! A frame is written whole or not at all from the reader's point of view:
@@ -23,7 +24,7 @@ use std::path::{Path, PathBuf};
 /// First eight bytes of a trace file.
 pub const TRACE_MAGIC: [u8; 8] = *b"GVTRACE\0";
 /// Version of the trace format.
-pub const TRACE_VERSION: u32 = 1;
+pub const TRACE_VERSION: u32 = 2;
 /// Largest frame a reader accepts (a hostile length cannot make it allocate more).
 pub const MAX_FRAME: u32 = 64 << 20;
 /// Events per frame the writer aims at.
@@ -258,9 +259,16 @@ pub enum TraceError {
 /// so processes that share a trace after `fork` never interleave frames.
 pub struct TraceWriter {
     out: File,
-    pending: Vec<TraceEvent>,
+    /// The frame being built: header space, event count, encoded events.
+    frame: Vec<u8>,
+    events: u32,
     path: PathBuf,
 }
+
+/// Bytes before the first event of a frame: length, CRC, event count.
+const FRAME_HEAD: usize = 12;
+/// A frame is written once its events take this many bytes, whatever their number.
+const FRAME_BYTES: usize = 4 << 20;
 
 impl TraceWriter {
     /// Create (truncate) `path` and write the header.
@@ -276,51 +284,63 @@ impl TraceWriter {
         hdr.extend_from_slice(&crc.to_le_bytes());
         std::fs::write(path, &hdr).map_err(io)?;
         let out = File::options().append(true).open(path).map_err(io)?;
+        let mut frame = Vec::with_capacity(1 << 20);
+        frame.resize(FRAME_HEAD, 0);
         Ok(TraceWriter {
             out,
-            pending: Vec::with_capacity(FRAME_EVENTS),
+            frame,
+            events: 0,
             path: path.to_owned(),
         })
     }
 
-    /// Add an event; writes a frame when enough are pending.
-    pub fn push(&mut self, ev: TraceEvent) -> Result<(), TraceError> {
-        self.pending.push(ev);
-        if self.pending.len() >= FRAME_EVENTS {
-            self.write_frame()?;
+    /// Add an event (encoded at once, so the caller keeps it); writes a
+    /// frame when enough are pending, and then returns `true`.
+    pub fn push(&mut self, ev: &TraceEvent) -> Result<bool, TraceError> {
+        let mark = self.frame.len();
+        if let Err(e) =
+            bincode::serde::encode_into_std_write(ev, &mut self.frame, bincode::config::standard())
+        {
+            self.frame.truncate(mark);
+            return Err(TraceError::Io {
+                path: self.path.clone(),
+                source: io::Error::other(e),
+            });
         }
-        Ok(())
+        self.events += 1;
+        if self.events as usize >= FRAME_EVENTS || self.frame.len() >= FRAME_BYTES {
+            self.write_frame()?;
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     /// Forget events not yet written (a forked child drops its parent's).
     pub fn discard_pending(&mut self) {
-        self.pending.clear();
+        self.frame.truncate(FRAME_HEAD);
+        self.events = 0;
     }
 
     fn write_frame(&mut self) -> Result<(), TraceError> {
-        if self.pending.is_empty() {
+        if self.events == 0 {
             return Ok(());
         }
         let err = |path: &Path, source| TraceError::Io {
             path: path.to_owned(),
             source,
         };
-        let mut frame = vec![0u8; 8];
-        bincode::serde::encode_into_std_write(
-            &self.pending,
-            &mut frame,
-            bincode::config::standard(),
-        )
-        .map_err(|e| err(&self.path, io::Error::other(e)))?;
-        self.pending.clear();
-        let len = u32::try_from(frame.len() - 8)
+        let payload = &mut self.frame[8..];
+        payload[..4].copy_from_slice(&self.events.to_le_bytes());
+        let len = u32::try_from(payload.len())
             .ok()
             .filter(|l| *l <= MAX_FRAME)
             .ok_or_else(|| err(&self.path, io::Error::other("frame larger than 64 MiB")))?;
-        let crc = crc32fast::hash(&frame[8..]);
-        frame[..4].copy_from_slice(&len.to_le_bytes());
-        frame[4..8].copy_from_slice(&crc.to_le_bytes());
-        self.out.write_all(&frame).map_err(|e| err(&self.path, e))
+        let crc = crc32fast::hash(payload);
+        self.frame[..4].copy_from_slice(&len.to_le_bytes());
+        self.frame[4..8].copy_from_slice(&crc.to_le_bytes());
+        let r = self.out.write_all(&self.frame);
+        self.discard_pending();
+        r.map_err(|e| err(&self.path, e))
     }
 
     /// Write pending events as a frame.
@@ -441,20 +461,37 @@ impl TraceReader {
             self.done = true;
             return Err(corrupt("checksum mismatch".into()));
         }
-        let limit = bincode::config::standard().with_limit::<{ 1 << 28 }>();
-        let (events, used): (Vec<TraceEvent>, usize) =
-            bincode::serde::decode_from_slice(&self.buf, limit).map_err(|e| {
-                self.done = true;
-                corrupt(format!("undecodable frame: {e}"))
-            })?;
-        if used != self.buf.len() {
+        let events = decode_payload(&self.buf).map_err(|why| {
             self.done = true;
-            return Err(corrupt("trailing bytes in frame".into()));
-        }
+            corrupt(why)
+        })?;
         self.offset += 8 + u64::from(len);
         self.frames += 1;
         Ok(Some(events))
     }
+}
+
+/// The events of one frame's payload: a u32 LE count, then that many
+/// bincode-encoded events, and nothing after them.
+fn decode_payload(buf: &[u8]) -> Result<Vec<TraceEvent>, String> {
+    let Some((count, mut rest)) = buf.split_first_chunk::<4>() else {
+        return Err("frame shorter than its event count".into());
+    };
+    let count = u32::from_le_bytes(*count) as usize;
+    // Every event takes at least two bytes: a hostile count cannot make us
+    // reserve more than the frame could hold.
+    let mut events = Vec::with_capacity(count.min(rest.len() / 2));
+    let limit = bincode::config::standard().with_limit::<{ 1 << 28 }>();
+    for i in 0..count {
+        let (ev, used): (TraceEvent, usize) = bincode::serde::decode_from_slice(rest, limit)
+            .map_err(|e| format!("undecodable event {i} of {count}: {e}"))?;
+        events.push(ev);
+        rest = &rest[used..];
+    }
+    if !rest.is_empty() {
+        return Err("trailing bytes in frame".into());
+    }
+    Ok(events)
 }
 
 /// Read until `buf` is full or EOF; returns bytes read.
@@ -510,7 +547,7 @@ mod tests {
     fn write(path: &Path, n: u64) {
         let mut w = TraceWriter::create(path).unwrap();
         for i in 0..n {
-            w.push(sample(i)).unwrap();
+            w.push(&sample(i)).unwrap();
         }
         w.flush().unwrap();
     }
@@ -579,6 +616,28 @@ mod tests {
             TraceReader::open(&p),
             Err(TraceError::NotATrace { .. })
         ));
+        std::fs::remove_file(&p).unwrap();
+    }
+
+    #[test]
+    fn hostile_event_count_is_refused_without_allocating_it() {
+        let p = tmp("count");
+        write(&p, 1);
+        let mut bytes = std::fs::read(&p).unwrap();
+        // A frame whose CRC is right but whose count claims 4 billion events.
+        bytes[24..28].copy_from_slice(&u32::MAX.to_le_bytes());
+        let crc = crc32fast::hash(&bytes[24..]);
+        bytes[20..24].copy_from_slice(&crc.to_le_bytes());
+        std::fs::write(&p, &bytes).unwrap();
+        let msg = read_all(&p).1.unwrap().to_string();
+        assert!(msg.contains("undecodable event 1 of 4294967295"), "{msg}");
+        // A count of 0 with an event behind it: trailing bytes.
+        bytes[24..28].copy_from_slice(&0u32.to_le_bytes());
+        let crc = crc32fast::hash(&bytes[24..]);
+        bytes[20..24].copy_from_slice(&crc.to_le_bytes());
+        std::fs::write(&p, &bytes).unwrap();
+        let msg = read_all(&p).1.unwrap().to_string();
+        assert!(msg.contains("trailing bytes"), "{msg}");
         std::fs::remove_file(&p).unwrap();
     }
 }
