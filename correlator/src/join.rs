@@ -93,7 +93,7 @@ fn host_call(h: &HostSyscall) -> HostCall {
         name: tables::host_syscall_name(h.nr)
             .map(Cow::Borrowed)
             .unwrap_or_else(|| Cow::Owned(format!("syscall_{}", h.nr))),
-        args: h.args.to_vec(),
+        args: h.args,
         ret: h.ret,
         path: h.path.clone(),
         tid: h.tid,
@@ -355,7 +355,7 @@ impl Joiner {
                 pc: g.pc,
                 nr: g.nr,
                 name: name.map(Cow::Borrowed),
-                args: g.args.to_vec(),
+                args: g.args,
                 path,
                 ret,
                 errno,

@@ -256,13 +256,13 @@ mod tests {
             pc: Some(0x7f6a1c30),
             nr: 4005,
             name: Some("open".into()),
-            args: vec![0x4a10a0, 0, 0, 0, 0, 0, 0, 0],
+            args: [0x4a10a0, 0, 0, 0, 0, 0, 0, 0],
             path: Some("/etc/passwd".into()),
             ret: Some(3),
             host: vec![HostCall {
                 nr: 257,
                 name: "openat".into(),
-                args: vec![0xffffff9c, 0x4a20a0, 0, 0, 0, 0],
+                args: [0xffffff9c, 0x4a20a0, 0, 0, 0, 0],
                 ret: Some(3),
                 path: Some("/etc/passwd".into()),
                 ..Default::default()

@@ -85,7 +85,7 @@ impl OutTrace {
             arch: self.arch.name().into(),
             pc: p.pc,
             nr: p.nr,
-            args: p.args.to_vec(),
+            args: p.args,
             ret,
             t_enter_ns: p.t_enter_ns,
             t_exit_ns,

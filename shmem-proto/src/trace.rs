@@ -75,7 +75,7 @@ pub struct HostCall {
     /// Its name.
     pub name: Name,
     /// Its six arguments.
-    pub args: Vec<u64>,
+    pub args: [u64; 6],
     /// Its return value (`None`: it never returned, e.g. `exit_group`).
     pub ret: Option<i64>,
     /// The path argument, decoded in the kernel.
@@ -107,8 +107,8 @@ pub struct SyscallEvent {
     pub nr: i64,
     /// Its name for the guest architecture (`None`: not a syscall there).
     pub name: Option<Name>,
-    /// The arguments (as many as the call takes, or all QEMU passed).
-    pub args: Vec<u64>,
+    /// All eight arguments QEMU passed (the call takes the first few).
+    pub args: [u64; 8],
     /// A path the call names, as the host saw it.
     pub path: Option<String>,
     /// What the guest saw (`None`: never returned).
@@ -528,12 +528,12 @@ mod tests {
             arch: "mips".into(),
             nr: 4005,
             name: Some("open".into()),
-            args: vec![1, 2, 3],
+            args: [1, 2, 3, 0, 0, 0, 0, 0],
             ret: Some(3),
             host: vec![HostCall {
                 nr: 257,
                 name: "openat".into(),
-                args: vec![0; 6],
+                args: [0; 6],
                 ret: Some(3),
                 path: Some("/etc/passwd".into()),
                 ..Default::default()
