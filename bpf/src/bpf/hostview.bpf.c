@@ -36,7 +36,7 @@ struct {
 /* Size set by user space (TracerOptions::ring_bytes) before load. */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 64 << 20);
+	__uint(max_entries, 32 << 20);
 } rb SEC(".maps");
 
 struct {
