@@ -21,7 +21,7 @@ use crate::verdict;
 use guestview_bpf::{HostEvent, HostSyscall};
 use rustc_hash::FxHashMap as HashMap;
 use shmem_proto::trace::{
-    HostCall, InternalEvent, LostEvent, ProcessEvent, SyscallEvent, ThreadEvent, TraceEvent,
+    HostCall, InternalEvent, LostEvent, Name, ProcessEvent, SyscallEvent, ThreadEvent, TraceEvent,
 };
 use shmem_proto::{Arch, GuestRecord};
 use std::borrow::Cow;
@@ -85,6 +85,10 @@ pub struct Joiner {
     internal: HashMap<(u32, u32, bool), Vec<HostCall>>,
     seq: u64,
     stats: JoinStats,
+    /// Native mode (`run --native`): every host syscall is its own call.
+    native: bool,
+    /// Native mode: the launched process, whose calls count from its exec on.
+    native_waiting_exec: Option<u32>,
 }
 
 fn host_call(h: &HostSyscall) -> HostCall {
@@ -102,6 +106,21 @@ fn host_call(h: &HostSyscall) -> HostCall {
     }
 }
 
+/// Errno name of a host (x86-64) return value, including the kernel's
+/// internal restart codes that the syscall exit tracepoint still sees.
+fn host_errno(ret: i64) -> Option<Name> {
+    if !(-4095..0).contains(&ret) {
+        return None;
+    }
+    Some(match -ret {
+        512 => Cow::Borrowed("ERESTARTSYS"),
+        513 => Cow::Borrowed("ERESTARTNOINTR"),
+        514 => Cow::Borrowed("ERESTARTNOHAND"),
+        516 => Cow::Borrowed("ERESTART_RESTARTBLOCK"),
+        e => tables::host_errno_name(e).map_or_else(|| Cow::Owned(format!("E{e}")), Cow::Borrowed),
+    })
+}
+
 impl Joiner {
     /// A join for a run whose main program is for `arch`.
     pub fn new(arch: Arch) -> Joiner {
@@ -116,7 +135,62 @@ impl Joiner {
             internal: HashMap::default(),
             seq: 0,
             stats: JoinStats::default(),
+            native: false,
+            native_waiting_exec: None,
         }
+    }
+
+    /// A join for a host program traced natively, without QEMU: each host
+    /// syscall is a call of its own, with verdict `native`. The calls the
+    /// launcher makes in process `launched` before its exec are left out.
+    pub fn native(launched: u32) -> Joiner {
+        Joiner {
+            native: true,
+            native_waiting_exec: Some(launched),
+            ..Joiner::new(Arch::X86_64)
+        }
+    }
+
+    fn emit_native(&mut self, h: HostSyscall) {
+        if self.native_waiting_exec == Some(h.tgid) {
+            // guestview's own launcher, before the exec.
+            self.stats.host_internal += 1;
+            return;
+        }
+        let call = host_call(&h);
+        let errno = h.ret.and_then(host_errno);
+        let mut args = [0u64; 8];
+        args[..6].copy_from_slice(&h.args);
+        let start = if h.t_enter_ns == 0 {
+            h.t_exit_ns
+        } else {
+            h.t_enter_ns
+        };
+        self.stats.syscalls += 1;
+        self.stats.host_attributed += 1;
+        self.ready.push((
+            start,
+            TraceEvent::Syscall(Box::new(SyscallEvent {
+                seq: 0,
+                pid: h.tgid,
+                tid: h.tid,
+                vcpu: 0,
+                arch: Cow::Borrowed(Arch::X86_64.name()),
+                pc: None,
+                nr: h.nr,
+                name: Some(call.name.clone()),
+                args,
+                path: h.path,
+                ret: h.ret,
+                errno,
+                t_enter_ns: start,
+                t_exit_ns: h.t_exit_ns,
+                host: vec![call],
+                verdict: Cow::Borrowed(crate::diff::NATIVE_VERDICT),
+                policy_action: Cow::Borrowed("allow"),
+                policy_rule: None,
+            })),
+        ));
     }
 
     /// Counters so far.
@@ -217,7 +291,11 @@ impl Joiner {
         match ev {
             HostEvent::Syscall(h) => {
                 self.stats.host_syscalls += 1;
-                self.host_pending.push_back((self.pass, h));
+                if self.native {
+                    self.emit_native(h);
+                } else {
+                    self.host_pending.push_back((self.pass, h));
+                }
             }
             HostEvent::Fork {
                 parent_tgid,
@@ -241,16 +319,21 @@ impl Joiner {
                 filename,
                 t_ns,
                 ..
-            } => self.ready.push((
-                t_ns,
-                TraceEvent::Process(ProcessEvent {
-                    event: "exec".into(),
-                    pid: tgid,
-                    filename: Some(filename),
+            } => {
+                if self.native_waiting_exec == Some(tgid) {
+                    self.native_waiting_exec = None;
+                }
+                self.ready.push((
                     t_ns,
-                    ..Default::default()
-                }),
-            )),
+                    TraceEvent::Process(ProcessEvent {
+                        event: "exec".into(),
+                        pid: tgid,
+                        filename: Some(filename),
+                        t_ns,
+                        ..Default::default()
+                    }),
+                ));
+            }
             HostEvent::Exit {
                 tgid,
                 tid,

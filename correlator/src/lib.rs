@@ -5,6 +5,7 @@
 //! The `guestview` binary is a thin layer over this library.
 #![deny(missing_docs)]
 
+pub mod diff;
 pub mod elf;
 pub mod join;
 pub mod launch;

@@ -64,6 +64,11 @@ enum Cmd {
         /// No live output (use with --trace; the run's status still passes through).
         #[arg(long, short)]
         quiet: bool,
+        /// Trace a host (x86-64) program with eBPF alone, without QEMU, in
+        /// the same format (each host syscall is a call, verdict `native`),
+        /// to compare with a guest run using `guestview diff`.
+        #[arg(long, conflicts_with_all = ["qemu", "rootfs", "arch"])]
+        native: bool,
         /// The guest program and its arguments (everything from PROGRAM on
         /// belongs to the guest).
         #[arg(value_name = "PROGRAM [ARGS]", required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
@@ -74,6 +79,21 @@ enum Cmd {
         /// Trace written by `guestview run --trace` or by the plugin's out=.
         trace: PathBuf,
         /// Report format.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
+        /// Output file (default: stdout).
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// Align the guest syscalls of two traces per thread; show calls added,
+    /// removed or changed, with host translations and verdicts side by side.
+    /// Exit status 0: no difference, 1: differences, 2: error.
+    Diff {
+        /// The first trace (A: lines with -).
+        trace_a: PathBuf,
+        /// The second trace (B: lines with +).
+        trace_b: PathBuf,
+        /// Output format.
         #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
         format: ReportFormat,
         /// Output file (default: stdout).
@@ -97,6 +117,41 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(2)
 }
 
+fn diff_cmd(
+    a: &std::path::Path,
+    b: &std::path::Path,
+    format: ReportFormat,
+    output: Option<&std::path::Path>,
+) -> ExitCode {
+    use guestview::diff::{diff, Side};
+    let (sa, sb) = match (Side::load(a), Side::load(b)) {
+        (Ok(x), Ok(y)) => (x, y),
+        (Err(e), _) | (_, Err(e)) => return fail(e),
+    };
+    let d = diff(&sa, &sb);
+    let mut out: Box<dyn Write> = match output {
+        Some(p) => match std::fs::File::create(p) {
+            Ok(f) => Box::new(std::io::BufWriter::new(f)),
+            Err(e) => return fail(format!("cannot write {}: {e}", p.display())),
+        },
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let r = match format {
+        ReportFormat::Text => d.write_text(&sa, &sb, &mut out),
+        ReportFormat::Jsonl => d.write_jsonl(&mut out),
+    };
+    if let Err(e) = r.and_then(|_| out.flush()) {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            return fail(format!("writing the diff failed: {e}"));
+        }
+    }
+    if d.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("RUST_LOG"))
@@ -114,6 +169,7 @@ fn main() -> ExitCode {
             workdir,
             show_internal,
             quiet,
+            native,
             command,
         } => {
             let program = PathBuf::from(&command[0]);
@@ -128,6 +184,7 @@ fn main() -> ExitCode {
                 workdir,
                 show_internal,
                 quiet,
+                native,
                 program,
                 args,
             };
@@ -136,6 +193,12 @@ fn main() -> ExitCode {
                 Err(e) => fail(e),
             }
         }
+        Cmd::Diff {
+            trace_a,
+            trace_b,
+            format,
+            output,
+        } => diff_cmd(&trace_a, &trace_b, format, output.as_deref()),
         Cmd::Report {
             trace,
             format,

@@ -148,7 +148,13 @@ pub fn syscall_text(s: &SyscallEvent) -> String {
     if let Some(pc) = s.pc {
         let _ = write!(line, " @{pc:#x}");
     }
-    for h in &s.host {
+    // A native call is its own host call: nothing to show twice.
+    let host: &[HostCall] = if s.verdict == crate::diff::NATIVE_VERDICT {
+        &[]
+    } else {
+        &s.host
+    };
+    for h in host {
         let herr = h
             .ret
             .filter(|r| (-4095..0).contains(r))

@@ -35,6 +35,9 @@ pub struct RunOptions {
     pub show_internal: bool,
     /// No live output (the trace, if any, is still written).
     pub quiet: bool,
+    /// Trace a host (x86-64) program with eBPF alone, no QEMU: each host
+    /// syscall is its own call, verdict `native` (to diff against a guest).
+    pub native: bool,
     /// Guest program.
     pub program: PathBuf,
     /// Its arguments.
@@ -63,6 +66,20 @@ fn resolve_program(p: &Path) -> Result<PathBuf, GuestviewError> {
 pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
     let program = resolve_program(&opts.program)?;
     let arch = elf::arch_of(&program).map_err(|e| GuestviewError::Input(e.to_string()))?;
+    if opts.native {
+        if arch != Arch::X86_64 {
+            return Err(GuestviewError::Input(format!(
+                "--native runs host programs, and {} is a {} program (drop --native to run it under QEMU)",
+                program.display(),
+                arch.name()
+            )));
+        }
+        if opts.qemu.is_some() || opts.rootfs.is_some() {
+            return Err(GuestviewError::Input(
+                "--native runs the program without QEMU: --qemu and --rootfs do not apply".into(),
+            ));
+        }
+    }
     if let Some(want) = opts.arch {
         if want != arch {
             return Err(GuestviewError::Input(format!(
@@ -75,16 +92,24 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
     }
     // Checking QEMU runs it twice; load the eBPF programs meanwhile (both
     // are start-up latency, neither needs the other).
-    let qemu_check = {
+    let qemu_check = (!opts.native).then(|| {
         let explicit = opts.qemu.clone();
         std::thread::spawn(move || launch::find_qemu(arch, explicit.as_deref()))
-    };
+    });
     let tracer = HostTracer::new(&TracerOptions::default());
-    let qemu = qemu_check
-        .join()
-        .map_err(|_| GuestviewError::Setup("checking QEMU failed".into()))?
-        .map_err(|e| GuestviewError::Setup(e.to_string()))?;
-    let plugin = launch::find_plugin().map_err(|e| GuestviewError::Setup(e.to_string()))?;
+    let qemu = match qemu_check {
+        Some(check) => Some(
+            check
+                .join()
+                .map_err(|_| GuestviewError::Setup("checking QEMU failed".into()))?
+                .map_err(|e| GuestviewError::Setup(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let plugin = match &qemu {
+        Some(_) => Some(launch::find_plugin().map_err(|e| GuestviewError::Setup(e.to_string()))?),
+        None => None,
+    };
     let out: Box<dyn Write + Send> = match &opts.output {
         Some(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p).map_err(
             |e| GuestviewError::Input(format!("cannot write output {}: {e}", p.display())),
@@ -119,31 +144,43 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
         std::process::id(),
         run_id
     ));
-    let region = Region::create(
-        &ring_path,
-        RegionParams {
-            run_id,
-            ..Default::default()
-        },
-    )
-    .map_err(|e| GuestviewError::Setup(e.to_string()))?;
-    let _ring_guard = RingFile(ring_path.clone());
-    let consumer = Consumer::new(&region);
+    let region = match &qemu {
+        Some(_) => Some(
+            Region::create(
+                &ring_path,
+                RegionParams {
+                    run_id,
+                    ..Default::default()
+                },
+            )
+            .map_err(|e| GuestviewError::Setup(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let _ring_guard = region.as_ref().map(|_| RingFile(ring_path.clone()));
+    let consumer = region.as_ref().map(Consumer::new);
 
-    let mut plugin_arg = plugin.as_os_str().to_owned();
-    plugin_arg.push(",ring=");
-    plugin_arg.push(&ring_path);
-    let mut argv: Vec<OsString> = vec![qemu.path.clone().into(), "-plugin".into(), plugin_arg];
-    if let Some(root) = &opts.rootfs {
-        argv.push("-L".into());
-        argv.push(root.clone().into());
+    let mut argv: Vec<OsString> = Vec::new();
+    if let (Some(qemu), Some(plugin)) = (&qemu, &plugin) {
+        let mut plugin_arg = plugin.as_os_str().to_owned();
+        plugin_arg.push(",ring=");
+        plugin_arg.push(&ring_path);
+        argv.extend([qemu.path.clone().into(), "-plugin".into(), plugin_arg]);
+        if let Some(root) = &opts.rootfs {
+            argv.push("-L".into());
+            argv.push(root.clone().into());
+        }
     }
     argv.push(program.clone().into());
     argv.extend(opts.args.iter().cloned());
+    let launched = PathBuf::from(&argv[0]);
 
     let info = RunInfo {
         arch: arch.name().into(),
-        qemu: format!("{} ({})", qemu.path.display(), qemu.version),
+        qemu: qemu.as_ref().map_or_else(
+            || "none (--native)".to_owned(),
+            |q| format!("{} ({})", q.path.display(), q.version),
+        ),
         argv: std::iter::once(program.display().to_string())
             .chain(opts.args.iter().map(|a| a.to_string_lossy().into_owned()))
             .collect(),
@@ -169,17 +206,24 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
         .map_err(|e| GuestviewError::Setup(e.to_string()))?;
     if let Err(e) = tracer.trace_pid(held.pid as u32) {
         held.abort();
-        return Err(GuestviewError::Setup(format!("cannot trace QEMU: {e}")));
+        return Err(GuestviewError::Setup(format!(
+            "cannot trace {}: {e}",
+            launched.display()
+        )));
     }
     let child = held.release().map_err(|e| match e {
         LaunchError::Spawn(io) => {
-            GuestviewError::Setup(format!("cannot execute {}: {io}", qemu.path.display()))
+            GuestviewError::Setup(format!("cannot execute {}: {io}", launched.display()))
         }
         other => GuestviewError::Setup(other.to_string()),
     })? as u32;
 
     let mut views = Views {
-        joiner: Joiner::new(arch),
+        joiner: if opts.native {
+            Joiner::native(child)
+        } else {
+            Joiner::new(arch)
+        },
         consumer,
         tracer: &mut tracer,
         alive: HashSet::from([child]),
@@ -224,7 +268,11 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
         sink.emit(ev)?;
     }
     let host_stats = views.tracer.stats().unwrap_or_default();
-    let ring_stats = views.consumer.stats();
+    let ring_stats = views
+        .consumer
+        .as_ref()
+        .map(Consumer::stats)
+        .unwrap_or_default();
     sink.emit(Joiner::lost(&host_stats, &ring_stats))?;
     let js = views.joiner.stats();
     let status = main_status.expect("loop ends only after the main child is reaped");
@@ -246,7 +294,7 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
     if !views.guest_started && status != Reaped::Exited(0) {
         return Err(GuestviewError::Setup(format!(
             "{} exited with status {} before the guest started (see its message above: plugin refused, or program not runnable)",
-            qemu.path.display(),
+            launched.display(),
             status.code()
         )));
     }
@@ -306,7 +354,7 @@ impl Sink {
 /// The two views of the run and what the passes learn from them.
 struct Views<'r, 't> {
     joiner: Joiner,
-    consumer: Consumer<'r>,
+    consumer: Option<Consumer<'r>>,
     tracer: &'t mut HostTracer,
     /// Traced processes not yet exited.
     alive: HashSet<u32>,
@@ -327,12 +375,19 @@ impl Views<'_, '_> {
             host_err,
         } = self;
         joiner.begin_guest_drain();
-        let mut n = consumer.poll(|e| {
-            if let RingEvent::Record(r) = e {
+        let mut n = match consumer {
+            Some(c) => c.poll(|e| {
+                if let RingEvent::Record(r) = e {
+                    *guest_started = true;
+                    joiner.guest(r);
+                }
+            }),
+            None => {
+                // Natively there is no guest side: the program runs at once.
                 *guest_started = true;
-                joiner.guest(r);
+                0
             }
-        });
+        };
         joiner.begin_host_drain(monotonic_ns());
         match tracer.drain(&mut |ev: HostEvent| {
             match &ev {

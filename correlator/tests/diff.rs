@@ -1,0 +1,293 @@
+//! `guestview diff` and `guestview run --native`, end to end: real QEMU,
+//! real eBPF, real guest and host programs. They need root; under CI=true a
+//! missing prerequisite fails the test instead of skipping it.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+const GV: &str = env!("CARGO_BIN_EXE_guestview");
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+fn require(ok: bool, what: &str) -> bool {
+    if ok {
+        return true;
+    }
+    if in_ci() {
+        panic!("prerequisite missing in CI: {what}");
+    }
+    eprintln!("SKIPPED: {what}");
+    false
+}
+
+fn root() -> bool {
+    // SAFETY: geteuid cannot fail.
+    let is_root = unsafe { libc::geteuid() == 0 };
+    require(is_root, "this test needs root (eBPF)")
+        && require(Path::new("/usr/bin/qemu-mips").exists(), "qemu-mips")
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("diff");
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name)
+}
+
+/// The mips build of a guest test program.
+fn guest(name: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("guest");
+            let st = Command::new("bash")
+                .arg(repo().join("tests/guest/build.sh"))
+                .arg("mips")
+                .arg(&out)
+                .status()
+                .expect("run tests/guest/build.sh");
+            assert!(st.success(), "building the guest programs failed");
+            out.join("mips")
+        })
+        .join(name)
+}
+
+/// The same source built for the host, static like the guest builds.
+fn native(name: &str) -> PathBuf {
+    let out = tmp(&format!("native-{name}"));
+    let st = Command::new("gcc")
+        .args(["-O2", "-static", "-o"])
+        .arg(&out)
+        .arg(repo().join(format!("tests/guest/{name}.c")))
+        .status()
+        .expect("run gcc");
+    assert!(st.success(), "building {name} for the host failed");
+    out
+}
+
+/// `guestview run -q --trace T [extra] PROG ARGS`; returns the trace path.
+fn traced(tag: &str, extra: &[&str], prog: &Path, args: &[&str]) -> PathBuf {
+    let trace = tmp(&format!("{tag}.gvtrace"));
+    let out = Command::new(GV)
+        .args(["run", "-q", "--trace"])
+        .arg(&trace)
+        .args(extra)
+        .arg(prog)
+        .args(args)
+        .output()
+        .expect("run guestview");
+    assert!(
+        out.status.success(),
+        "guestview run failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    trace
+}
+
+fn gv_diff(a: &Path, b: &Path) -> (Output, Vec<Value>) {
+    let out = Command::new(GV)
+        .args(["diff", "--format", "jsonl"])
+        .arg(a)
+        .arg(b)
+        .output()
+        .expect("run guestview diff");
+    let lines = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON {l:?}: {e}")))
+        .collect();
+    (out, lines)
+}
+
+fn summary(lines: &[Value]) -> &Value {
+    let s = lines.last().expect("a summary line");
+    assert_eq!(s["type"], "diff_summary");
+    s
+}
+
+#[test]
+fn root_diff_finds_exactly_the_calls_one_more_iteration_makes() {
+    if !root() {
+        return;
+    }
+    let prog = guest("syscall_heavy");
+    let a = traced("iter10", &[], &prog, &["10"]);
+    let b = traced("iter12", &[], &prog, &["12"]);
+    let (out, lines) = gv_diff(&a, &b);
+    assert_eq!(out.status.code(), Some(1), "differences exit with 1");
+    let s = summary(&lines);
+    assert_eq!(s["added"], 4, "{s}");
+    assert_eq!(s["removed"], 0, "{s}");
+    assert_eq!(s["changed"], 0, "{s}");
+    assert_eq!(s["threads_paired"], 1, "{s}");
+    let added: Vec<&str> = lines
+        .iter()
+        .filter(|l| l["op"] == "added")
+        .map(|l| l["b"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(added, ["getppid", "write", "getppid", "write"]);
+    for l in lines.iter().filter(|l| l["op"] == "added") {
+        assert_eq!(l["thread"], "1.1");
+        assert_eq!(l["b"]["verdict"], "passthrough");
+        assert_eq!(l["b"]["host"][0], l["b"]["name"], "{l}");
+    }
+    // The other way round they are removed; a trace against itself is equal.
+    let (_, back) = gv_diff(&b, &a);
+    assert_eq!(summary(&back)["removed"], 4);
+    let (same, lines) = gv_diff(&a, &a);
+    assert_eq!(same.status.code(), Some(0));
+    assert_eq!(lines.len(), 1, "only the summary");
+    // The text form says the same.
+    let text = Command::new(GV)
+        .arg("diff")
+        .arg(&a)
+        .arg(&b)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("summary: ") && text.contains(" 0 changed, 4 added, 0 removed"),
+        "{text}"
+    );
+    assert_eq!(text.lines().filter(|l| l.starts_with("+ B#")).count(), 4);
+}
+
+#[test]
+fn root_a_changed_outcome_is_shown_with_both_translations() {
+    if !root() {
+        return;
+    }
+    // fileio works in the directory it is given: once in one that exists,
+    // once in one that does not, where its first open fails with ENOENT.
+    let prog = guest("fileio");
+    let a = traced("fileio-ok", &[], &prog, &["/tmp"]);
+    let b = tmp("fileio-missing.gvtrace");
+    let out = Command::new(GV)
+        .args(["run", "-q", "--trace"])
+        .arg(&b)
+        .arg(&prog)
+        .arg("/nonexistent-guestview-dir")
+        .output()
+        .expect("run guestview");
+    assert_ne!(out.status.code(), Some(0), "fileio must fail there");
+    let (out, lines) = gv_diff(&a, &b);
+    assert_eq!(out.status.code(), Some(1));
+    let changed: Vec<&Value> = lines.iter().filter(|l| l["op"] == "changed").collect();
+    let open = changed
+        .iter()
+        .find(|l| {
+            l["changes"] == serde_json::json!(["errno"])
+                && l["a"]["errno"].is_null()
+                && l["b"]["errno"] == "ENOENT"
+        })
+        .unwrap_or_else(|| panic!("the open that succeeded in A fails in B: {lines:#?}"));
+    assert_eq!(open["a"]["name"], open["b"]["name"]);
+    // Both sides keep their translation: the host call failed in B too.
+    assert_eq!(open["a"]["host"], open["b"]["host"]);
+    assert!(
+        summary(&lines)["removed"].as_u64().unwrap() > 0,
+        "B stopped early"
+    );
+}
+
+#[test]
+fn root_native_runs_are_in_the_same_format_and_align_with_the_guest() {
+    if !root() || !require(Path::new("/usr/bin/gcc").exists(), "gcc for host programs") {
+        return;
+    }
+    let host_prog = native("syscall_heavy");
+    let jsonl = tmp("native.jsonl");
+    let out = Command::new(GV)
+        .args(["run", "--native", "--format", "jsonl", "--output"])
+        .arg(&jsonl)
+        .arg(&host_prog)
+        .arg("50")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events: Vec<Value> = std::fs::read_to_string(&jsonl)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let calls: Vec<&Value> = events.iter().filter(|e| e["type"] == "syscall").collect();
+    let count = |n: &str| calls.iter().filter(|c| c["name"] == n).count();
+    // One more getppid before the loop (the reference value).
+    assert_eq!(count("getppid"), 51);
+    assert_eq!(count("write"), 50);
+    assert_eq!(calls[0]["name"], "execve", "the program starts at its exec");
+    for c in &calls {
+        assert_eq!(c["verdict"], "native");
+        assert_eq!(c["arch"], "x86_64");
+        let host = c["host"].as_array().unwrap();
+        if c["name"] != "exit_group" {
+            assert_eq!(host.len(), 1, "{c}");
+            assert_eq!(host[0]["name"], c["name"]);
+            assert_eq!(host[0]["ret"], c["ret"]);
+        }
+    }
+    let lost = events.iter().find(|e| e["type"] == "lost").unwrap();
+    assert_eq!(lost["host_dropped"], 0);
+
+    // Against the mips build of the same source, the loop lines up call
+    // for call: same names, same host translation.
+    let n = traced("native-t", &["--native"], &host_prog, &["50"]);
+    let g = traced("guest-t", &[], &guest("syscall_heavy"), &["50"]);
+    let (_, lines) = gv_diff(&n, &g);
+    let s = summary(&lines);
+    assert!(s["same"].as_u64().unwrap() >= 101, "{s}");
+    for l in &lines[..lines.len() - 1] {
+        for side in ["a", "b"] {
+            let name = l[side]["name"].as_str().unwrap_or("");
+            assert!(
+                name != "getppid" && name != "write",
+                "a loop call did not align: {l}"
+            );
+        }
+    }
+}
+
+#[test]
+fn bad_input_to_diff_and_native_gets_one_line_and_exit_2() {
+    let bad = tmp("not-a-trace");
+    std::fs::write(&bad, b"hello").unwrap();
+    let out = Command::new(GV)
+        .arg("diff")
+        .arg(&bad)
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("is not a guestview trace"), "{err}");
+
+    if !require(
+        Path::new("/usr/bin/mips-linux-gnu-gcc").exists(),
+        "mips cross compiler",
+    ) {
+        return;
+    }
+    let out = Command::new(GV)
+        .args(["run", "--native"])
+        .arg(guest("hello"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("--native runs host programs"), "{err}");
+}
