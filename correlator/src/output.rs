@@ -145,6 +145,13 @@ pub fn syscall_text(s: &SyscallEvent) -> String {
     line.push_str(") = ");
     push_ret(&mut line, s.ret, s.errno.as_deref());
     let _ = write!(line, "  <{}>", s.verdict);
+    if s.verdict == "mismatch" {
+        let why = shmem_proto::Arch::from_name(&s.arch)
+            .and_then(|a| crate::verdict::mismatch(a, s.name.as_deref(), s.ret, &s.host));
+        if let Some(why) = why {
+            let _ = write!(line, " ({why})");
+        }
+    }
     if let Some(pc) = s.pc {
         let _ = write!(line, " @{pc:#x}");
     }

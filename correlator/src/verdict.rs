@@ -46,9 +46,100 @@ pub fn verdict(
         }
         return "emulated";
     }
+    if mismatch(arch, name, ret, host).is_some() {
+        return "mismatch";
+    }
     match name {
         Some(n) if host.iter().any(|h| h.name == n) => "passthrough",
         _ => "translated",
+    }
+}
+
+/// Calls whose result, when they succeed, is a byte count or a file
+/// descriptor that QEMU hands through unchanged: the guest must see what
+/// the host call returned.
+const SAME_RESULT: &[&str] = &[
+    "read",
+    "write",
+    "pread64",
+    "pwrite64",
+    "readv",
+    "writev",
+    "preadv",
+    "pwritev",
+    "preadv2",
+    "pwritev2",
+    "sendfile",
+    "sendfile64",
+    "recvfrom",
+    "sendto",
+    "recvmsg",
+    "sendmsg",
+    "open",
+    "openat",
+    "openat2",
+    "creat",
+    "dup",
+    "dup2",
+    "dup3",
+    "socket",
+    "accept",
+    "accept4",
+    "eventfd",
+    "eventfd2",
+    "epoll_create",
+    "epoll_create1",
+    "timerfd_create",
+    "signalfd",
+    "signalfd4",
+    "memfd_create",
+    "inotify_init",
+    "inotify_init1",
+    "pidfd_open",
+];
+
+/// Why what the guest saw disagrees with what the host returned, if it
+/// does. The host call that decides is the last one QEMU made (earlier ones
+/// are probes, such as `access` under the `-L` prefix). Errors are compared
+/// by name, each side in its own numbering (MIPS's `ENOENT` is 2 like
+/// x86's, its `ENOSYS` 89 against 38); successes only where the result is a
+/// byte count or a descriptor passed through unchanged ([`SAME_RESULT`]).
+/// Restarts (QEMU's and the kernel's internal codes) are never judged.
+pub fn mismatch(
+    arch: Arch,
+    name: Option<&str>,
+    ret: Option<i64>,
+    host: &[HostCall],
+) -> Option<String> {
+    let last = host.last()?;
+    let (g, h) = (ret?, last.ret?);
+    let guest_err = errno_of(arch, g);
+    let host_err = (-4095..0).contains(&h).then_some(-h);
+    let restart = |e: i64| (512..=530).contains(&e);
+    if guest_err.as_deref().is_some_and(|e| e.starts_with("QEMU_")) || host_err.is_some_and(restart)
+    {
+        return None;
+    }
+    let same_result =
+        name.is_some_and(|n| SAME_RESULT.contains(&n)) && SAME_RESULT.contains(&last.name.as_ref());
+    match (guest_err, host_err) {
+        (Some(ge), Some(he)) => {
+            let hn = tables::host_errno_name(he)
+                .map_or_else(|| Cow::Owned(format!("E{he}")), Cow::Borrowed);
+            (ge != hn).then(|| format!("guest {ge}, host {} {hn}", last.name))
+        }
+        (Some(ge), None) if same_result => {
+            Some(format!("guest {ge}, host {} returned {h}", last.name))
+        }
+        (None, Some(he)) if same_result => Some(format!(
+            "guest {g}, host {} failed with {}",
+            last.name,
+            tables::host_errno_name(he).unwrap_or("an unknown errno")
+        )),
+        (None, None) if same_result && g != h => {
+            Some(format!("guest {g}, host {} returned {h}", last.name))
+        }
+        _ => None,
     }
 }
 
@@ -86,6 +177,50 @@ mod tests {
         assert_eq!(
             verdict(Arch::Mips, None, Some(0), &[h("lseek")]),
             "translated"
+        );
+    }
+
+    fn hr(name: &str, ret: i64) -> HostCall {
+        HostCall {
+            name: name.to_owned().into(),
+            ret: Some(ret),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn mismatch_compares_errno_names_and_passed_through_results() {
+        let m = |name, ret, host: &[HostCall]| mismatch(Arch::Mips, Some(name), Some(ret), host);
+        // MIPS ENOSYS is 89, x86's 38: the same error, no mismatch.
+        assert_eq!(m("open", -89, &[hr("openat", -38)]), None);
+        // MIPS EDQUOT is 1133, x86's 122.
+        assert_eq!(m("write", -1133, &[hr("write", -122)]), None);
+        // The last host call decides: a probe that failed does not count.
+        assert_eq!(m("open", 3, &[hr("access", -2), hr("openat", 3)]), None);
+        // A wrongly numbered errno: MIPS 13 is EACCES, x86 2 is ENOENT.
+        assert_eq!(
+            m("open", -13, &[hr("openat", -2)]).as_deref(),
+            Some("guest EACCES, host openat ENOENT")
+        );
+        // Byte counts and descriptors pass through unchanged.
+        assert!(m("read", 5, &[hr("read", 7)]).is_some());
+        assert!(m("open", 4, &[hr("openat", 3)]).is_some());
+        assert!(m("write", 1, &[hr("write", -14)]).is_some());
+        assert!(m("write", -14, &[hr("write", 1)]).is_some());
+        // Other results are QEMU's business (brk, mmap addresses, pipe).
+        assert_eq!(m("brk", 0x5000, &[hr("mmap", 0x7f00_0000)]), None);
+        assert_eq!(m("pipe", 3, &[hr("pipe2", 0)]), None);
+        // Restarts are not judged, nor calls without a return or a host call.
+        assert_eq!(m("read", -513, &[hr("read", -4)]), None);
+        assert_eq!(m("read", -4, &[hr("read", -512)]), None);
+        assert_eq!(
+            mismatch(Arch::Mips, Some("read"), None, &[hr("read", 1)]),
+            None
+        );
+        assert_eq!(m("read", 1, &[]), None);
+        assert_eq!(
+            verdict(Arch::Mips, Some("open"), Some(-13), &[hr("openat", -2)]),
+            "mismatch"
         );
     }
 

@@ -1,4 +1,5 @@
-//! `guestview diff` and `guestview run --native`, end to end: real QEMU,
+//! `guestview diff`, `guestview run --native` and the `mismatch` verdict,
+//! end to end: real QEMU,
 //! real eBPF, real guest and host programs. They need root; under CI=true a
 //! missing prerequisite fails the test instead of skipping it.
 
@@ -290,4 +291,53 @@ fn bad_input_to_diff_and_native_gets_one_line_and_exit_2() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("--native runs host programs"), "{err}");
+}
+
+#[test]
+fn root_many_errnos_in_the_guest_numbering_are_no_mismatch() {
+    if !root() {
+        return;
+    }
+    let jsonl = tmp("errnos.jsonl");
+    let out = Command::new(GV)
+        .args(["run", "--format", "jsonl", "--output"])
+        .arg(&jsonl)
+        .arg(guest("errnos"))
+        .arg("/tmp")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let calls: Vec<Value> = std::fs::read_to_string(&jsonl)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["type"] == "syscall")
+        .collect();
+    // Errors the host made and the guest saw, each in its own numbering.
+    let mut judged = std::collections::BTreeSet::new();
+    for c in &calls {
+        let Some(last) = c["host"].as_array().and_then(|h| h.last()) else {
+            continue;
+        };
+        if c["errno"].is_string() && last["ret"].as_i64().is_some_and(|r| r < 0) {
+            judged.insert(c["errno"].as_str().unwrap().to_owned());
+        }
+        assert_ne!(c["verdict"], "mismatch", "false mismatch: {c}");
+    }
+    assert!(
+        judged.len() >= 20,
+        "only {} different errnos came from the host: {judged:?}",
+        judged.len()
+    );
+    // Some of them are numbered differently on MIPS than on x86-64.
+    for differs in ["ENOTEMPTY", "ENAMETOOLONG", "ELOOP", "ENOSYS"] {
+        if judged.contains(differs) {
+            return;
+        }
+    }
+    panic!("no errno numbered differently on MIPS was judged: {judged:?}");
 }
