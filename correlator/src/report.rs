@@ -24,6 +24,8 @@ pub struct Report {
     pub translations: BTreeMap<String, BTreeMap<String, u64>>,
     /// Internal host calls by origin, then name.
     pub internal: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Calls judged `mismatch`, with why (the first [`MISMATCHES_KEPT`]).
+    pub mismatches: Vec<MismatchEntry>,
     /// Processes seen (fork/exec/exit events).
     pub processes: BTreeMap<String, u64>,
     /// Loss counters.
@@ -34,6 +36,24 @@ pub struct Report {
     pub frames: u64,
     /// Why reading stopped early, if it did.
     pub incomplete: Option<String>,
+}
+
+/// Mismatches listed one by one in a report; more are counted only.
+pub const MISMATCHES_KEPT: usize = 200;
+
+/// One `mismatch` call, as a QEMU bug report would start.
+#[derive(Debug, Serialize)]
+pub struct MismatchEntry {
+    /// Its `seq`.
+    pub seq: u64,
+    /// Host thread.
+    pub tid: u32,
+    /// Guest syscall name.
+    pub name: String,
+    /// Guest PC of the syscall instruction.
+    pub pc: Option<u64>,
+    /// What differs (`guest EACCES, host openat ENOENT`).
+    pub why: String,
 }
 
 /// Per-syscall counts.
@@ -59,6 +79,18 @@ impl Report {
                         .and_then(|a| tables::guest_syscall_name(a, s.nr))
                         .map_or_else(|| format!("syscall_{}", s.nr), str::to_owned),
                 };
+                if s.verdict == "mismatch" && self.mismatches.len() < MISMATCHES_KEPT {
+                    let why = Arch::from_name(&s.arch)
+                        .and_then(|a| crate::verdict::mismatch(a, Some(&name), s.ret, &s.host))
+                        .unwrap_or_else(|| "(no longer judged a mismatch)".into());
+                    self.mismatches.push(MismatchEntry {
+                        seq: s.seq,
+                        tid: s.tid,
+                        name: name.clone(),
+                        pc: s.pc,
+                        why,
+                    });
+                }
                 let st = self.per_syscall.entry(name.clone()).or_default();
                 st.count += 1;
                 if s.errno.is_some() || s.ret.is_some_and(|r| (-4095..0).contains(&r)) {
@@ -171,6 +203,19 @@ impl Report {
                 writeln!(w, "  {name:<18} {n:>10}")?;
             }
         }
+        if let Some(n) = self.per_verdict.get("mismatch") {
+            writeln!(
+                w,
+                "\nmismatches (the guest did not get what the host returned): {n}"
+            )?;
+            for m in &self.mismatches {
+                let pc = m.pc.map(|p| format!(" @{p:#x}")).unwrap_or_default();
+                writeln!(w, "  #{:<8} [{}] {}{pc}: {}", m.seq, m.tid, m.name, m.why)?;
+            }
+            if *n > self.mismatches.len() as u64 {
+                writeln!(w, "  ... {} more", *n - self.mismatches.len() as u64)?;
+            }
+        }
         if !self.processes.is_empty() {
             let p: Vec<String> = self
                 .processes
@@ -205,5 +250,54 @@ impl Report {
     pub fn write_json(&self, w: &mut dyn Write) -> std::io::Result<()> {
         serde_json::to_writer(&mut *w, self)?;
         writeln!(w)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shmem_proto::trace::{HostCall, SyscallEvent, TraceWriter};
+
+    #[test]
+    fn mismatches_are_listed_with_why() {
+        let path = std::env::temp_dir().join(format!("gv-report-{}.gvtrace", std::process::id()));
+        let mut w = TraceWriter::create(&path).unwrap();
+        let call = |seq, ret, host_ret, verdict: &'static str| {
+            TraceEvent::Syscall(Box::new(SyscallEvent {
+                seq,
+                tid: 7,
+                arch: "mips".into(),
+                pc: Some(0x400120),
+                nr: 4005,
+                name: Some("open".into()),
+                ret: Some(ret),
+                host: vec![HostCall {
+                    nr: 257,
+                    name: "openat".into(),
+                    ret: Some(host_ret),
+                    ..Default::default()
+                }],
+                verdict: verdict.into(),
+                ..Default::default()
+            }))
+        };
+        w.push(&call(1, 3, 3, "passthrough")).unwrap();
+        w.push(&call(2, -13, -2, "mismatch")).unwrap();
+        w.flush().unwrap();
+        let (rep, err) = Report::from_trace(&path);
+        std::fs::remove_file(&path).unwrap();
+        assert!(err.is_none());
+        assert_eq!(rep.mismatches.len(), 1);
+        let mut text = Vec::new();
+        rep.write_text(&mut text).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        assert!(
+            text.contains("mismatches (the guest did not get what the host returned): 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("#2        [7] open @0x400120: guest EACCES, host openat ENOENT"),
+            "{text}"
+        );
     }
 }

@@ -64,6 +64,7 @@ fn resolve_program(p: &Path) -> Result<PathBuf, GuestviewError> {
 
 /// Run a guest program; returns its exit status (128 + signal if killed).
 pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
+    let started = std::time::Instant::now();
     let program = resolve_program(&opts.program)?;
     let arch = elf::arch_of(&program).map_err(|e| GuestviewError::Input(e.to_string()))?;
     if opts.native {
@@ -97,6 +98,10 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
         std::thread::spawn(move || launch::find_qemu(arch, explicit.as_deref()))
     });
     let tracer = HostTracer::new(&TracerOptions::default());
+    tracing::debug!(
+        ms = started.elapsed().as_secs_f64() * 1e3,
+        "eBPF programs loaded"
+    );
     let qemu = match qemu_check {
         Some(check) => Some(
             check
@@ -106,6 +111,7 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
         ),
         None => None,
     };
+    tracing::debug!(ms = started.elapsed().as_secs_f64() * 1e3, "QEMU checked");
     let plugin = match &qemu {
         Some(_) => Some(launch::find_plugin().map_err(|e| GuestviewError::Setup(e.to_string()))?),
         None => None,
@@ -159,6 +165,7 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
     };
     let _ring_guard = region.as_ref().map(|_| RingFile(ring_path.clone()));
     let consumer = region.as_ref().map(Consumer::new);
+    tracing::debug!(ms = started.elapsed().as_secs_f64() * 1e3, "ring created");
 
     let mut argv: Vec<OsString> = Vec::new();
     if let (Some(qemu), Some(plugin)) = (&qemu, &plugin) {
@@ -218,6 +225,11 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
         other => GuestviewError::Setup(other.to_string()),
     })? as u32;
 
+    tracing::debug!(
+        ms = started.elapsed().as_secs_f64() * 1e3,
+        pid = child,
+        "program released"
+    );
     let mut views = Views {
         joiner: if opts.native {
             Joiner::native(child)
@@ -260,6 +272,10 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
             killed_rest = true;
         }
     }
+    tracing::debug!(
+        ms = started.elapsed().as_secs_f64() * 1e3,
+        "all traced processes gone"
+    );
     // Everything the processes did is in the rings now: two more passes make
     // every host event classifiable, then settle the rest.
     views.pass();
@@ -286,6 +302,10 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
         ring_waits: ring_stats.waits,
     }))?;
     sink.finish()?;
+    tracing::debug!(
+        ms = started.elapsed().as_secs_f64() * 1e3,
+        "output and trace finished"
+    );
     if let Some(e) = views.host_err {
         return Err(GuestviewError::Setup(format!(
             "reading host events failed: {e}"
