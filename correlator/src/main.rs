@@ -31,6 +31,14 @@ struct Cli {
 enum ReportFormat {
     Text,
     Jsonl,
+    /// One self-contained HTML page.
+    Html,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DiffFormat {
+    Text,
+    Jsonl,
 }
 
 #[derive(Subcommand)]
@@ -94,8 +102,8 @@ enum Cmd {
         /// The second trace (B: lines with +).
         trace_b: PathBuf,
         /// Output format.
-        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
-        format: ReportFormat,
+        #[arg(long, value_enum, default_value_t = DiffFormat::Text)]
+        format: DiffFormat,
         /// Output file (default: stdout).
         #[arg(long)]
         output: Option<PathBuf>,
@@ -120,7 +128,7 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
 fn diff_cmd(
     a: &std::path::Path,
     b: &std::path::Path,
-    format: ReportFormat,
+    format: DiffFormat,
     output: Option<&std::path::Path>,
 ) -> ExitCode {
     use guestview::diff::{diff, Side};
@@ -137,8 +145,8 @@ fn diff_cmd(
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
     let r = match format {
-        ReportFormat::Text => d.write_text(&sa, &sb, &mut out),
-        ReportFormat::Jsonl => d.write_jsonl(&mut out),
+        DiffFormat::Text => d.write_text(&sa, &sb, &mut out),
+        DiffFormat::Jsonl => d.write_jsonl(&mut out),
     };
     if let Err(e) = r.and_then(|_| out.flush()) {
         if e.kind() != std::io::ErrorKind::BrokenPipe {
@@ -217,6 +225,7 @@ fn main() -> ExitCode {
                 let r = match format {
                     ReportFormat::Text => rep.write_text(&mut out),
                     ReportFormat::Jsonl => rep.write_json(&mut out),
+                    ReportFormat::Html => rep.write_html(&mut out),
                 };
                 if let Err(e) = r.and_then(|_| out.flush()) {
                     if e.kind() != std::io::ErrorKind::BrokenPipe {

@@ -246,11 +246,147 @@ impl Report {
         Ok(())
     }
 
+    /// The report as one self-contained HTML page (no scripts, no external
+    /// resources). Every string from the trace is escaped: paths, names and
+    /// arguments come from the guest.
+    pub fn write_html(&self, w: &mut dyn Write) -> std::io::Result<()> {
+        let title = match &self.run {
+            Some(r) => format!("guestview report: {} {}", r.arch, r.argv.join(" ")),
+            None => "guestview report".to_owned(),
+        };
+        writeln!(
+            w,
+            "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title>",
+            esc(&title)
+        )?;
+        writeln!(
+            w,
+            "<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;margin-bottom:1.5em}}\
+             td,th{{border:1px solid #ccc;padding:2px 8px;text-align:left}}td.n{{text-align:right}}\
+             .mismatch,.unsupported{{background:#fdd}}.emulated{{background:#eef}}code{{font-size:90%}}</style></head><body>"
+        )?;
+        writeln!(w, "<h1>{}</h1>", esc(&title))?;
+        if let Some(r) = &self.run {
+            writeln!(
+                w,
+                "<p>QEMU: {} &middot; source: {} &middot; guestview {}</p>",
+                esc(&r.qemu),
+                esc(&r.source),
+                esc(&r.guestview)
+            )?;
+        }
+        writeln!(
+            w,
+            "<h2>{} guest syscalls</h2><table><tr><th>verdict</th><th>calls</th></tr>",
+            self.syscalls
+        )?;
+        for (v, n) in &self.per_verdict {
+            writeln!(
+                w,
+                "<tr class=\"{0}\"><td>{0}</td><td class=n>{n}</td></tr>",
+                esc(v)
+            )?;
+        }
+        writeln!(w, "</table>")?;
+        if let Some(n) = self.per_verdict.get("mismatch") {
+            writeln!(
+                w,
+                "<h2>Mismatches ({n})</h2><table><tr><th>seq</th><th>thread</th><th>syscall</th><th>guest PC</th><th>what differs</th></tr>"
+            )?;
+            for m in &self.mismatches {
+                writeln!(
+                    w,
+                    "<tr class=mismatch><td class=n>{}</td><td class=n>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td></tr>",
+                    m.seq,
+                    m.tid,
+                    esc(&m.name),
+                    m.pc.map(|p| format!("{p:#x}")).unwrap_or_default(),
+                    esc(&m.why)
+                )?;
+            }
+            writeln!(w, "</table>")?;
+        }
+        writeln!(
+            w,
+            "<h2>Per syscall</h2><table><tr><th>syscall</th><th>calls</th><th>errors</th><th>verdicts</th><th>host calls (count)</th></tr>"
+        )?;
+        let mut rows: Vec<_> = self.per_syscall.iter().collect();
+        rows.sort_by(|a, b| b.1.count.cmp(&a.1.count).then(a.0.cmp(b.0)));
+        for (name, st) in rows {
+            let v: Vec<String> = st
+                .verdicts
+                .iter()
+                .map(|(k, n)| format!("{} {n}", esc(k)))
+                .collect();
+            let t: Vec<String> = self
+                .translations
+                .get(name.as_str())
+                .into_iter()
+                .flatten()
+                .map(|(seq, n)| format!("<code>{}</code> ({n})", esc(seq)))
+                .collect();
+            let class = st.verdicts.keys().next_back().map_or("", |k| k.as_str());
+            writeln!(
+                w,
+                "<tr class=\"{}\"><td>{}</td><td class=n>{}</td><td class=n>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(class),
+                esc(name),
+                st.count,
+                st.errors,
+                v.join(", "),
+                t.join("<br>")
+            )?;
+        }
+        writeln!(w, "</table>")?;
+        for (origin, m) in &self.internal {
+            let total: u64 = m.values().sum();
+            writeln!(
+                w,
+                "<h2>Internal host syscalls ({}): {total}</h2><table><tr><th>host syscall</th><th>calls</th></tr>",
+                esc(origin)
+            )?;
+            let mut rows: Vec<_> = m.iter().collect();
+            rows.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+            for (name, n) in rows {
+                writeln!(w, "<tr><td>{}</td><td class=n>{n}</td></tr>", esc(name))?;
+            }
+            writeln!(w, "</table>")?;
+        }
+        match &self.lost {
+            Some(l) => writeln!(
+                w,
+                "<p>Lost: host dropped {}, guest dropped {}, threads without ring {}, corrupt guest records {}, malformed host records {}</p>",
+                l.host_dropped, l.guest_dropped, l.guest_no_ring, l.guest_corrupt, l.host_malformed
+            )?,
+            None => writeln!(w, "<p>Lost: no loss record (guest-only trace, or the run did not finish)</p>")?,
+        }
+        if let Some(e) = &self.incomplete {
+            writeln!(w, "<p><strong>Incomplete trace:</strong> {}</p>", esc(e))?;
+        }
+        writeln!(w, "</body></html>")
+    }
+
     /// The report as one JSON object.
     pub fn write_json(&self, w: &mut dyn Write) -> std::io::Result<()> {
         serde_json::to_writer(&mut *w, self)?;
         writeln!(w)
     }
+}
+
+/// Text for HTML (element content and quoted attributes).
+fn esc(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '&' => o.push_str("&amp;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&#39;"),
+            c => o.push(c),
+        }
+    }
+    o
 }
 
 #[cfg(test)]
@@ -299,5 +435,28 @@ mod tests {
             text.contains("#2        [7] open @0x400120: guest EACCES, host openat ENOENT"),
             "{text}"
         );
+        let mut html = Vec::new();
+        rep.write_html(&mut html).unwrap();
+        let html = String::from_utf8(html).unwrap();
+        assert!(html.contains("<h2>Mismatches (1)</h2>"), "{html}");
+        assert!(html.contains("guest EACCES, host openat ENOENT"), "{html}");
+        assert!(html.ends_with("</body></html>\n"));
+    }
+
+    #[test]
+    fn html_escapes_what_the_guest_controls() {
+        let mut rep = Report::default();
+        rep.add(TraceEvent::Syscall(Box::new(SyscallEvent {
+            arch: "mips".into(),
+            name: Some("<script>alert(1)</script>".into()),
+            verdict: "emulated\"><img src=x>".into(),
+            ..Default::default()
+        })));
+        let mut html = Vec::new();
+        rep.write_html(&mut html).unwrap();
+        let html = String::from_utf8(html).unwrap();
+        assert!(!html.contains("<script>"), "{html}");
+        assert!(!html.contains("<img"), "{html}");
+        assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
     }
 }
