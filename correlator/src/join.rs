@@ -16,6 +16,7 @@
 //! whose return was drained in pass `k` is final once the host drain of pass
 //! `k` (which follows it) is classified. [`Joiner::finish`] settles the rest.
 
+use crate::symbols::Symbolizer;
 use crate::tables;
 use crate::verdict;
 use guestview_bpf::{HostEvent, HostSyscall};
@@ -89,6 +90,10 @@ pub struct Joiner {
     native: bool,
     /// Native mode: the launched process, whose calls count from its exec on.
     native_waiting_exec: Option<u32>,
+    /// Symbols of the guest program, and the process QEMU was launched as.
+    symbols: Option<(Symbolizer, u32)>,
+    /// Execs seen per process (the launched one's first is QEMU's own).
+    execs: HashMap<u32, u32>,
 }
 
 fn host_call(h: &HostSyscall) -> HostCall {
@@ -137,7 +142,26 @@ impl Joiner {
             stats: JoinStats::default(),
             native: false,
             native_waiting_exec: None,
+            symbols: None,
+            execs: HashMap::default(),
         }
+    }
+
+    /// Name guest PCs from the program's symbols, in process `launched`
+    /// and the processes it forks, until one of them execs another image.
+    pub fn set_symbols(&mut self, symbols: Symbolizer, launched: u32) {
+        self.symbols = Some((symbols, launched));
+    }
+
+    fn pc_symbol(&self, pid: u32, pc: Option<u64>) -> Option<String> {
+        let (sym, launched) = self.symbols.as_ref()?;
+        let execs = self.execs.get(&pid).copied().unwrap_or(0);
+        let same_image = if pid == *launched {
+            execs <= 1
+        } else {
+            execs == 0
+        };
+        same_image.then(|| sym.lookup(pc?)).flatten()
     }
 
     /// A join for a host program traced natively, without QEMU: each host
@@ -177,6 +201,7 @@ impl Joiner {
                 vcpu: 0,
                 arch: Cow::Borrowed(Arch::X86_64.name()),
                 pc: None,
+                pc_sym: None,
                 nr: h.nr,
                 name: Some(call.name.clone()),
                 args,
@@ -323,6 +348,7 @@ impl Joiner {
                 if self.native_waiting_exec == Some(tgid) {
                     self.native_waiting_exec = None;
                 }
+                *self.execs.entry(tgid).or_default() += 1;
                 self.ready.push((
                     t_ns,
                     TraceEvent::Process(ProcessEvent {
@@ -426,6 +452,7 @@ impl Joiner {
         let errno = ret.and_then(|r| verdict::errno_of(arch, r));
         let path = verdict::path_of(name, &g.host);
         let v = verdict::verdict(arch, name, ret, &g.host);
+        let pc_sym = self.pc_symbol(g.pid, g.pc);
         self.stats.syscalls += 1;
         self.ready.push((
             g.t_enter,
@@ -436,6 +463,7 @@ impl Joiner {
                 vcpu: g.vcpu,
                 arch: Cow::Borrowed(arch.name()),
                 pc: g.pc,
+                pc_sym,
                 nr: g.nr,
                 name: name.map(Cow::Borrowed),
                 args: g.args,

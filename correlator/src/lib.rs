@@ -12,6 +12,7 @@ pub mod launch;
 pub mod output;
 pub mod report;
 pub mod run;
+pub mod symbols;
 pub mod tables;
 pub mod verdict;
 

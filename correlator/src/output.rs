@@ -58,6 +58,7 @@ pub fn syscall_json(s: &SyscallEvent) -> Value {
         "vcpu": s.vcpu,
         "arch": s.arch,
         "pc": s.pc.map(hex),
+        "pc_sym": s.pc_sym,
         "nr": s.nr,
         "name": s.name,
         "args": s.args[..n].iter().map(|a| hex(*a)).collect::<Vec<_>>(),
@@ -154,6 +155,9 @@ pub fn syscall_text(s: &SyscallEvent) -> String {
     }
     if let Some(pc) = s.pc {
         let _ = write!(line, " @{pc:#x}");
+        if let Some(sym) = &s.pc_sym {
+            let _ = write!(line, " <{sym}>");
+        }
     }
     // A native call is its own host call: nothing to show twice.
     let host: &[HostCall] = if s.verdict == crate::diff::NATIVE_VERDICT {

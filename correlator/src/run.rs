@@ -230,12 +230,19 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
         pid = child,
         "program released"
     );
+    let mut joiner = if opts.native {
+        Joiner::native(child)
+    } else {
+        Joiner::new(arch)
+    };
+    if let Some(s) = (!opts.native)
+        .then(|| crate::symbols::Symbolizer::from_elf(&program))
+        .flatten()
+    {
+        joiner.set_symbols(s, child);
+    }
     let mut views = Views {
-        joiner: if opts.native {
-            Joiner::native(child)
-        } else {
-            Joiner::new(arch)
-        },
+        joiner,
         consumer,
         tracer: &mut tracer,
         alive: HashSet::from([child]),

@@ -341,3 +341,54 @@ fn root_many_errnos_in_the_guest_numbering_are_no_mismatch() {
     }
     panic!("no errno numbered differently on MIPS was judged: {judged:?}");
 }
+
+#[test]
+fn root_guest_pcs_are_named_from_the_program_symbols() {
+    if !root() {
+        return;
+    }
+    let jsonl = tmp("hello-syms.jsonl");
+    let out = Command::new(GV)
+        .args(["run", "--format", "jsonl", "--output"])
+        .arg(&jsonl)
+        .arg(guest("hello"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let calls: Vec<Value> = std::fs::read_to_string(&jsonl)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["type"] == "syscall")
+        .collect();
+    assert!(!calls.is_empty());
+    for c in &calls {
+        let sym = c["pc_sym"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no symbol: {c}"));
+        assert!(!sym.is_empty() && !sym.starts_with('+'), "{c}");
+    }
+    // libc's wrappers issue the calls: the write is in write, the exit in _exit.
+    let sym_of = |name: &str| {
+        calls
+            .iter()
+            .find(|c| c["name"] == name)
+            .and_then(|c| c["pc_sym"].as_str())
+            .unwrap_or_else(|| panic!("no {name} call"))
+            .to_owned()
+    };
+    assert!(
+        sym_of("write").starts_with("write+0x"),
+        "{}",
+        sym_of("write")
+    );
+    assert!(
+        sym_of("exit_group").starts_with("_exit+0x"),
+        "{}",
+        sym_of("exit_group")
+    );
+}

@@ -103,6 +103,8 @@ pub struct SyscallEvent {
     pub arch: Name,
     /// Guest PC of the syscall instruction.
     pub pc: Option<u64>,
+    /// That PC as `function+offset`, from the guest ELF's symbols.
+    pub pc_sym: Option<String>,
     /// Guest syscall number.
     pub nr: i64,
     /// Its name for the guest architecture (`None`: not a syscall there).

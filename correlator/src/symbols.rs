@@ -1,0 +1,99 @@
+//! Guest PCs as `function+offset`, from the symbol table of the guest ELF.
+//!
+//! Only for programs loaded at the addresses their file says (`ET_EXEC`:
+//! static and non-PIE builds): a PIE program or a shared library is moved
+//! by a load bias that QEMU's plugin API v1 does not tell us, so their PCs
+//! stay plain addresses.
+
+use object::{Object, ObjectKind, ObjectSymbol, SymbolKind};
+use std::path::Path;
+
+/// Function symbols of one ELF, sorted by address.
+#[derive(Debug, Default, Clone)]
+pub struct Symbolizer {
+    funcs: Vec<(u64, u64, String)>,
+}
+
+impl Symbolizer {
+    /// Read the function symbols of `path`; `None` when it has none we can
+    /// use (stripped, PIE, unreadable).
+    pub fn from_elf(path: &Path) -> Option<Symbolizer> {
+        let data = std::fs::read(path).ok()?;
+        let file = object::File::parse(&*data).ok()?;
+        if file.kind() != ObjectKind::Executable {
+            return None;
+        }
+        let mut funcs: Vec<(u64, u64, String)> = file
+            .symbols()
+            .filter(|s| s.kind() == SymbolKind::Text && s.address() != 0)
+            .filter_map(|s| Some((s.address(), s.size(), s.name().ok()?.to_owned())))
+            .filter(|(_, _, n)| !n.is_empty())
+            .collect();
+        if funcs.is_empty() {
+            return None;
+        }
+        // At one address, prefer the sized symbol, then the shorter name
+        // (`open64` over `__libc_open64`).
+        funcs.sort_by(|a, b| {
+            a.0.cmp(&b.0)
+                .then(b.1.min(1).cmp(&a.1.min(1)))
+                .then(a.2.len().cmp(&b.2.len()))
+        });
+        funcs.dedup_by_key(|f| f.0);
+        Some(Symbolizer { funcs })
+    }
+
+    /// `name+0xoff` for a PC inside a known function.
+    pub fn lookup(&self, pc: u64) -> Option<String> {
+        let i = self.funcs.partition_point(|f| f.0 <= pc);
+        let (start, size, name) = self.funcs.get(i.checked_sub(1)?)?;
+        let off = pc - start;
+        // A symbol without a size covers up to the next one.
+        let end = if *size > 0 {
+            start + size
+        } else {
+            self.funcs.get(i).map_or(u64::MAX, |f| f.0)
+        };
+        (pc < end).then(|| {
+            if off == 0 {
+                name.clone()
+            } else {
+                format!("{name}+{off:#x}")
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookup_finds_the_enclosing_function() {
+        let s = Symbolizer {
+            funcs: vec![
+                (0x1000, 0x20, "open64".into()),
+                (0x1040, 0, "write".into()),
+                (0x1100, 0x10, "read".into()),
+            ],
+        };
+        assert_eq!(s.lookup(0x1000).as_deref(), Some("open64"));
+        assert_eq!(s.lookup(0x101c).as_deref(), Some("open64+0x1c"));
+        assert_eq!(s.lookup(0x1030), None, "between functions");
+        assert_eq!(s.lookup(0x10f0).as_deref(), Some("write+0xb0"));
+        assert_eq!(s.lookup(0x1110), None);
+        assert_eq!(s.lookup(0x10), None);
+    }
+
+    #[test]
+    fn this_test_binary_is_not_symbolized_when_it_is_pie() {
+        // Test binaries are PIE on Debian: no load bias known, no symbols.
+        let me = std::env::current_exe().unwrap();
+        let data = std::fs::read(&me).unwrap();
+        let kind = object::File::parse(&*data).unwrap().kind();
+        assert_eq!(
+            Symbolizer::from_elf(&me).is_some(),
+            kind == ObjectKind::Executable
+        );
+    }
+}
