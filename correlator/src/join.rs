@@ -94,6 +94,9 @@ pub struct Joiner {
     symbols: Option<(Symbolizer, u32)>,
     /// Execs seen per process (the launched one's first is QEMU's own).
     execs: HashMap<u32, u32>,
+    /// The host view starts here (`watch` attaching to a running QEMU):
+    /// calls entered before it are judged `guest-only`.
+    host_view_from: u64,
 }
 
 fn host_call(h: &HostSyscall) -> HostCall {
@@ -144,7 +147,14 @@ impl Joiner {
             native_waiting_exec: None,
             symbols: None,
             execs: HashMap::default(),
+            host_view_from: 0,
         }
+    }
+
+    /// The eBPF view began at `t_ns`: calls entered earlier have no host
+    /// view to be judged by.
+    pub fn set_host_view_from(&mut self, t_ns: u64) {
+        self.host_view_from = t_ns;
     }
 
     /// Name guest PCs from the program's symbols, in process `launched`
@@ -451,7 +461,11 @@ impl Joiner {
         let ret = g.exit.map(|(_, r)| r);
         let errno = ret.and_then(|r| verdict::errno_of(arch, r));
         let path = verdict::path_of(name, &g.host);
-        let v = verdict::verdict(arch, name, ret, &g.host);
+        let v = if g.t_enter < self.host_view_from {
+            "guest-only"
+        } else {
+            verdict::verdict(arch, name, ret, &g.host)
+        };
         let pc_sym = self.pc_symbol(g.pid, g.pc);
         self.stats.syscalls += 1;
         self.ready.push((

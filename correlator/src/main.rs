@@ -93,6 +93,32 @@ enum Cmd {
         #[arg(long)]
         output: Option<PathBuf>,
     },
+    /// Attach to a QEMU started with `-plugin libguestview.so[,wait=on]`
+    /// (no ring=): its ring, the eBPF view of its process tree, the same
+    /// join and output as `run`. Exits with the guest's status.
+    Watch {
+        /// The ring the plugin announced (default: the only one in /dev/shm).
+        #[arg(long, conflicts_with = "pid")]
+        ring: Option<PathBuf>,
+        /// The QEMU process (its ring is /dev/shm/guestview-PID.ring).
+        #[arg(long)]
+        pid: Option<u32>,
+        /// Write a binary trace here.
+        #[arg(long)]
+        trace: Option<PathBuf>,
+        /// Live output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Live output file (default: stderr).
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Also show QEMU's internal host syscalls in text output.
+        #[arg(long)]
+        show_internal: bool,
+        /// No live output.
+        #[arg(long, short)]
+        quiet: bool,
+    },
     /// Align the guest syscalls of two traces per thread; show calls added,
     /// removed or changed, with host translations and verdicts side by side.
     /// Exit status 0: no difference, 1: differences, 2: error.
@@ -197,6 +223,29 @@ fn main() -> ExitCode {
                 args,
             };
             match run(&opts) {
+                Ok(code) => ExitCode::from(u8::try_from(code & 0xff).unwrap_or(1)),
+                Err(e) => fail(e),
+            }
+        }
+        Cmd::Watch {
+            ring,
+            pid,
+            trace,
+            format,
+            output,
+            show_internal,
+            quiet,
+        } => {
+            let opts = guestview::run::WatchOptions {
+                ring,
+                pid,
+                trace,
+                format,
+                output,
+                show_internal,
+                quiet,
+            };
+            match guestview::run::watch(&opts) {
                 Ok(code) => ExitCode::from(u8::try_from(code & 0xff).unwrap_or(1)),
                 Err(e) => fail(e),
             }

@@ -8,7 +8,7 @@ use crate::{elf, GuestviewError};
 use guestview_bpf::{HostEvent, HostTracer, TracerOptions};
 use shmem_proto::trace::{RunInfo, SummaryEvent, TraceEvent, TraceWriter};
 use shmem_proto::{monotonic_ns, Arch, Consumer, Region, RegionParams, RingEvent};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -246,6 +246,7 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
         consumer,
         tracer: &mut tracer,
         alive: HashSet::from([child]),
+        exits: HashMap::new(),
         guest_started: false,
         host_err: None,
     };
@@ -385,6 +386,8 @@ struct Views<'r, 't> {
     tracer: &'t mut HostTracer,
     /// Traced processes not yet exited.
     alive: HashSet<u32>,
+    /// Exit codes (as the kernel keeps them) of processes that exited.
+    exits: HashMap<u32, i32>,
     guest_started: bool,
     host_err: Option<String>,
 }
@@ -398,6 +401,7 @@ impl Views<'_, '_> {
             consumer,
             tracer,
             alive,
+            exits,
             guest_started,
             host_err,
         } = self;
@@ -428,9 +432,11 @@ impl Views<'_, '_> {
                 HostEvent::Exit {
                     tgid,
                     group_dead: true,
+                    exit_code,
                     ..
                 } => {
                     alive.remove(tgid);
+                    exits.insert(*tgid, *exit_code);
                 }
                 _ => {}
             }
@@ -441,4 +447,245 @@ impl Views<'_, '_> {
         }
         n
     }
+}
+
+/// What to watch and where output goes (`guestview watch`).
+#[derive(Clone, Debug)]
+pub struct WatchOptions {
+    /// The ring the plugin announced.
+    pub ring: Option<PathBuf>,
+    /// The QEMU process (its ring is `/dev/shm/guestview-PID.ring`).
+    pub pid: Option<u32>,
+    /// Binary trace file.
+    pub trace: Option<PathBuf>,
+    /// Live output format.
+    pub format: Format,
+    /// Live output file (default stderr).
+    pub output: Option<PathBuf>,
+    /// Show QEMU's internal host calls in text output.
+    pub show_internal: bool,
+    /// No live output.
+    pub quiet: bool,
+}
+
+/// Is `pid` running (a zombie, exited but not yet reaped by its parent,
+/// is not)?
+fn process_alive(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state follows the command name, which is in parentheses and may
+    // itself hold any character.
+    let state = stat
+        .rsplit_once(") ")
+        .and_then(|(_, rest)| rest.chars().next());
+    !matches!(state, Some('Z' | 'X') | None)
+}
+
+/// The rings plugins announced whose QEMU still runs.
+fn announced_rings() -> Vec<(u32, PathBuf)> {
+    let Ok(dir) = std::fs::read_dir("/dev/shm") else {
+        return Vec::new();
+    };
+    let mut found: Vec<(u32, PathBuf)> = dir
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let pid = name
+                .strip_prefix("guestview-")?
+                .strip_suffix(".ring")?
+                .parse()
+                .ok()?;
+            Some((pid, e.path()))
+        })
+        .filter(|(pid, _)| process_alive(*pid))
+        .collect();
+    found.sort();
+    found
+}
+
+/// Attach to a QEMU that runs with the plugin and no `ring=` (ideally
+/// `wait=on`, which holds the guest until now): its ring, the eBPF view of
+/// its process tree, the same join and output as `run`. Returns the
+/// guest's exit status once it is gone.
+pub fn watch(opts: &WatchOptions) -> Result<i32, GuestviewError> {
+    let (pid, ring) = match (&opts.ring, opts.pid) {
+        (Some(r), p) => (p, r.clone()),
+        (None, Some(p)) => (
+            Some(p),
+            PathBuf::from(format!("/dev/shm/guestview-{p}.ring")),
+        ),
+        (None, None) => {
+            let found = announced_rings();
+            match found.as_slice() {
+                [(p, r)] => (Some(*p), r.clone()),
+                [] => {
+                    return Err(GuestviewError::Input(
+                        "no running QEMU announced a guestview ring in /dev/shm (start it with -plugin libguestview.so,wait=on, or give --ring or --pid)".into(),
+                    ))
+                }
+                many => {
+                    let pids: Vec<String> = many.iter().map(|(p, _)| p.to_string()).collect();
+                    return Err(GuestviewError::Input(format!(
+                        "several QEMUs announced rings (pids {}): choose one with --pid",
+                        pids.join(", ")
+                    )));
+                }
+            }
+        }
+    };
+    if !ring.exists() {
+        return Err(GuestviewError::Input(format!(
+            "no ring at {} (is QEMU running with -plugin libguestview.so and no ring= argument?)",
+            ring.display()
+        )));
+    }
+    let region = Region::open(&ring)
+        .map_err(|e| GuestviewError::Input(format!("cannot attach to {}: {e}", ring.display())))?;
+    // A ring the plugin made carries its process id in the run id.
+    let pid = pid.unwrap_or((region.run_id() >> 32) as u32);
+    if !process_alive(pid) {
+        return Err(GuestviewError::Input(format!(
+            "process {pid}, which made {}, is not running",
+            ring.display()
+        )));
+    }
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+    let arch = exe
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix("qemu-"))
+        .and_then(Arch::from_qemu_target)
+        .ok_or_else(|| {
+            GuestviewError::Input(format!(
+                "process {pid} runs {}, not a qemu-<arch> guestview knows",
+                exe.display()
+            ))
+        })?;
+    let mut tracer = HostTracer::new(&TracerOptions::default()).map_err(|e| {
+        GuestviewError::Setup(format!(
+            "cannot load eBPF programs ({e}); run guestview as root (sudo) on a kernel with BPF enabled"
+        ))
+    })?;
+    let out: Box<dyn Write + Send> = match &opts.output {
+        Some(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p).map_err(
+            |e| GuestviewError::Input(format!("cannot write output {}: {e}", p.display())),
+        )?)),
+        None => Box::new(std::io::BufWriter::with_capacity(
+            1 << 16,
+            std::io::stderr(),
+        )),
+    };
+    let mut output = Output::new(out, opts.format);
+    output.show_internal = opts.show_internal;
+    let trace = match &opts.trace {
+        Some(p) => Some(TraceWriter::create(p).map_err(|e| GuestviewError::Input(e.to_string()))?),
+        None => None,
+    };
+    let mut sink = Sink {
+        output,
+        trace,
+        quiet: opts.quiet,
+        last_trace_flush: monotonic_ns(),
+    };
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    sink.emit(TraceEvent::Run(RunInfo {
+        arch: arch.name().into(),
+        qemu: exe.display().to_string(),
+        argv: cmdline
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect(),
+        guestview: env!("CARGO_PKG_VERSION").into(),
+        start_unix_ns: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0),
+        source: "watch".into(),
+    }))?;
+    tracer
+        .trace_pid(pid)
+        .map_err(|e| GuestviewError::Setup(format!("cannot trace process {pid}: {e}")))?;
+    let mut joiner = Joiner::new(arch);
+    // Before this, QEMU ran untraced: what it did then has no host view.
+    let t0 = monotonic_ns();
+    joiner.set_host_view_from(t0);
+    // Attaching the consumer releases a guest held by wait=on.
+    let consumer = Consumer::new(&region);
+    launch::catch_interrupts();
+    let mut views = Views {
+        joiner,
+        consumer: Some(consumer),
+        tracer: &mut tracer,
+        alive: HashSet::from([pid]),
+        exits: HashMap::new(),
+        guest_started: false,
+        host_err: None,
+    };
+    let mut busy = false;
+    let mut gone_passes = 0;
+    loop {
+        if !busy {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        busy = views.pass() > 2048;
+        for ev in views.joiner.settle() {
+            sink.emit(ev)?;
+        }
+        sink.end_pass()?;
+        // The exit event ends it; a process that vanished without one
+        // (it exited between the checks above and the tracer) too.
+        if views.alive.is_empty() || !process_alive(pid) {
+            gone_passes += 1;
+            if gone_passes > 3 {
+                break;
+            }
+        }
+        if launch::interrupted() {
+            // Stop watching; the guest goes on untraced.
+            break;
+        }
+    }
+    views.pass();
+    views.pass();
+    for ev in views.joiner.finish() {
+        sink.emit(ev)?;
+    }
+    let host_stats = views.tracer.stats().unwrap_or_default();
+    let ring_stats = views
+        .consumer
+        .as_ref()
+        .map(Consumer::stats)
+        .unwrap_or_default();
+    sink.emit(Joiner::lost(&host_stats, &ring_stats))?;
+    let code = views.exits.get(&pid).map(|c| {
+        if c & 0x7f == 0 {
+            (c >> 8) & 0xff
+        } else {
+            128 + (c & 0x7f)
+        }
+    });
+    let js = views.joiner.stats();
+    sink.emit(TraceEvent::Summary(SummaryEvent {
+        syscalls: js.syscalls,
+        host_syscalls: js.host_syscalls,
+        host_attributed: js.host_attributed,
+        host_internal: js.host_internal,
+        exit_code: code,
+        wall_ns: monotonic_ns() - t0,
+        ring_waits: ring_stats.waits,
+    }))?;
+    sink.finish()?;
+    if let Some(e) = views.host_err {
+        return Err(GuestviewError::Setup(format!(
+            "reading host events failed: {e}"
+        )));
+    }
+    if !process_alive(pid) {
+        // Nobody else will read it: the plugin leaves its ring behind.
+        drop(views);
+        let _ = std::fs::remove_file(&ring);
+    }
+    Ok(code.unwrap_or(0))
 }

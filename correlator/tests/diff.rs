@@ -392,3 +392,85 @@ fn root_guest_pcs_are_named_from_the_program_symbols() {
         sym_of("exit_group")
     );
 }
+
+fn plugin() -> PathBuf {
+    let p = Path::new(GV).with_file_name("libguestview.so");
+    assert!(p.exists(), "build the plugin first (cargo build --release)");
+    p
+}
+
+#[test]
+fn root_watch_attaches_to_a_held_qemu_and_joins_every_call() {
+    if !root() {
+        return;
+    }
+    let mut qemu = Command::new("/usr/bin/qemu-mips")
+        .arg("-plugin")
+        .arg(format!("{},wait=on", plugin().display()))
+        .arg(guest("fileio"))
+        .arg("/nonexistent-guestview-dir")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let ring = PathBuf::from(format!("/dev/shm/guestview-{}.ring", qemu.id()));
+    for _ in 0..500 {
+        if ring.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let jsonl = tmp("watch.jsonl");
+    let out = Command::new(GV)
+        .args(["watch", "--format", "jsonl", "--pid"])
+        .arg(qemu.id().to_string())
+        .arg("--output")
+        .arg(&jsonl)
+        .output()
+        .unwrap();
+    let qemu_status = qemu.wait().unwrap();
+    // fileio fails in a missing directory: its status comes through watch.
+    assert_eq!(qemu_status.code(), Some(1));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events: Vec<Value> = std::fs::read_to_string(&jsonl)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let calls: Vec<&Value> = events.iter().filter(|e| e["type"] == "syscall").collect();
+    assert!(calls.len() > 10);
+    // wait=on held the guest until the watcher was there: every call has
+    // its host view, and the failing open went through to the host.
+    for c in &calls {
+        assert_ne!(c["verdict"], "guest-only", "{c}");
+    }
+    assert!(calls
+        .iter()
+        .any(|c| c["errno"] == "ENOENT"
+            && c["host"].as_array().unwrap().iter().any(|h| h["ret"] == -2)));
+    let lost = events.iter().find(|e| e["type"] == "lost").unwrap();
+    for k in ["host_dropped", "guest_dropped", "guest_corrupt"] {
+        assert_eq!(lost[k], 0, "{lost}");
+    }
+    let summary = events.iter().find(|e| e["type"] == "summary").unwrap();
+    assert_eq!(summary["exit_code"], 1);
+    assert!(!ring.exists(), "watch removes the ring the plugin left");
+
+    // Nothing to watch: one line, exit 2.
+    let out = Command::new(GV)
+        .args(["watch", "--pid", "999999999"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("no ring at /dev/shm/guestview-999999999.ring"),
+        "{err}"
+    );
+}

@@ -457,7 +457,7 @@ fn install(
         .map_err(|_| "loaded twice into one QEMU".to_string())?;
     if let Some(path) = &announce {
         eprintln!(
-            "guestview: recording guest syscalls into {} ({} mode; remove it when done)",
+            "guestview: recording guest syscalls into {} ({} mode; guestview watch reads it)",
             path.display(),
             if opts.wait { "wait" } else { "drop" }
         );
