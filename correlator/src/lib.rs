@@ -11,6 +11,7 @@ pub mod join;
 pub mod launch;
 pub mod output;
 pub mod report;
+pub mod rootfs;
 pub mod run;
 pub mod symbols;
 pub mod tables;

@@ -119,6 +119,11 @@ enum Cmd {
         #[arg(long, short)]
         quiet: bool,
     },
+    /// Guest roots: minimal, from Debian's cross libc packages, cached.
+    Rootfs {
+        #[command(subcommand)]
+        cmd: RootfsCmd,
+    },
     /// Align the guest syscalls of two traces per thread; show calls added,
     /// removed or changed, with host translations and verdicts side by side.
     /// Exit status 0: no difference, 1: differences, 2: error.
@@ -133,6 +138,21 @@ enum Cmd {
         /// Output file (default: stdout).
         #[arg(long)]
         output: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum RootfsCmd {
+    /// Build (or reuse) a minimal root for ARCH: loader, libc and its
+    /// companions, /etc, /tmp, mount points. Prints where it is.
+    Build {
+        /// Guest architecture.
+        #[arg(long, value_parser = parse_arch)]
+        arch: Arch,
+        /// Copy the root here (a new or empty directory); default: print
+        /// the cached root's path.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -250,6 +270,15 @@ fn main() -> ExitCode {
                 Err(e) => fail(e),
             }
         }
+        Cmd::Rootfs {
+            cmd: RootfsCmd::Build { arch, out },
+        } => match guestview::rootfs::build(arch, out.as_deref()) {
+            Ok(p) => {
+                println!("{}", p.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
         Cmd::Diff {
             trace_a,
             trace_b,

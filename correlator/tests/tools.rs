@@ -1,4 +1,5 @@
-//! `guestview diff`, `guestview run --native` and the `mismatch` verdict,
+//! The tools around the join: `diff`, `run --native`, the `mismatch`
+//! verdict, PC symbols, `watch` and `rootfs build`,
 //! end to end: real QEMU,
 //! real eBPF, real guest and host programs. They need root; under CI=true a
 //! missing prerequisite fails the test instead of skipping it.
@@ -40,7 +41,7 @@ fn repo() -> PathBuf {
 }
 
 fn tmp(name: &str) -> PathBuf {
-    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("diff");
+    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("tools");
     std::fs::create_dir_all(&d).unwrap();
     d.join(name)
 }
@@ -472,5 +473,105 @@ fn root_watch_attaches_to_a_held_qemu_and_joins_every_call() {
     assert!(
         err.contains("no ring at /dev/shm/guestview-999999999.ring"),
         "{err}"
+    );
+}
+
+#[test]
+fn root_rootfs_build_makes_a_root_a_dynamic_guest_runs_in() {
+    if !root()
+        || !require(
+            Path::new("/usr/mips-linux-gnu/lib/libc.so.6").exists(),
+            "libc6-mips-cross",
+        )
+    {
+        return;
+    }
+    let cache = tmp("rootfs-cache");
+    let _ = std::fs::remove_dir_all(&cache);
+    let build = |out: Option<&Path>| {
+        let mut c = Command::new(GV);
+        c.args(["rootfs", "build", "--arch", "mips"])
+            .env("GUESTVIEW_CACHE", &cache);
+        if let Some(o) = out {
+            c.arg("--out").arg(o);
+        }
+        c.output().unwrap()
+    };
+    let first = build(None);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(String::from_utf8_lossy(&first.stderr).contains("root built in"));
+    let root_dir = PathBuf::from(String::from_utf8_lossy(&first.stdout).trim());
+    assert!(root_dir.starts_with(&cache));
+    let again = build(None);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("reused"));
+    assert_eq!(again.stdout, first.stdout);
+    for f in [
+        "lib/ld.so.1",
+        "lib/libc.so.6",
+        "etc/passwd",
+        "etc/nsswitch.conf",
+        "tmp",
+    ] {
+        assert!(root_dir.join(f).exists(), "{f} missing");
+    }
+    let shadow = std::fs::read_to_string(root_dir.join("etc/shadow")).unwrap();
+    assert!(!shadow.contains('$'), "the root's shadow holds no hash");
+
+    let out_dir = tmp("rootfs-copy");
+    let _ = std::fs::remove_dir_all(&out_dir);
+    assert!(build(Some(&out_dir)).status.success());
+    // A dynamically linked guest finds its loader and libc there.
+    let dynhello = tmp("dynhello");
+    let st = Command::new("mips-linux-gnu-gcc")
+        .arg("-O2")
+        .arg("-o")
+        .arg(&dynhello)
+        .arg(repo().join("tests/guest/hello.c"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let jsonl = tmp("dynhello.jsonl");
+    let run = Command::new(GV)
+        .args(["run", "--format", "jsonl", "--output"])
+        .arg(&jsonl)
+        .arg("--rootfs")
+        .arg(&out_dir)
+        .arg(&dynhello)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(stdout.contains("/etc/hostname: \"guestview\""), "{stdout}");
+    // libc came from the root (QEMU's -L prefix), not from the host.
+    let libc = out_dir.join("lib/libc.so.6");
+    let opened_libc = std::fs::read_to_string(&jsonl)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .any(|e| {
+            e["type"] == "syscall"
+                && e["ret"].as_i64().is_some_and(|r| r >= 0)
+                && e["path"].as_str() == libc.to_str()
+        });
+    assert!(opened_libc, "the guest did not open {}", libc.display());
+
+    // An --out that holds something is refused, not overwritten.
+    let again = build(Some(&out_dir));
+    assert_eq!(again.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(err.contains("exists and is not empty"), "{err}");
+    assert_eq!(
+        err.lines()
+            .filter(|l| l.starts_with("guestview: error"))
+            .count(),
+        1
     );
 }
