@@ -101,6 +101,8 @@ impl TryFrom<&[u8]> for HostEvent {
                     parent_tid: e.parent_tid,
                     child_tgid: e.child_tgid,
                     child_tid: e.child_tid,
+                    child_ns_tgid: e.child_ns_tgid,
+                    child_ns_tid: e.child_ns_tid,
                     is_thread: e.is_thread != 0,
                     t_ns: hdr.ktime,
                 }

@@ -81,6 +81,11 @@ pub enum HostEvent {
         child_tgid: u32,
         /// New thread.
         child_tid: u32,
+        /// The new process in its own PID namespace (what it calls its pid;
+        /// equal to `child_tgid` outside a sandbox).
+        child_ns_tgid: u32,
+        /// The new thread in its own PID namespace.
+        child_ns_tid: u32,
         /// `clone(CLONE_THREAD)`: a thread, not a process.
         is_thread: bool,
         /// Monotonic time, ns.

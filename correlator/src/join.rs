@@ -97,6 +97,12 @@ pub struct Joiner {
     /// The host view starts here (`watch` attaching to a running QEMU):
     /// calls entered before it are judged `guest-only`.
     host_view_from: u64,
+    /// In a PID namespace (the sandbox): the host id of each id the guest
+    /// side reports (namespace tid or tgid → host), learnt from forks.
+    ns_ids: Option<HashMap<u32, u32>>,
+    /// Guest records whose ids are not mapped yet (their fork event comes
+    /// in a later host drain), in arrival order.
+    unmapped: Vec<GuestRecord>,
 }
 
 fn host_call(h: &HostSyscall) -> HostCall {
@@ -148,6 +154,38 @@ impl Joiner {
             symbols: None,
             execs: HashMap::default(),
             host_view_from: 0,
+            ns_ids: None,
+            unmapped: Vec::new(),
+        }
+    }
+
+    /// The guest side runs in its own PID namespace: its pids and tids are
+    /// mapped to the host's through fork events before the join.
+    pub fn in_pid_namespace(&mut self) {
+        self.ns_ids = Some(HashMap::default());
+    }
+
+    /// Host ids for a record's namespace ids; `false` if not known yet.
+    fn map_ids(ns_ids: &HashMap<u32, u32>, rec: &mut GuestRecord) -> bool {
+        let at = rec.origin_mut();
+        match (ns_ids.get(&at.pid), ns_ids.get(&at.tid)) {
+            (Some(p), Some(t)) => {
+                at.pid = *p;
+                at.tid = *t;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Records held back for their ids, now that more forks are known.
+    fn retry_unmapped(&mut self) {
+        if self.unmapped.is_empty() {
+            return;
+        }
+        let held = std::mem::take(&mut self.unmapped);
+        for r in held {
+            self.guest(r);
         }
     }
 
@@ -244,7 +282,17 @@ impl Joiner {
     }
 
     /// A validated guest record.
-    pub fn guest(&mut self, rec: GuestRecord) {
+    pub fn guest(&mut self, mut rec: GuestRecord) {
+        if let Some(ns) = &self.ns_ids {
+            // Keep each thread's order: once one record waits, the later
+            // ones of that thread wait behind it.
+            let tid = rec.origin().tid;
+            let behind = self.unmapped.iter().any(|r| r.origin().tid == tid);
+            if behind || !Self::map_ids(ns, &mut rec) {
+                self.unmapped.push(rec);
+                return;
+            }
+        }
         let at = *rec.origin();
         let th = self.threads.entry(at.tid).or_default();
         th.pid = at.pid;
@@ -323,6 +371,29 @@ impl Joiner {
 
     /// A host event from the kernel.
     pub fn host(&mut self, ev: HostEvent) {
+        let mut learnt = false;
+        if let (
+            Some(ns),
+            HostEvent::Fork {
+                child_tgid,
+                child_tid,
+                child_ns_tgid,
+                child_ns_tid,
+                ..
+            },
+        ) = (&mut self.ns_ids, &ev)
+        {
+            ns.insert(*child_ns_tid, *child_tid);
+            ns.insert(*child_ns_tgid, *child_tgid);
+            learnt = true;
+        }
+        self.host_event(ev);
+        if learnt {
+            self.retry_unmapped();
+        }
+    }
+
+    fn host_event(&mut self, ev: HostEvent) {
         match ev {
             HostEvent::Syscall(h) => {
                 self.stats.host_syscalls += 1;
@@ -507,6 +578,13 @@ impl Joiner {
     }
 
     fn settle_inner(&mut self, all: bool) -> Vec<TraceEvent> {
+        if all && !self.unmapped.is_empty() {
+            // Their fork was never seen: join them under the ids they gave.
+            self.ns_ids = None;
+            for r in std::mem::take(&mut self.unmapped) {
+                self.guest(r);
+            }
+        }
         while let Some((p, _)) = self.host_pending.front() {
             if !all && *p >= self.pass {
                 break;
@@ -756,6 +834,57 @@ mod tests {
         assert_eq!(c[1].errno.as_deref(), Some("ENOSYS"));
         assert_eq!(c[2].ret, None);
         assert_eq!(c[2].host[0].name, "exit_group");
+    }
+
+    #[test]
+    fn namespace_ids_wait_for_their_fork_and_are_mapped_to_the_host() {
+        let mut j = Joiner::new(Arch::Mips);
+        j.in_pid_namespace();
+        let ns = |t| Origin {
+            vcpu: 0,
+            pid: 1,
+            tid: 1,
+            t_ns: t,
+        };
+        j.begin_guest_drain();
+        j.guest(GuestRecord::SysEnter {
+            at: ns(10),
+            nr: 4020,
+            args: [0; 8],
+            pc: None,
+        }); // getpid, before its fork event was read
+        j.guest(GuestRecord::SysExit {
+            at: ns(20),
+            nr: 4020,
+            ret: 1,
+        });
+        j.begin_host_drain(1_000_000_000);
+        j.host(HostEvent::Fork {
+            parent_tgid: 90,
+            parent_tid: 90,
+            child_tgid: 100,
+            child_tid: 100,
+            child_ns_tgid: 1,
+            child_ns_tid: 1,
+            is_thread: false,
+            t_ns: 5,
+        });
+        j.host(HostEvent::Syscall(HostSyscall {
+            tgid: 100,
+            tid: 100,
+            nr: 39,
+            args: [0; 6],
+            ret: Some(1),
+            t_enter_ns: 0,
+            t_exit_ns: 15,
+            path: None,
+        }));
+        let evs = j.finish();
+        let c = calls(&evs);
+        assert_eq!(c.len(), 1);
+        assert_eq!((c[0].pid, c[0].tid), (100, 100), "host ids");
+        assert_eq!(c[0].host.len(), 1, "joined with the host getpid");
+        assert_eq!(c[0].verdict, "passthrough");
     }
 
     #[test]

@@ -33,6 +33,14 @@ pub enum LaunchError {
     /// fork/pipe failed.
     #[error("cannot start QEMU: {0}")]
     Spawn(std::io::Error),
+    /// Building the sandbox failed in the child.
+    #[error("cannot build the sandbox: {step}: {source}")]
+    Sandbox {
+        /// What the child was doing.
+        step: String,
+        /// Cause.
+        source: std::io::Error,
+    },
 }
 
 /// A QEMU binary that has plugins.
@@ -118,6 +126,8 @@ pub struct Held {
     pub pid: libc::pid_t,
     go: libc::c_int,
     err: libc::c_int,
+    /// Sandbox steps, to name the one that failed.
+    steps: Vec<String>,
 }
 
 /// Fork a child that will `exec` `argv` (with `cwd` if given) once released.
@@ -174,6 +184,210 @@ pub fn spawn_held(argv: &[OsString], cwd: Option<&Path>) -> Result<Held, LaunchE
         pid,
         go: go[1],
         err: err[0],
+        steps: Vec::new(),
+    })
+}
+
+/// Steps of the sandboxed child that are not plan operations (negative).
+const STEP_UNSHARE: i32 = -1;
+const STEP_FORK: i32 = -2;
+const STEP_PIVOT: i32 = -3;
+const STEP_HOSTNAME: i32 = -4;
+const STEP_LOOPBACK: i32 = -5;
+const STEP_CWD: i32 = -6;
+const STEP_EXEC: i32 = -7;
+
+fn step_name(step: i32, steps: &[String]) -> String {
+    match step {
+        STEP_UNSHARE => "unshare (new mount, PID, IPC, UTS and network namespaces)".into(),
+        STEP_FORK => "fork into the new PID namespace".into(),
+        STEP_PIVOT => "pivot_root into the guest root".into(),
+        STEP_HOSTNAME => "sethostname".into(),
+        STEP_LOOPBACK => "bringing up loopback".into(),
+        STEP_CWD => "chdir to the working directory".into(),
+        STEP_EXEC => "exec QEMU".into(),
+        i => steps
+            .get(i as usize)
+            .cloned()
+            .unwrap_or_else(|| format!("step {i}")),
+    }
+}
+
+/// Bring `lo` up in the current network namespace.
+///
+/// # Safety
+/// Only raw syscalls on stack memory: callable after fork.
+unsafe fn loopback_up() -> bool {
+    // SAFETY: socket/ioctl/close on a local ifreq, as documented above.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return false;
+        }
+        let mut ifr: libc::ifreq = std::mem::zeroed();
+        for (i, b) in b"lo\0".iter().enumerate() {
+            ifr.ifr_name[i] = *b as libc::c_char;
+        }
+        let mut ok = libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut ifr) == 0;
+        if ok {
+            ifr.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+            ok = libc::ioctl(fd, libc::SIOCSIFFLAGS, &ifr) == 0;
+        }
+        libc::close(fd);
+        ok
+    }
+}
+
+/// Report (errno, step) to the parent and leave.
+///
+/// # Safety
+/// Only raw syscalls: callable after fork.
+unsafe fn child_fail(fd: libc::c_int, step: i32) -> ! {
+    // SAFETY: errno location is per thread; write from a local array; _exit.
+    unsafe {
+        let e = *libc::__errno_location();
+        let msg = [e, step];
+        libc::write(fd, msg.as_ptr().cast(), 8);
+        libc::_exit(126)
+    }
+}
+
+/// Like [`spawn_held`], but once released the child enters new mount, PID,
+/// IPC, UTS and network namespaces, forks the namespace's first process,
+/// which builds the sandbox `plan` describes, pivots into it and execs the
+/// plan's command. The returned pid is the outer child, which waits for the
+/// sandbox and exits with its status (128 + signal if it was killed).
+pub fn spawn_held_sandboxed(plan: &crate::sandbox::Plan) -> Result<Held, LaunchError> {
+    use crate::sandbox::Op;
+    let mut argv: Vec<*const libc::c_char> = plan.argv.iter().map(|a| a.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    let mut envp: Vec<*const libc::c_char> = plan.env.iter().map(|a| a.as_ptr()).collect();
+    envp.push(std::ptr::null());
+    let steps: Vec<String> = plan.ops.iter().map(Op::describe).collect();
+    let null = std::ptr::null::<libc::c_char>();
+    let opt = |c: &Option<CString>| c.as_ref().map_or(null, |c| c.as_ptr());
+    let dot = c".".as_ptr();
+    let slash = c"/".as_ptr();
+    let mut go = [0 as libc::c_int; 2];
+    let mut err = [0 as libc::c_int; 2];
+    // SAFETY: pipe2 writes two fds into arrays of two ints.
+    if unsafe { libc::pipe2(go.as_mut_ptr(), libc::O_CLOEXEC) } != 0
+        // SAFETY: as above.
+        || unsafe { libc::pipe2(err.as_mut_ptr(), libc::O_CLOEXEC) } != 0
+    {
+        return Err(LaunchError::Spawn(std::io::Error::last_os_error()));
+    }
+    // SAFETY: after the fork the children only make raw syscalls on memory
+    // prepared before it (the plan's C strings and pointer arrays).
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(LaunchError::Spawn(std::io::Error::last_os_error()));
+    }
+    if pid == 0 {
+        // SAFETY: child side, see above.
+        unsafe {
+            libc::close(go[1]);
+            libc::close(err[0]);
+            let mut b = 0u8;
+            if libc::read(go[0], std::ptr::addr_of_mut!(b).cast(), 1) != 1 {
+                libc::_exit(126);
+            }
+            let ns = libc::CLONE_NEWNS
+                | libc::CLONE_NEWPID
+                | libc::CLONE_NEWIPC
+                | libc::CLONE_NEWUTS
+                | libc::CLONE_NEWNET;
+            if libc::unshare(ns) != 0 {
+                child_fail(err[1], STEP_UNSHARE);
+            }
+            let inner = libc::fork();
+            if inner < 0 {
+                child_fail(err[1], STEP_FORK);
+            }
+            if inner == 0 {
+                // PID 1 of the new namespace: build the world, enter it.
+                for (i, op) in plan.ops.iter().enumerate() {
+                    let ok = match op {
+                        Op::Mkdir(p) => {
+                            libc::mkdir(p.as_ptr(), 0o755) == 0
+                                || *libc::__errno_location() == libc::EEXIST
+                        }
+                        Op::Touch(p) => {
+                            let fd = libc::open(
+                                p.as_ptr(),
+                                libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
+                                0o644,
+                            );
+                            fd >= 0 && libc::close(fd) == 0
+                        }
+                        Op::Mount {
+                            source,
+                            target,
+                            fstype,
+                            flags,
+                            data,
+                        } => {
+                            libc::mount(
+                                opt(source),
+                                target.as_ptr(),
+                                opt(fstype),
+                                *flags,
+                                opt(data).cast(),
+                            ) == 0
+                        }
+                        Op::Symlink(t, p) => {
+                            libc::symlink(t.as_ptr(), p.as_ptr()) == 0
+                                || *libc::__errno_location() == libc::EEXIST
+                        }
+                    };
+                    if !ok {
+                        child_fail(err[1], i as i32);
+                    }
+                }
+                if libc::chdir(plan.new_root.as_ptr()) != 0
+                    || libc::syscall(libc::SYS_pivot_root, dot, dot) != 0
+                    || libc::umount2(dot, libc::MNT_DETACH) != 0
+                    || libc::chdir(slash) != 0
+                {
+                    child_fail(err[1], STEP_PIVOT);
+                }
+                let h = plan.hostname.as_bytes();
+                if libc::sethostname(plan.hostname.as_ptr(), h.len()) != 0 {
+                    child_fail(err[1], STEP_HOSTNAME);
+                }
+                if !loopback_up() {
+                    child_fail(err[1], STEP_LOOPBACK);
+                }
+                if libc::chdir(plan.cwd.as_ptr()) != 0 {
+                    child_fail(err[1], STEP_CWD);
+                }
+                libc::execve(argv[0], argv.as_ptr(), envp.as_ptr());
+                child_fail(err[1], STEP_EXEC);
+            }
+            // The outer child: wait for the sandbox, pass its status on.
+            libc::close(err[1]);
+            let mut st = 0;
+            while libc::waitpid(inner, &mut st, 0) < 0 {
+                if *libc::__errno_location() != libc::EINTR {
+                    libc::_exit(126);
+                }
+            }
+            if libc::WIFEXITED(st) {
+                libc::_exit(libc::WEXITSTATUS(st));
+            }
+            libc::_exit(128 + libc::WTERMSIG(st));
+        }
+    }
+    // SAFETY: closing our copies of the child's ends.
+    unsafe {
+        libc::close(go[0]);
+        libc::close(err[1]);
+    }
+    Ok(Held {
+        pid,
+        go: go[1],
+        err: err[0],
+        steps,
     })
 }
 
@@ -183,19 +397,28 @@ impl Held {
         let b = 1u8;
         // SAFETY: writing one byte from a valid buffer to our pipe end.
         unsafe { libc::write(self.go, std::ptr::addr_of!(b).cast(), 1) };
-        let mut e: libc::c_int = 0;
-        // SAFETY: reading at most 4 bytes into an int; EOF means exec succeeded.
-        let n = unsafe { libc::read(self.err, std::ptr::addr_of_mut!(e).cast(), 4) };
+        let mut msg: [libc::c_int; 2] = [0; 2];
+        // SAFETY: reading at most 8 bytes into two ints; EOF means exec
+        // succeeded (4 bytes: errno of exec, 8: errno and sandbox step).
+        let n = unsafe { libc::read(self.err, msg.as_mut_ptr().cast(), 8) };
+        let e = msg[0];
         // SAFETY: closing our own fds.
         unsafe {
             libc::close(self.go);
             libc::close(self.err);
         }
-        if n == 4 {
+        if n == 4 || n == 8 {
             let mut st = 0;
             // SAFETY: reaping our own child.
             unsafe { libc::waitpid(self.pid, &mut st, 0) };
-            return Err(LaunchError::Spawn(std::io::Error::from_raw_os_error(e)));
+            let source = std::io::Error::from_raw_os_error(e);
+            if n == 8 {
+                return Err(LaunchError::Sandbox {
+                    step: step_name(msg[1], &self.steps),
+                    source,
+                });
+            }
+            return Err(LaunchError::Spawn(source));
         }
         Ok(self.pid)
     }

@@ -13,6 +13,7 @@ pub mod output;
 pub mod report;
 pub mod rootfs;
 pub mod run;
+pub mod sandbox;
 pub mod symbols;
 pub mod tables;
 pub mod verdict;

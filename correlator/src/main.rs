@@ -77,6 +77,11 @@ enum Cmd {
         /// to compare with a guest run using `guestview diff`.
         #[arg(long, conflicts_with_all = ["qemu", "rootfs", "arch"])]
         native: bool,
+        /// Run QEMU in a sandbox: its own mount, PID, IPC, UTS and network
+        /// (loopback only) namespaces, the guest root (--rootfs, default a
+        /// built root for the architecture) under a throw-away overlay as /.
+        #[arg(long, conflicts_with = "native")]
+        sandbox: bool,
         /// The guest program and its arguments (everything from PROGRAM on
         /// belongs to the guest).
         #[arg(value_name = "PROGRAM [ARGS]", required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
@@ -224,6 +229,7 @@ fn main() -> ExitCode {
             show_internal,
             quiet,
             native,
+            sandbox,
             command,
         } => {
             let program = PathBuf::from(&command[0]);
@@ -239,6 +245,7 @@ fn main() -> ExitCode {
                 show_internal,
                 quiet,
                 native,
+                sandbox,
                 program,
                 args,
             };

@@ -38,6 +38,9 @@ pub struct RunOptions {
     /// Trace a host (x86-64) program with eBPF alone, no QEMU: each host
     /// syscall is its own call, verdict `native` (to diff against a guest).
     pub native: bool,
+    /// Run QEMU in a sandbox (see [`crate::sandbox`]): its own namespaces,
+    /// the guest root under a throw-away overlay as `/`.
+    pub sandbox: bool,
     /// Guest program.
     pub program: PathBuf,
     /// Its arguments.
@@ -80,6 +83,11 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
                 "--native runs the program without QEMU: --qemu and --rootfs do not apply".into(),
             ));
         }
+    }
+    if opts.sandbox && opts.native {
+        return Err(GuestviewError::Input(
+            "--sandbox runs QEMU in a sandbox; --native runs no QEMU: choose one".into(),
+        ));
     }
     if let Some(want) = opts.arch {
         if want != arch {
@@ -209,8 +217,34 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
     launch::become_subreaper();
     launch::catch_interrupts();
     let t0 = monotonic_ns();
-    let held = launch::spawn_held(&argv, opts.workdir.as_deref())
-        .map_err(|e| GuestviewError::Setup(e.to_string()))?;
+    let held = match (&qemu, &plugin) {
+        (Some(q), Some(p)) if opts.sandbox => {
+            let rootfs = match &opts.rootfs {
+                Some(r) => r.clone(),
+                None => crate::rootfs::build_cached(arch)
+                    .map_err(|e| GuestviewError::Setup(e.to_string()))?,
+            };
+            std::fs::create_dir_all(crate::sandbox::STAGING).map_err(|e| {
+                GuestviewError::Setup(format!("cannot create {}: {e}", crate::sandbox::STAGING))
+            })?;
+            let spec = crate::sandbox::Spec {
+                rootfs: &rootfs,
+                qemu: &q.path,
+                plugin: p,
+                ring: &ring_path,
+                program: &program,
+                args: &opts.args,
+                workdir: opts.workdir.as_deref(),
+                qemu_env: std::env::vars()
+                    .filter(|(k, _)| k.starts_with("QEMU_"))
+                    .collect(),
+            };
+            let plan = crate::sandbox::plan(&spec).map_err(GuestviewError::Setup)?;
+            launch::spawn_held_sandboxed(&plan)
+        }
+        _ => launch::spawn_held(&argv, opts.workdir.as_deref()),
+    }
+    .map_err(|e| GuestviewError::Setup(e.to_string()))?;
     if let Err(e) = tracer.trace_pid(held.pid as u32) {
         held.abort();
         return Err(GuestviewError::Setup(format!(
@@ -235,6 +269,9 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
     } else {
         Joiner::new(arch)
     };
+    if opts.sandbox {
+        joiner.in_pid_namespace();
+    }
     if let Some(s) = (!opts.native)
         .then(|| crate::symbols::Symbolizer::from_elf(&program))
         .flatten()

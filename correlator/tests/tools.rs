@@ -575,3 +575,114 @@ fn root_rootfs_build_makes_a_root_a_dynamic_guest_runs_in() {
         1
     );
 }
+
+/// `key: value` lines of sandbox_probe.
+fn probe_lines(stdout: &[u8]) -> std::collections::HashMap<String, String> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .filter_map(|l| l.split_once(": "))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+#[test]
+fn root_sandbox_keeps_the_guest_from_the_host_and_the_join_whole() {
+    if !root()
+        || !require(
+            Path::new("/usr/mips-linux-gnu/lib/libc.so.6").exists(),
+            "libc6-mips-cross",
+        )
+    {
+        return;
+    }
+    // A service on the host's loopback the guest must not reach.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let mark = "/tmp/guestview-sandbox-test-mark";
+    let _ = std::fs::remove_file(mark);
+    let host_shadow = std::fs::read_to_string("/etc/shadow").unwrap_or_default();
+    let shm_rings = || -> std::collections::BTreeSet<String> {
+        std::fs::read_dir("/dev/shm")
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("guestview-"))
+            .collect()
+    };
+    let shm_before = shm_rings();
+    let run = |tag: &str| {
+        let jsonl = tmp(&format!("{tag}.jsonl"));
+        let out = Command::new(GV)
+            .args(["run", "--sandbox", "--format", "jsonl", "--output"])
+            .arg(&jsonl)
+            .arg(guest("sandbox_probe"))
+            .args([port.as_str(), mark])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let events: Vec<Value> = std::fs::read_to_string(&jsonl)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        (probe_lines(&out.stdout), events)
+    };
+    let (p, events) = run("sandbox-1");
+    // The root's harmless shadow, never the host's.
+    let shadow = &p["shadow"];
+    assert!(shadow.starts_with("root:*:19000:"), "{shadow}");
+    assert!(!host_shadow.starts_with(shadow.as_str()) || host_shadow.is_empty());
+    assert_eq!(p["mark-before"], "no");
+    assert_eq!(p["mark-create"], "ok");
+    assert!(!Path::new(mark).exists(), "a guest write reached the host");
+    // Its own PID namespace and /proc: QEMU is process 1 and alone.
+    assert_eq!(p["pid"], "1");
+    assert_eq!(p["proc-pids"], "1");
+    assert_eq!(p["hostname"], "guestview");
+    assert!(p["connect"].contains("refused"), "{}", p["connect"]);
+    assert!(
+        listener.accept().is_err(),
+        "the guest reached the host's loopback"
+    );
+
+    // The join is whole: host ids, every call judged, host calls attached.
+    let calls: Vec<&Value> = events.iter().filter(|e| e["type"] == "syscall").collect();
+    assert!(calls.len() > 20);
+    let qemu_pid = calls[0]["pid"].as_u64().unwrap();
+    assert_ne!(qemu_pid, 1, "host ids, not the namespace's");
+    for c in &calls {
+        assert_eq!(c["pid"].as_u64(), Some(qemu_pid), "{c}");
+        assert!(c["verdict"].is_string());
+    }
+    let open_shadow = calls
+        .iter()
+        .find(|c| c["path"] == "/etc/shadow" && c["ret"].as_i64().is_some_and(|r| r >= 0))
+        .expect("the open of /etc/shadow");
+    assert!(open_shadow["host"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|h| h["name"] == "openat" && h["tid"].as_u64() == open_shadow["tid"].as_u64()));
+    let getpid = calls.iter().find(|c| c["name"] == "getpid").unwrap();
+    assert_eq!(getpid["ret"], 1);
+    assert_eq!(getpid["host"][0]["ret"], 1);
+    let lost = events.iter().find(|e| e["type"] == "lost").unwrap();
+    for k in ["host_dropped", "guest_dropped", "guest_corrupt"] {
+        assert_eq!(lost[k], 0, "{lost}");
+    }
+
+    // A second run starts from the clean root: the first run's file is gone.
+    let (p2, _) = run("sandbox-2");
+    assert_eq!(p2["mark-before"], "no");
+    // Nothing is left behind on the host.
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains("guestview"), "{mounts}");
+    let shm_after = shm_rings();
+    let shm: Vec<_> = shm_after.difference(&shm_before).collect();
+    assert!(shm.is_empty(), "rings left in /dev/shm: {shm:?}");
+}

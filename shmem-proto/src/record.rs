@@ -129,6 +129,20 @@ impl GuestRecord {
         }
     }
 
+    /// Where and when, to rewrite (ids seen inside a PID namespace are
+    /// mapped to the host's by the consumer).
+    pub fn origin_mut(&mut self) -> &mut Origin {
+        match self {
+            GuestRecord::SysEnter { at, .. }
+            | GuestRecord::SysExit { at, .. }
+            | GuestRecord::ThreadStart { at }
+            | GuestRecord::ThreadExit { at }
+            | GuestRecord::PluginSpan { at, .. }
+            | GuestRecord::ProcessStart { at, .. }
+            | GuestRecord::ProcessExit { at, .. } => at,
+        }
+    }
+
     /// Encode for the ring; the producer fills in `seq` and `check`.
     pub fn to_raw(&self) -> RawRecord {
         let at = *self.origin();

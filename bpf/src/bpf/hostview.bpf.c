@@ -466,6 +466,15 @@ int BPF_PROG(gv_sys_exit, struct pt_regs *regs, long ret)
 	return 0;
 }
 
+/* A task's id in the innermost PID namespace it belongs to. */
+static __always_inline __u32 ns_tid_of(struct task_struct *t)
+{
+	struct pid *p = BPF_CORE_READ(t, thread_pid);
+	unsigned int level = BPF_CORE_READ(p, level);
+
+	return BPF_CORE_READ(p, numbers[level].nr);
+}
+
 SEC("tp_btf/sched_process_fork")
 int BPF_PROG(gv_fork, struct task_struct *parent, struct task_struct *child)
 {
@@ -491,6 +500,8 @@ int BPF_PROG(gv_fork, struct task_struct *parent, struct task_struct *child)
 	e->parent_tid = parent->pid;
 	e->child_tgid = ctgid;
 	e->child_tid = child->pid;
+	e->child_ns_tid = ns_tid_of(child);
+	e->child_ns_tgid = ns_tid_of(BPF_CORE_READ(child, group_leader));
 	e->is_thread = ctgid == ptgid;
 	__builtin_memset(e->_pad0, 0, sizeof(e->_pad0));
 	submit(e);

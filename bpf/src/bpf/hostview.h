@@ -86,6 +86,10 @@ struct gv_fork_event {
 	__u32 parent_tid;
 	__u32 child_tgid;
 	__u32 child_tid;
+	/* The child's ids in its own (innermost) PID namespace: what getpid()
+	 * and gettid() return inside a sandbox. Equal to the above outside one. */
+	__u32 child_ns_tgid;
+	__u32 child_ns_tid;
 	__u8 is_thread;
 	__u8 _pad0[7];
 };
@@ -127,7 +131,7 @@ struct gv_stats {
 _Static_assert(sizeof(struct gv_event_hdr) == 16, "gv_event_hdr size");
 _Static_assert(sizeof(struct gv_syscall_event) == 104, "gv_syscall_event size");
 _Static_assert(sizeof(struct gv_syscall_path_event) == 368, "gv_syscall_path_event size");
-_Static_assert(sizeof(struct gv_fork_event) == 40, "gv_fork_event size");
+_Static_assert(sizeof(struct gv_fork_event) == 48, "gv_fork_event size");
 _Static_assert(sizeof(struct gv_exec_event) == 288, "gv_exec_event size");
 _Static_assert(sizeof(struct gv_exit_event) == 32, "gv_exit_event size");
 _Static_assert(sizeof(struct gv_stats) == 32, "gv_stats size");
@@ -137,7 +141,8 @@ GV_ASSERT_LAYOUT(gv_syscall_event, args, 32);
 GV_ASSERT_LAYOUT(gv_syscall_event, ret, 80);
 GV_ASSERT_LAYOUT(gv_syscall_path_event, path_len, 104);
 GV_ASSERT_LAYOUT(gv_syscall_path_event, path, 112);
-GV_ASSERT_LAYOUT(gv_fork_event, is_thread, 32);
+GV_ASSERT_LAYOUT(gv_fork_event, child_ns_tgid, 32);
+GV_ASSERT_LAYOUT(gv_fork_event, is_thread, 40);
 GV_ASSERT_LAYOUT(gv_exec_event, filename, 32);
 GV_ASSERT_LAYOUT(gv_exit_event, exit_code, 24);
 
