@@ -173,7 +173,10 @@ pub fn plan(spec: &Spec<'_>) -> Result<Plan, String> {
             source: Some(c("overlay")),
             target: c(&root),
             fstype: Some(c("overlay")),
-            flags: 0,
+            // Nothing in the guest's world runs natively: an x86-64 ELF the
+            // guest writes (or finds) cannot be exec'd. QEMU maps guest code
+            // without PROT_EXEC, so guest programs still load.
+            flags: libc::MS_NOEXEC | libc::MS_NOSUID | libc::MS_NODEV,
             data: Some(c(format!(
                 "lowerdir={},upperdir={STAGING}/upper,workdir={STAGING}/work",
                 spec.rootfs.display()
@@ -279,6 +282,8 @@ pub fn plan(spec: &Spec<'_>) -> Result<Plan, String> {
     let mut plugin_arg = plugin_in.as_os_str().to_owned();
     plugin_arg.push(",ring=");
     plugin_arg.push(spec.ring);
+    // Once QEMU runs, its files go: the guest can run none of them.
+    plugin_arg.push(format!(",hide={TOOLS}"));
     let mut argv = vec![
         c(&loader_in),
         c("--library-path"),

@@ -686,3 +686,83 @@ fn root_sandbox_keeps_the_guest_from_the_host_and_the_join_whole() {
     let shm: Vec<_> = shm_after.difference(&shm_before).collect();
     assert!(shm.is_empty(), "rings left in /dev/shm: {shm:?}");
 }
+
+#[test]
+fn root_sandbox_refuses_host_native_code_and_follows_forks() {
+    if !root()
+        || !require(
+            Path::new("/usr/mips-linux-gnu/lib/libc.so.6").exists(),
+            "libc6-mips-cross",
+        )
+    {
+        return;
+    }
+    let out = Command::new(GV)
+        .args(["run", "-q", "--sandbox"])
+        .arg(guest("exec_probe"))
+        .args(["/bin/true", "/usr/bin/uname"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let p = probe_lines(&out.stdout);
+    // An x86-64 ELF the guest wrote, QEMU's own binary and the host's
+    // loader: all refused; host programs are not there at all.
+    for key in ["x86-elf", "qemu", "loader", "/bin/true", "/usr/bin/uname"] {
+        let r = p.get(key).unwrap_or_else(|| panic!("no {key} line: {p:?}"));
+        assert!(r.starts_with("refused"), "{key}: {r}");
+    }
+    assert!(
+        p["x86-elf"].contains("Permission denied"),
+        "{}",
+        p["x86-elf"]
+    );
+    // Without the sandbox the written x86-64 ELF runs natively: the
+    // probe does detect it.
+    let bare = Command::new(GV)
+        .args(["run", "-q"])
+        .arg(guest("exec_probe"))
+        .output()
+        .unwrap();
+    assert!(probe_lines(&bare.stdout)["x86-elf"].starts_with("RAN"));
+
+    // Forked children are joined under their host ids, call for call as
+    // without the sandbox.
+    let names = |sandbox: bool| {
+        let jsonl = tmp(&format!("forkwait-{sandbox}.jsonl"));
+        let mut c = Command::new(GV);
+        c.args(["run", "--format", "jsonl", "--output"]).arg(&jsonl);
+        if sandbox {
+            c.arg("--sandbox");
+        }
+        assert!(c.arg(guest("forkwait")).output().unwrap().status.success());
+        let calls: Vec<Value> = std::fs::read_to_string(&jsonl)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|e| e["type"] == "syscall")
+            .collect();
+        for c in &calls {
+            assert!(c["pid"].as_u64().unwrap() > 1, "host ids: {c}");
+            for h in c["host"].as_array().unwrap() {
+                assert_eq!(h["tid"], c["tid"], "{c}");
+            }
+        }
+        let mut n: Vec<String> = calls.iter().map(|c| c["name"].to_string()).collect();
+        n.sort();
+        (
+            n,
+            calls
+                .iter()
+                .map(|c| c["pid"].as_u64().unwrap_or(0))
+                .collect::<std::collections::BTreeSet<_>>()
+                .len(),
+        )
+    };
+    let (sandboxed, procs) = names(true);
+    assert!(procs >= 5, "the parent and its four children");
+    assert_eq!(sandboxed, names(false).0);
+}

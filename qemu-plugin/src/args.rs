@@ -12,9 +12,13 @@ pub struct Options {
     pub out: Option<PathBuf>,
     /// Hold the guest until a consumer attaches; never drop records.
     pub wait: bool,
+    /// Once QEMU and the plugin are loaded, detach the mounts at and under
+    /// this directory (the sandbox's `/.guestview`), so the guest can
+    /// neither run nor read QEMU's own files.
+    pub hide: Option<PathBuf>,
 }
 
-const USAGE: &str = "arguments are ring=PATH, out=FILE, wait=on|off";
+const USAGE: &str = "arguments are ring=PATH, out=FILE, wait=on|off, hide=DIR";
 
 fn boolean(key: &str, v: &str) -> Result<bool, String> {
     match v {
@@ -32,7 +36,13 @@ pub fn parse(argv: &[String]) -> Result<Options, String> {
             return Err(format!("bad argument '{a}': {USAGE}"));
         };
         match k {
-            "ring" | "out" if v.is_empty() => return Err(format!("{k}= needs a path")),
+            "ring" | "out" | "hide" if v.is_empty() => return Err(format!("{k}= needs a path")),
+            "hide" if !v.starts_with('/') || v == "/" => {
+                return Err(format!(
+                    "hide={v}: needs an absolute directory other than /"
+                ))
+            }
+            "hide" => o.hide = Some(PathBuf::from(v)),
             "ring" => o.ring = Some(PathBuf::from(v)),
             "out" => o.out = Some(PathBuf::from(v)),
             "wait" => o.wait = boolean(k, v)?,
@@ -68,5 +78,16 @@ mod tests {
             .unwrap_err()
             .contains("on or off"));
         assert!(parse(&v(&["out="])).unwrap_err().contains("needs a path"));
+    }
+
+    #[test]
+    fn hide_takes_an_absolute_directory_but_not_the_root() {
+        assert_eq!(
+            parse(&v(&["hide=/.guestview"])).unwrap().hide,
+            Some(PathBuf::from("/.guestview"))
+        );
+        assert!(parse(&v(&["hide=/"])).is_err());
+        assert!(parse(&v(&["hide=rel"])).is_err());
+        assert!(parse(&v(&["hide="])).is_err());
     }
 }

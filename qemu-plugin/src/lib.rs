@@ -379,6 +379,47 @@ extern "C" fn on_fork_child() {
     }
 }
 
+/// Detach every mount at or under `dir`, deepest first. QEMU and this
+/// plugin are mapped already; what stays visible is the empty mount points.
+fn hide_mounts(dir: &std::path::Path) -> Result<(), String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| {
+        format!(
+            "hide={}: cannot read /proc/self/mountinfo: {e}",
+            dir.display()
+        )
+    })?;
+    // Field 5 is the mount point (octal escapes for blanks).
+    let mut points: Vec<std::path::PathBuf> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| {
+            std::path::PathBuf::from(
+                p.replace("\\040", " ")
+                    .replace("\\011", "\t")
+                    .replace("\\012", "\n")
+                    .replace("\\134", "\\"),
+            )
+        })
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    points.dedup();
+    for p in &points {
+        let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes())
+            .map_err(|_| format!("hide: bad mount point {}", p.display()))?;
+        // SAFETY: umount2 with a NUL-terminated path and a flag.
+        if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } != 0 {
+            return Err(format!(
+                "hide={}: cannot detach {}: {}",
+                dir.display(),
+                p.display(),
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn install(
     id: sys::qemu_plugin_id_t,
     info: &sys::qemu_info_t,
@@ -472,6 +513,9 @@ fn install(
                 std::thread::sleep(std::time::Duration::from_millis(5));
             }
         }
+    }
+    if let Some(dir) = &opts.hide {
+        hide_mounts(dir)?;
     }
     // SAFETY: the handlers are plain extern "C" fns with no captured state.
     unsafe {
