@@ -191,8 +191,9 @@ fn write_root(dir: &Path, libdir: &Path) -> Result<usize, RootfsError> {
     Ok(copied)
 }
 
-/// The cached root for `arch`, built first if needed. Progress on stderr.
-pub fn build_cached(arch: Arch) -> Result<PathBuf, RootfsError> {
+/// The cached root for `arch`, built first if needed. Progress on stderr
+/// (a reused root is mentioned only when `verbose`).
+pub fn build_cached(arch: Arch, verbose: bool) -> Result<PathBuf, RootfsError> {
     let (triple, pkg) = cross_libc(arch);
     let version = ensure_package(pkg)?;
     let key: String = format!("{}-{version}-v{LAYOUT_VERSION}", arch.name())
@@ -208,11 +209,13 @@ pub fn build_cached(arch: Arch) -> Result<PathBuf, RootfsError> {
     let cache = cache_dir();
     let done = cache.join(&key);
     if done.join("etc/passwd").exists() {
-        eprintln!(
-            "rootfs: {} root reused from {}",
-            arch.name(),
-            done.display()
-        );
+        if verbose {
+            eprintln!(
+                "rootfs: {} root reused from {}",
+                arch.name(),
+                done.display()
+            );
+        }
         return Ok(done);
     }
     fs::create_dir_all(&cache).map_err(io_err("creating", &cache))?;
@@ -253,7 +256,7 @@ pub fn build_cached(arch: Arch) -> Result<PathBuf, RootfsError> {
 /// `guestview rootfs build`: the cached root, copied to `out` when given.
 /// Returns where the root is.
 pub fn build(arch: Arch, out: Option<&Path>) -> Result<PathBuf, RootfsError> {
-    let cached = build_cached(arch)?;
+    let cached = build_cached(arch, true)?;
     let Some(out) = out else {
         return Ok(cached);
     };

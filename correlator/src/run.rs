@@ -101,23 +101,42 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
     }
     // Checking QEMU runs it twice; load the eBPF programs meanwhile (both
     // are start-up latency, neither needs the other).
+    // Checking QEMU (and, for a sandbox, finding its libraries and the
+    // guest root) runs programs; all of it overlaps loading eBPF.
     let qemu_check = (!opts.native).then(|| {
         let explicit = opts.qemu.clone();
-        std::thread::spawn(move || launch::find_qemu(arch, explicit.as_deref()))
+        let sandbox = opts.sandbox;
+        let rootfs = opts.rootfs.clone();
+        std::thread::spawn(move || -> Result<_, GuestviewError> {
+            let q = launch::find_qemu(arch, explicit.as_deref())
+                .map_err(|e| GuestviewError::Setup(e.to_string()))?;
+            let sandbox = if sandbox {
+                let root = match rootfs {
+                    Some(r) => r,
+                    None => crate::rootfs::build_cached(arch, false)
+                        .map_err(|e| GuestviewError::Setup(e.to_string()))?,
+                };
+                let runtime = crate::sandbox::runtime_of(&q.path).map_err(GuestviewError::Setup)?;
+                Some((root, runtime))
+            } else {
+                None
+            };
+            Ok((q, sandbox))
+        })
     });
     let tracer = HostTracer::new(&TracerOptions::default());
     tracing::debug!(
         ms = started.elapsed().as_secs_f64() * 1e3,
         "eBPF programs loaded"
     );
-    let qemu = match qemu_check {
-        Some(check) => Some(
-            check
+    let (qemu, sandbox_parts) = match qemu_check {
+        Some(check) => {
+            let (q, s) = check
                 .join()
-                .map_err(|_| GuestviewError::Setup("checking QEMU failed".into()))?
-                .map_err(|e| GuestviewError::Setup(e.to_string()))?,
-        ),
-        None => None,
+                .map_err(|_| GuestviewError::Setup("checking QEMU failed".into()))??;
+            (Some(q), s)
+        }
+        None => (None, None),
     };
     tracing::debug!(ms = started.elapsed().as_secs_f64() * 1e3, "QEMU checked");
     let plugin = match &qemu {
@@ -219,17 +238,16 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
     let t0 = monotonic_ns();
     let held = match (&qemu, &plugin) {
         (Some(q), Some(p)) if opts.sandbox => {
-            let rootfs = match &opts.rootfs {
-                Some(r) => r.clone(),
-                None => crate::rootfs::build_cached(arch)
-                    .map_err(|e| GuestviewError::Setup(e.to_string()))?,
-            };
+            let (rootfs, runtime) = sandbox_parts
+                .as_ref()
+                .expect("a sandboxed run checks its parts with QEMU");
             std::fs::create_dir_all(crate::sandbox::STAGING).map_err(|e| {
                 GuestviewError::Setup(format!("cannot create {}: {e}", crate::sandbox::STAGING))
             })?;
             let spec = crate::sandbox::Spec {
-                rootfs: &rootfs,
+                rootfs,
                 qemu: &q.path,
+                qemu_runtime: runtime,
                 plugin: p,
                 ring: &ring_path,
                 program: &program,

@@ -134,6 +134,8 @@ pub struct Spec<'a> {
     pub rootfs: &'a Path,
     /// QEMU binary on the host.
     pub qemu: &'a Path,
+    /// Its dynamic loader and libraries ([`runtime_of`]).
+    pub qemu_runtime: &'a (PathBuf, Vec<PathBuf>),
     /// The plugin on the host.
     pub plugin: &'a Path,
     /// The ring file (bound at the same path).
@@ -214,13 +216,13 @@ pub fn plan(spec: &Spec<'_>) -> Result<Plan, String> {
         });
     };
     // QEMU and everything it loads, under /.guestview, read-only.
-    let (loader, libs) = runtime_of(spec.qemu)?;
+    let (loader, libs) = spec.qemu_runtime;
     let tools = Path::new(TOOLS);
     let loader_in = tools
         .join("lib")
         .join(loader.file_name().unwrap_or_default());
-    bind_file(&mut ops, &loader, &loader_in, false);
-    for l in &libs {
+    bind_file(&mut ops, loader, &loader_in, false);
+    for l in libs {
         bind_file(
             &mut ops,
             l,
