@@ -5,6 +5,7 @@ use crate::tables;
 use serde::Serialize;
 use shmem_proto::trace::{LostEvent, RunInfo, SummaryEvent, TraceError, TraceEvent, TraceReader};
 use shmem_proto::Arch;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
@@ -36,6 +37,9 @@ pub struct Report {
     pub frames: u64,
     /// Why reading stopped early, if it did.
     pub incomplete: Option<String>,
+    /// Reused for building translation keys.
+    #[serde(skip)]
+    scratch: String,
 }
 
 /// Mismatches listed one by one in a report; more are counted only.
@@ -69,52 +73,65 @@ pub struct SyscallStats {
 
 impl Report {
     fn add(&mut self, ev: TraceEvent) {
+        /// The value at `k`, created with a key of its own only when new.
+        fn entry<'m, V: Default>(m: &'m mut BTreeMap<String, V>, k: &str) -> &'m mut V {
+            if !m.contains_key(k) {
+                m.insert(k.to_owned(), V::default());
+            }
+            m.get_mut(k).expect("just inserted")
+        }
         match ev {
             TraceEvent::Run(r) => self.run = Some(r),
             TraceEvent::Syscall(s) => {
                 self.syscalls += 1;
-                let name = match s.name {
-                    Some(n) => n.into_owned(),
-                    None => Arch::from_name(&s.arch)
-                        .and_then(|a| tables::guest_syscall_name(a, s.nr))
-                        .map_or_else(|| format!("syscall_{}", s.nr), str::to_owned),
+                let fallback;
+                let name: &str = match &s.name {
+                    Some(n) => n,
+                    None => {
+                        fallback = Arch::from_name(&s.arch)
+                            .and_then(|a| tables::guest_syscall_name(a, s.nr))
+                            .map_or_else(|| Cow::Owned(format!("syscall_{}", s.nr)), Cow::Borrowed);
+                        &fallback
+                    }
                 };
                 if s.verdict == "mismatch" && self.mismatches.len() < MISMATCHES_KEPT {
                     let why = Arch::from_name(&s.arch)
-                        .and_then(|a| crate::verdict::mismatch(a, Some(&name), s.ret, &s.host))
+                        .and_then(|a| crate::verdict::mismatch(a, Some(name), s.ret, &s.host))
                         .unwrap_or_else(|| "(no longer judged a mismatch)".into());
                     self.mismatches.push(MismatchEntry {
                         seq: s.seq,
                         tid: s.tid,
-                        name: name.clone(),
+                        name: name.to_owned(),
                         pc: s.pc,
                         why,
                     });
                 }
-                let st = self.per_syscall.entry(name.clone()).or_default();
+                // Millions of calls, a few dozen keys: look up by reference
+                // and allocate a key only the first time it is seen.
+                let st = entry(&mut self.per_syscall, name);
                 st.count += 1;
                 if s.errno.is_some() || s.ret.is_some_and(|r| (-4095..0).contains(&r)) {
                     st.errors += 1;
                 }
-                *st.verdicts.entry(s.verdict.to_string()).or_default() += 1;
-                *self.per_verdict.entry(s.verdict.into_owned()).or_default() += 1;
-                let seq = if s.host.is_empty() {
-                    "(none)".to_owned()
+                *entry(&mut st.verdicts, &s.verdict) += 1;
+                *entry(&mut self.per_verdict, &s.verdict) += 1;
+                let key = &mut self.scratch;
+                key.clear();
+                if s.host.is_empty() {
+                    key.push_str("(none)");
                 } else {
-                    let mut names: Vec<&str> = Vec::with_capacity(s.host.len());
+                    let mut last: Option<&str> = None;
                     for h in &s.host {
-                        if names.last() != Some(&h.name.as_ref()) {
-                            names.push(&h.name);
+                        if last != Some(&h.name) {
+                            if last.is_some() {
+                                key.push('+');
+                            }
+                            key.push_str(&h.name);
+                            last = Some(&h.name);
                         }
                     }
-                    names.join("+")
-                };
-                *self
-                    .translations
-                    .entry(name)
-                    .or_default()
-                    .entry(seq)
-                    .or_default() += 1;
+                }
+                *entry(entry(&mut self.translations, name), key) += 1;
             }
             TraceEvent::Internal(i) => {
                 let m = self.internal.entry(i.origin).or_default();

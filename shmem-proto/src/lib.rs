@@ -13,6 +13,7 @@ pub mod layout;
 pub mod record;
 pub mod ring;
 pub mod trace;
+mod wire;
 
 pub use arch::Arch;
 pub use record::{GuestRecord, Origin, RecordError};

@@ -4,8 +4,15 @@
 //! ```text
 //! header  : magic "GVTRACE\0" (8) | format version u32 LE | header CRC32 of the first 12 bytes u32 LE
 //! frame*  : payload length u32 LE | CRC32 of payload u32 LE | payload
-//! payload : event count u32 LE | bincode(TraceEvent) * count
+//! payload : event count u32 LE | item*
+//! item    : 0 u8 | bincode(TraceEvent)      any event
+//!         | 1 u8 | compact syscall           a TraceEvent::Syscall (see `wire`)
+//!         | 2 u8 | LEB128 length | UTF-8     defines the frame's next name
 //! ```
+//!
+//! The event count counts items 0 and 1. Names (syscalls, errnos, verdicts)
+//! are indices into a table that each frame builds from scratch, so every
+//! frame decodes on its own.
 //!
 //! A frame is written whole or not at all from the reader's point of view:
 //! after a crash the file is readable up to the last whole frame, and the
@@ -24,7 +31,7 @@ use std::path::{Path, PathBuf};
 /// First eight bytes of a trace file.
 pub const TRACE_MAGIC: [u8; 8] = *b"GVTRACE\0";
 /// Version of the trace format.
-pub const TRACE_VERSION: u32 = 2;
+pub const TRACE_VERSION: u32 = 3;
 /// Largest frame a reader accepts (a hostile length cannot make it allocate more).
 pub const MAX_FRAME: u32 = 64 << 20;
 /// Events per frame the writer aims at.
@@ -104,7 +111,7 @@ pub struct SyscallEvent {
     /// Guest PC of the syscall instruction.
     pub pc: Option<u64>,
     /// That PC as `function+offset`, from the guest ELF's symbols.
-    pub pc_sym: Option<String>,
+    pub pc_sym: Option<Name>,
     /// Guest syscall number.
     pub nr: i64,
     /// Its name for the guest architecture (`None`: not a syscall there).
@@ -264,6 +271,7 @@ pub struct TraceWriter {
     /// The frame being built: header space, event count, encoded events.
     frame: Vec<u8>,
     events: u32,
+    names: crate::wire::NameTable,
     path: PathBuf,
 }
 
@@ -292,6 +300,7 @@ impl TraceWriter {
             out,
             frame,
             events: 0,
+            names: Default::default(),
             path: path.to_owned(),
         })
     }
@@ -299,15 +308,22 @@ impl TraceWriter {
     /// Add an event (encoded at once, so the caller keeps it); writes a
     /// frame when enough are pending, and then returns `true`.
     pub fn push(&mut self, ev: &TraceEvent) -> Result<bool, TraceError> {
-        let mark = self.frame.len();
-        if let Err(e) =
-            bincode::serde::encode_into_std_write(ev, &mut self.frame, bincode::config::standard())
-        {
-            self.frame.truncate(mark);
-            return Err(TraceError::Io {
-                path: self.path.clone(),
-                source: io::Error::other(e),
-            });
+        if let TraceEvent::Syscall(s) = ev {
+            crate::wire::encode_syscall(&mut self.frame, &mut self.names, s);
+        } else {
+            let mark = self.frame.len();
+            self.frame.push(crate::wire::TAG_EVENT);
+            if let Err(e) = bincode::serde::encode_into_std_write(
+                ev,
+                &mut self.frame,
+                bincode::config::standard(),
+            ) {
+                self.frame.truncate(mark);
+                return Err(TraceError::Io {
+                    path: self.path.clone(),
+                    source: io::Error::other(e),
+                });
+            }
         }
         self.events += 1;
         if self.events as usize >= FRAME_EVENTS || self.frame.len() >= FRAME_BYTES {
@@ -321,6 +337,7 @@ impl TraceWriter {
     pub fn discard_pending(&mut self) {
         self.frame.truncate(FRAME_HEAD);
         self.events = 0;
+        self.names.clear();
     }
 
     fn write_frame(&mut self) -> Result<(), TraceError> {
@@ -473,24 +490,43 @@ impl TraceReader {
     }
 }
 
-/// The events of one frame's payload: a u32 LE count, then that many
-/// bincode-encoded events, and nothing after them.
+/// The events of one frame's payload: a u32 LE count, then items holding
+/// that many events, and nothing after them.
 fn decode_payload(buf: &[u8]) -> Result<Vec<TraceEvent>, String> {
-    let Some((count, mut rest)) = buf.split_first_chunk::<4>() else {
+    use crate::wire::{Cursor, TAG_EVENT, TAG_NAME, TAG_SYSCALL};
+    let Some((count, rest)) = buf.split_first_chunk::<4>() else {
         return Err("frame shorter than its event count".into());
     };
     let count = u32::from_le_bytes(*count) as usize;
     // Every event takes at least two bytes: a hostile count cannot make us
     // reserve more than the frame could hold.
     let mut events = Vec::with_capacity(count.min(rest.len() / 2));
+    let mut names: Vec<Name> = Vec::new();
+    let mut c = Cursor { buf: rest };
     let limit = bincode::config::standard().with_limit::<{ 1 << 28 }>();
-    for i in 0..count {
-        let (ev, used): (TraceEvent, usize) = bincode::serde::decode_from_slice(rest, limit)
-            .map_err(|e| format!("undecodable event {i} of {count}: {e}"))?;
-        events.push(ev);
-        rest = &rest[used..];
+    while events.len() < count {
+        let i = events.len();
+        let undecodable = |e: String| format!("undecodable event {i} of {count}: {e}");
+        match c.u8().map_err(undecodable)? {
+            TAG_NAME => {
+                let n = c.str().map_err(undecodable)?;
+                names.push(crate::wire::intern(n));
+            }
+            TAG_SYSCALL => {
+                let s = crate::wire::decode_syscall(&mut c, &names).map_err(undecodable)?;
+                events.push(TraceEvent::Syscall(Box::new(s)));
+            }
+            TAG_EVENT => {
+                let (ev, used): (TraceEvent, usize) =
+                    bincode::serde::decode_from_slice(c.buf, limit)
+                        .map_err(|e| undecodable(e.to_string()))?;
+                c.buf = &c.buf[used..];
+                events.push(ev);
+            }
+            t => return Err(undecodable(format!("unknown item tag {t}"))),
+        }
     }
-    if !rest.is_empty() {
+    if !c.buf.is_empty() {
         return Err("trailing bytes in frame".into());
     }
     Ok(events)
@@ -641,5 +677,117 @@ mod tests {
         let msg = read_all(&p).1.unwrap().to_string();
         assert!(msg.contains("trailing bytes"), "{msg}");
         std::fs::remove_file(&p).unwrap();
+    }
+
+    fn rich(i: u64) -> TraceEvent {
+        let host = |k: u64| HostCall {
+            nr: 257 + k as i64,
+            name: if k % 2 == 0 { "openat".into() } else { Cow::Owned(format!("syscall_{k}")) },
+            args: [u64::MAX, 0, k, 1 << 40, 7, 0x7fff_0000_1234],
+            ret: (k % 3 != 0).then_some(-(k as i64)),
+            path: (k % 2 == 0).then(|| format!("/tmp/\u{e9}t\u{e9}-{k}")),
+            tid: 100 + (k as u32 % 2),
+            t_enter_ns: if k % 4 == 0 { 0 } else { 1_000 + k },
+            t_exit_ns: if k == 5 { 3 } else { 2_000_000 + k },
+        };
+        TraceEvent::Syscall(Box::new(SyscallEvent {
+            seq: i,
+            pid: 99,
+            tid: 100,
+            vcpu: 3,
+            arch: "mipsel".into(),
+            pc: (i % 2 == 0).then_some(0x4005_f0 + i),
+            pc_sym: (i % 3 == 0).then(|| Cow::Owned(format!("write+{i:#x}"))),
+            nr: if i % 5 == 0 { -1 } else { 4004 },
+            name: (i % 5 != 0).then(|| "write".into()),
+            args: [i, u64::MAX, 0, 1, 2, 3, 4, 5],
+            path: (i % 2 == 1).then(|| "/etc/passwd".into()),
+            ret: (i % 7 != 0).then_some(-(i as i64 % 200)),
+            errno: (i % 7 == 1).then(|| "ENOENT".into()),
+            t_enter_ns: 1_000_000 + i,
+            t_exit_ns: if i % 7 == 0 { 0 } else { 1_500_000 + i },
+            host: (0..(i % 12)).map(host).collect(),
+            verdict: ["passthrough", "translated", "mismatch"][i as usize % 3].into(),
+            policy_action: "allow".into(),
+            policy_rule: (i % 4 == 0).then(|| "no-shadow".into()),
+        }))
+    }
+
+    #[test]
+    fn compact_syscalls_round_trip_with_every_field_shape() {
+        let p = tmp("rich");
+        let mut w = TraceWriter::create(&p).unwrap();
+        let mut want = vec![];
+        for i in 0..3 * FRAME_EVENTS as u64 {
+            let ev = if i % 1000 == 17 {
+                TraceEvent::Lost(LostEvent {
+                    host_dropped: i,
+                    ..Default::default()
+                })
+            } else {
+                rich(i)
+            };
+            w.push(&ev).unwrap();
+            want.push(ev);
+        }
+        w.flush().unwrap();
+        drop(w);
+        let (all, err) = read_all(&p);
+        assert!(err.is_none(), "{err:?}");
+        assert_eq!(all.len(), want.len());
+        for (a, b) in all.iter().zip(&want) {
+            assert_eq!(a, b);
+        }
+        std::fs::remove_file(&p).unwrap();
+    }
+
+    #[test]
+    fn damaged_frames_are_errors_never_panics() {
+        // Every single-byte change and every cut of a frame (with its CRC
+        // fixed up so the payload decoder sees it) is decoded or refused.
+        let p = tmp("fuzz");
+        let mut w = TraceWriter::create(&p).unwrap();
+        for i in 0..40 {
+            w.push(&rich(i)).unwrap();
+        }
+        w.flush().unwrap();
+        drop(w);
+        let bytes = std::fs::read(&p).unwrap();
+        std::fs::remove_file(&p).unwrap();
+        let payload = &bytes[24..];
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for pos in 0..payload.len() {
+            for _ in 0..3 {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                let mut b = payload.to_vec();
+                b[pos] ^= (seed as u8).max(1);
+                let _ = decode_payload(&b);
+            }
+            let _ = decode_payload(&payload[..pos]);
+        }
+        assert_eq!(decode_payload(payload).unwrap().len(), 40);
+    }
+
+    #[test]
+    fn a_name_index_outside_the_frame_table_is_refused() {
+        let mut names = crate::wire::NameTable::default();
+        let mut b = 1u32.to_le_bytes().to_vec();
+        crate::wire::encode_syscall(&mut b, &mut names, match &rich(1) {
+            TraceEvent::Syscall(s) => s,
+            _ => unreachable!(),
+        });
+        // Drop the name items: the record now refers to undefined names.
+        let mut cut = 1u32.to_le_bytes().to_vec();
+        let mut k = 4;
+        while b[k] == crate::wire::TAG_NAME {
+            let len = b[k + 1] as usize;
+            k += 2 + len;
+        }
+        assert_eq!(b[k], crate::wire::TAG_SYSCALL);
+        cut.extend_from_slice(&b[k..]);
+        let msg = decode_payload(&cut).unwrap_err();
+        assert!(msg.contains("not defined in this frame"), "{msg}");
     }
 }
