@@ -229,6 +229,9 @@ pub struct HostTracer {
     // the object that owns the programs and maps.
     ring: RingBuffer<'static>,
     inbox: Arc<Mutex<Inbox>>,
+    /// The inbox's previous queue, swapped in on each drain so that neither
+    /// queue is reallocated from pass to pass.
+    spare: VecDeque<HostEvent>,
     malformed: u64,
     traced: MapHandle,
     stats: MapHandle,
@@ -319,6 +322,7 @@ impl HostTracer {
         Ok(Self {
             ring,
             inbox,
+            spare: VecDeque::new(),
             malformed: 0,
             traced,
             stats,
@@ -359,14 +363,14 @@ impl HostTracer {
     }
 
     fn hand_out(&mut self, f: &mut dyn FnMut(HostEvent)) -> Result<usize, BpfError> {
-        let (events, malformed) = {
+        let malformed = {
             let mut inbox = self.inbox.lock().unwrap_or_else(PoisonError::into_inner);
-            let malformed = std::mem::take(&mut inbox.malformed);
-            (std::mem::take(&mut inbox.events), malformed)
+            std::mem::swap(&mut inbox.events, &mut self.spare);
+            std::mem::take(&mut inbox.malformed)
         };
         self.malformed += malformed;
-        let n = events.len();
-        events.into_iter().for_each(f);
+        let n = self.spare.len();
+        self.spare.drain(..).for_each(f);
         Ok(n)
     }
 

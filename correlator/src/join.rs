@@ -83,6 +83,10 @@ pub struct Joiner {
     pass: u64,
     last_host_drain_ns: u64,
     ready: Vec<(u64, TraceEvent)>,
+    /// Scratch buffers of `settle`, kept so their capacity survives passes
+    /// (growing them anew every millisecond was a tenth of the join's time).
+    finals: Vec<GuestCall>,
+    held: Vec<(u64, TraceEvent)>,
     internal: HashMap<(u32, u32, bool), Vec<HostCall>>,
     seq: u64,
     stats: JoinStats,
@@ -146,6 +150,8 @@ impl Joiner {
             pass: 1,
             last_host_drain_ns: 0,
             ready: Vec::new(),
+            finals: Vec::new(),
+            held: Vec::new(),
             internal: HashMap::default(),
             seq: 0,
             stats: JoinStats::default(),
@@ -201,15 +207,15 @@ impl Joiner {
         self.symbols = Some((symbols, launched));
     }
 
-    fn pc_symbol(&self, pid: u32, pc: Option<u64>) -> Option<String> {
-        let (sym, launched) = self.symbols.as_ref()?;
+    fn pc_symbol(&mut self, pid: u32, pc: Option<u64>) -> Option<Name> {
+        let (sym, launched) = self.symbols.as_mut()?;
         let execs = self.execs.get(&pid).copied().unwrap_or(0);
         let same_image = if pid == *launched {
             execs <= 1
         } else {
             execs == 0
         };
-        same_image.then(|| sym.lookup(pc?)).flatten()
+        same_image.then(|| sym.name(pc?)).flatten()
     }
 
     /// A join for a host program traced natively, without QEMU: each host
@@ -568,16 +574,26 @@ impl Joiner {
     /// Classify and finalize what this pass allows; returns the events that
     /// are final, in time order.
     pub fn settle(&mut self) -> Vec<TraceEvent> {
-        self.settle_inner(false)
+        let mut out = Vec::new();
+        self.settle_inner(false, &mut out);
+        out
+    }
+
+    /// [`Joiner::settle`] into `out` (appended), whose capacity the caller
+    /// keeps from pass to pass.
+    pub fn settle_into(&mut self, out: &mut Vec<TraceEvent>) {
+        self.settle_inner(false, out);
     }
 
     /// Everything is drained for good (all traced processes are gone):
     /// settle every remaining call and event.
     pub fn finish(&mut self) -> Vec<TraceEvent> {
-        self.settle_inner(true)
+        let mut out = Vec::new();
+        self.settle_inner(true, &mut out);
+        out
     }
 
-    fn settle_inner(&mut self, all: bool) -> Vec<TraceEvent> {
+    fn settle_inner(&mut self, all: bool, out: &mut Vec<TraceEvent>) {
         if all && !self.unmapped.is_empty() {
             // Their fork was never seen: join them under the ids they gave.
             self.ns_ids = None;
@@ -594,7 +610,7 @@ impl Joiner {
         }
         let pass = self.pass;
         let horizon = self.last_host_drain_ns.saturating_sub(VISIBILITY_MARGIN_NS);
-        let mut finals = Vec::new();
+        let mut finals = std::mem::take(&mut self.finals);
         for th in self.threads.values_mut() {
             while let Some(g) = th.done.front() {
                 let ok = all || (g.exit_pass < pass && g.exit.is_none_or(|(t, _)| t <= horizon));
@@ -620,9 +636,10 @@ impl Joiner {
                 th.spans.pop_front();
             }
         }
-        for g in finals {
+        for g in finals.drain(..) {
             self.emit_call(g);
         }
+        self.finals = finals;
         if all {
             self.threads.clear();
         } else {
@@ -658,29 +675,32 @@ impl Joiner {
             })
             .min()
             .unwrap_or(u64::MAX);
-        let mut ready: Vec<(u64, TraceEvent)> = Vec::with_capacity(self.ready.len());
-        let mut keep = Vec::new();
-        for (t, ev) in std::mem::take(&mut self.ready) {
-            if all || t < pending_from || matches!(ev, TraceEvent::Syscall(_)) {
-                ready.push((t, ev));
-            } else {
-                keep.push((t, ev));
-            }
+        // Events that must wait go to `held`, the rest stay in `ready`.
+        let mut ready = std::mem::take(&mut self.ready);
+        let mut held = std::mem::take(&mut self.held);
+        if !all {
+            ready.retain_mut(|(t, ev)| {
+                let go = *t < pending_from || matches!(ev, TraceEvent::Syscall(_));
+                if !go {
+                    held.push((*t, std::mem::replace(ev, TraceEvent::Lost(LostEvent::default()))));
+                }
+                go
+            });
         }
-        self.ready = keep;
         if !ready.is_sorted_by_key(|(t, _)| *t) {
             ready.sort_by_key(|(t, _)| *t);
         }
-        ready
-            .into_iter()
-            .map(|(_, mut ev)| {
-                if let TraceEvent::Syscall(s) = &mut ev {
-                    self.seq += 1;
-                    s.seq = self.seq;
-                }
-                ev
-            })
-            .collect()
+        out.reserve(ready.len());
+        for (_, mut ev) in ready.drain(..) {
+            if let TraceEvent::Syscall(s) = &mut ev {
+                self.seq += 1;
+                s.seq = self.seq;
+            }
+            out.push(ev);
+        }
+        // What was held back leads the next pass; `ready` keeps its capacity.
+        self.ready = held;
+        self.held = ready;
     }
 
     /// The `lost` record for the end of a run.

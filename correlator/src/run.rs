@@ -306,6 +306,7 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
         host_err: None,
     };
     let mut main_status: Option<Reaped> = None;
+    let mut settled = Vec::new();
     let mut killed_rest = false;
     let mut busy = false;
     loop {
@@ -314,7 +315,8 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
             std::thread::sleep(Duration::from_millis(1));
         }
         busy = views.pass() > 2048;
-        for ev in views.joiner.settle() {
+        views.joiner.settle_into(&mut settled);
+        for ev in settled.drain(..) {
             sink.emit(ev)?;
         }
         sink.end_pass()?;
@@ -367,6 +369,8 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
     sink.finish()?;
     tracing::debug!(
         ms = started.elapsed().as_secs_f64() * 1e3,
+        cpu_ms = launch::own_cpu_seconds() * 1e3,
+        calls = js.syscalls,
         "output and trace finished"
     );
     if let Some(e) = views.host_err {
@@ -680,12 +684,14 @@ pub fn watch(opts: &WatchOptions) -> Result<i32, GuestviewError> {
     };
     let mut busy = false;
     let mut gone_passes = 0;
+    let mut settled = Vec::new();
     loop {
         if !busy {
             std::thread::sleep(Duration::from_millis(1));
         }
         busy = views.pass() > 2048;
-        for ev in views.joiner.settle() {
+        views.joiner.settle_into(&mut settled);
+        for ev in settled.drain(..) {
             sink.emit(ev)?;
         }
         sink.end_pass()?;

@@ -6,12 +6,21 @@
 //! stay plain addresses.
 
 use object::{Object, ObjectKind, ObjectSymbol, SymbolKind};
+use rustc_hash::FxHashMap;
+use std::borrow::Cow;
 use std::path::Path;
+
+/// Distinct PCs whose names are kept (interned) for the rest of the run. A
+/// program has a few hundred syscall sites; the bound keeps a guest that
+/// jumps to syscall instructions all over its code from growing the cache.
+const CACHE_LIMIT: usize = 8192;
 
 /// Function symbols of one ELF, sorted by address.
 #[derive(Debug, Default, Clone)]
 pub struct Symbolizer {
     funcs: Vec<(u64, u64, String)>,
+    /// Names already made, by PC: each syscall site is formatted once.
+    cache: FxHashMap<u64, Option<&'static str>>,
 }
 
 impl Symbolizer {
@@ -40,7 +49,26 @@ impl Symbolizer {
                 .then(a.2.len().cmp(&b.2.len()))
         });
         funcs.dedup_by_key(|f| f.0);
-        Some(Symbolizer { funcs })
+        Some(Symbolizer {
+            funcs,
+            cache: FxHashMap::default(),
+        })
+    }
+
+    /// [`Symbolizer::lookup`], remembered per PC: the same syscall site is
+    /// named again on every call, so the name is made once and shared.
+    pub fn name(&mut self, pc: u64) -> Option<Cow<'static, str>> {
+        if let Some(hit) = self.cache.get(&pc) {
+            return hit.map(Cow::Borrowed);
+        }
+        let name = self.lookup(pc);
+        if self.cache.len() >= CACHE_LIMIT {
+            return name.map(Cow::Owned);
+        }
+        // Leaked on purpose: at most CACHE_LIMIT short strings per run.
+        let interned: Option<&'static str> = name.map(|n| &*Box::leak(n.into_boxed_str()));
+        self.cache.insert(pc, interned);
+        interned.map(Cow::Borrowed)
     }
 
     /// `name+0xoff` for a PC inside a known function.
@@ -76,6 +104,7 @@ mod tests {
                 (0x1040, 0, "write".into()),
                 (0x1100, 0x10, "read".into()),
             ],
+            ..Default::default()
         };
         assert_eq!(s.lookup(0x1000).as_deref(), Some("open64"));
         assert_eq!(s.lookup(0x101c).as_deref(), Some("open64+0x1c"));
@@ -83,6 +112,21 @@ mod tests {
         assert_eq!(s.lookup(0x10f0).as_deref(), Some("write+0xb0"));
         assert_eq!(s.lookup(0x1110), None);
         assert_eq!(s.lookup(0x10), None);
+    }
+
+    #[test]
+    fn cached_names_equal_fresh_ones_also_past_the_cache_limit() {
+        let mut s = Symbolizer {
+            funcs: vec![(0x1000, 0x100000, "big".into())],
+            ..Default::default()
+        };
+        for round in 0..2 {
+            for pc in (0x1000..).step_by(4).take(CACHE_LIMIT + 10) {
+                assert_eq!(s.name(pc).as_deref(), s.lookup(pc).as_deref(), "round {round}");
+            }
+            assert_eq!(s.name(0x0).as_deref(), None);
+        }
+        assert_eq!(s.cache.len(), CACHE_LIMIT);
     }
 
     #[test]
