@@ -12,9 +12,9 @@
 //! # Ok::<(), guestview_bpf::BpfError>(())
 //! ```
 //!
-//! Records are submitted without waking the reader until the ring is half
-//! full, so the reader is expected to call [`HostTracer::poll`] (or
-//! [`HostTracer::drain`]) on a short timer — every millisecond or so.
+//! Records are submitted without waking the reader, so the reader is
+//! expected to call [`HostTracer::drain`] (or [`HostTracer::poll`]) on a
+//! short timer — every millisecond or so.
 #![deny(missing_docs)]
 
 mod decode;
@@ -53,7 +53,7 @@ impl Default for TracerOptions {
 /// Counters since the tracer was created, summed over CPUs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct HostStats {
-    /// Records written into the ring by the eBPF programs.
+    /// Records taken from the ring so far (decodable or not).
     pub emitted: u64,
     /// Records lost because the ring was full; must be 0 in a normal run.
     pub dropped: u64,
@@ -61,8 +61,8 @@ pub struct HostStats {
     pub path_failures: u64,
     /// Records the reader could not decode (counted in user space).
     pub malformed: u64,
-    /// sys_enter states that could not be stored; the syscall is still
-    /// recorded at sys_exit, without arguments (`t_enter_ns == 0`).
+    /// Exec file names that could not be kept for the exec's sys_exit
+    /// (task storage full); that exec is recorded without its path.
     pub pending_failures: u64,
 }
 
@@ -129,17 +129,18 @@ pub struct HostSyscall {
     pub tid: u32,
     /// x86-64 syscall number.
     pub nr: i64,
-    /// Raw arguments (from the registers at sys_exit for calls recorded
-    /// there alone; all 0 for a path-taking call whose enter was not seen).
+    /// Raw arguments, from the registers at sys_exit (at the thread's death
+    /// for exit/exit_group); all 0 for a successful exec and for
+    /// rt_sigreturn, whose exits no longer hold them.
     pub args: [u64; 6],
     /// Raw return value (`-errno` on failure); `None` for a syscall that
     /// never returned (exit, exit_group, or one the thread died in).
     pub ret: Option<i64>,
-    /// Monotonic ns at sys_enter, for path-taking calls, exec and
-    /// rt_sigreturn; 0 for every other call (recorded at sys_exit alone, which
-    /// is cheaper and all the join needs) and when the enter was not seen.
+    /// Monotonic ns at sys_enter: always 0, no program runs there (the
+    /// exit time is all the join needs, and cheaper). Kept for the format.
     pub t_enter_ns: u64,
-    /// Monotonic ns at sys_exit (at sys_enter for exit/exit_group).
+    /// Monotonic ns at sys_exit (when the thread died, for exit/exit_group;
+    /// at its exec point for an exec killed before its sys_exit).
     pub t_exit_ns: u64,
     /// The path argument of a path-taking syscall (lossy UTF-8, at most 255
     /// bytes); `None` for other syscalls and when it could not be read.
@@ -221,6 +222,8 @@ impl BpfError {
 struct Inbox {
     events: VecDeque<HostEvent>,
     malformed: u64,
+    /// Records taken from the ring, decodable or not.
+    received: u64,
 }
 
 /// The loaded, attached eBPF programs and the reader of their ring.
@@ -310,6 +313,7 @@ impl HostTracer {
         builder
             .add(&rb, move |bytes: &[u8]| {
                 let mut inbox = sink.lock().unwrap_or_else(PoisonError::into_inner);
+                inbox.received += 1;
                 match HostEvent::try_from(bytes) {
                     Ok(ev) => inbox.events.push_back(ev),
                     Err(_) => inbox.malformed += 1,
@@ -351,8 +355,8 @@ impl HostTracer {
         self.hand_out(f)
     }
 
-    /// Wait up to `timeout` for the ring to wake us (it does so only when
-    /// more than half full), then drain it.
+    /// Wait up to `timeout` (records never wake the reader, so this is a
+    /// sleep unless another event source is ready), then drain the ring.
     pub fn poll(
         &mut self,
         timeout: Duration,
@@ -381,18 +385,19 @@ impl HostTracer {
             .lookup_percpu(&0u32.to_ne_bytes(), MapFlags::ANY)
             .map_err(BpfError::Stats)?
             .unwrap_or_default();
+        let (malformed, received) = {
+            let inbox = self.inbox.lock().unwrap_or_else(PoisonError::into_inner);
+            (inbox.malformed, inbox.received)
+        };
         let mut out = HostStats {
-            malformed: self.malformed
-                + self
-                    .inbox
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .malformed,
+            malformed: self.malformed + malformed,
+            // The programs keep no per-record counter: what was submitted
+            // is what was received, plus what is still in the ring.
+            emitted: received,
             ..HostStats::default()
         };
         for cpu in per_cpu {
             if let Some(s) = sys::read_record::<sys::gv_stats>(&cpu) {
-                out.emitted += s.emitted;
                 out.dropped += s.dropped;
                 out.path_failures += s.path_failures;
                 out.pending_failures += s.pending_failures;

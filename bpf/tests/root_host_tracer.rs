@@ -123,7 +123,15 @@ fn root_traces_child_process() {
         .find(|s| s.nr == NR_OPENAT && s.path.as_deref() == Some("/etc/hostname"))
         .unwrap_or_else(|| panic!("no openat(/etc/hostname) in {events:#?}"));
     assert!(open.ret.is_some_and(|r| r >= 0), "openat failed: {open:?}");
-    assert!(open.t_enter_ns > 0 && open.t_enter_ns <= open.t_exit_ns);
+    // Recorded at sys_exit alone (no program runs at sys_enter), path read
+    // then. A successful exec returns in the new image: its path is the one
+    // sched_process_exec saw, its arguments are gone.
+    assert!(open.t_enter_ns == 0 && open.t_exit_ns > 0, "{open:?}");
+    let exec = syscalls(&events)
+        .find(|s| s.nr == 59 && s.path.as_deref() == Some("/bin/cat"))
+        .unwrap_or_else(|| panic!("no execve(/bin/cat) in {events:#?}"));
+    assert!(exec.ret == Some(0) && exec.t_exit_ns > 0, "{exec:?}");
+    assert_eq!(exec.args, [0; 6], "{exec:?}");
     assert_eq!(open.tgid, open.tid);
     assert_ne!(open.tgid, pid, "cat runs in a forked child");
 

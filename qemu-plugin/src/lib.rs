@@ -97,13 +97,16 @@ impl ThreadState {
         }
     }
 
-    /// Make sure the next push will not wait (so a timestamp taken after
-    /// this does not include a wait).
+    /// Make sure the call's entry and exit records can be pushed without
+    /// waiting. A wait makes syscalls; between the call's return timestamp
+    /// and the publication of its exit record the correlator would take
+    /// them for the call's own (the call still looks open). Room for three:
+    /// the span that announces a wait here, the entry and the exit.
     fn reserve(&mut self) {
         let Some(p) = self.producer.as_mut() else {
             return;
         };
-        if let Pushed::Waited { start_ns, end_ns } = p.reserve() {
+        if let Pushed::Waited { start_ns, end_ns } = p.reserve_n(3) {
             let span = GuestRecord::PluginSpan {
                 at: self.origin(start_ns),
                 end_ns,

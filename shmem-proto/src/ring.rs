@@ -399,12 +399,22 @@ impl<'r> Producer<'r> {
     /// Reserve space for one record, waiting if the region is in wait mode.
     /// Call before taking a timestamp that must not include the wait.
     pub fn reserve(&mut self) -> Pushed {
-        if self.head - self.tail_cache < self.cap {
+        self.reserve_n(1)
+    }
+
+    /// Reserve space for `n` records (at most the capacity), waiting if the
+    /// region is in wait mode: the next `n` pushes will not wait. The plugin
+    /// reserves a guest call's exit record with its entry, so that no wait
+    /// (and none of its syscalls) can fall between the call's return
+    /// timestamp and the publication of its exit record.
+    pub fn reserve_n(&mut self, n: u64) -> Pushed {
+        let need = self.cap - n.clamp(1, self.cap) + 1;
+        if self.head - self.tail_cache < need {
             return Pushed::Written;
         }
         let c = self.region.control(self.ring);
         self.tail_cache = c.tail.load(Ordering::Acquire);
-        if self.head.wrapping_sub(self.tail_cache) < self.cap {
+        if self.head.wrapping_sub(self.tail_cache) < need {
             return Pushed::Written;
         }
         if self.region.mode == MODE_DROP {
@@ -421,7 +431,7 @@ impl<'r> Producer<'r> {
                 std::thread::sleep(Duration::from_micros(50));
             }
             self.tail_cache = c.tail.load(Ordering::Acquire);
-            if self.head.wrapping_sub(self.tail_cache) < self.cap {
+            if self.head.wrapping_sub(self.tail_cache) < need {
                 return Pushed::Waited {
                     start_ns: start,
                     end_ns: monotonic_ns(),
@@ -732,6 +742,46 @@ mod tests {
         assert_eq!(c.stats().dropped, 2);
         assert!(r.claim(1, 6, 1).is_none(), "single ring is taken");
         assert_eq!(c.stats().no_ring, 1);
+        std::fs::remove_file(&p).unwrap();
+    }
+
+    #[test]
+    fn reserve_n_waits_until_n_records_fit_then_pushes_do_not_wait() {
+        let p = tmp("reserve-n");
+        let r = Region::create(
+            &p,
+            RegionParams {
+                max_rings: 1,
+                capacity: 4,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let mut c = Consumer::new(&r);
+        let mut prod = r.claim(1, 5, 0).unwrap();
+        for i in 0..2 {
+            assert_eq!(prod.push(&exit_rec(5, i)), Pushed::Written);
+        }
+        // Two of four slots free: room for two, not for three.
+        assert_eq!(prod.reserve_n(2), Pushed::Written);
+        std::thread::scope(|s| {
+            let drainer = s.spawn(|| {
+                std::thread::sleep(Duration::from_millis(20));
+                let mut n = 0;
+                c.poll(|_| n += 1);
+                n
+            });
+            assert!(matches!(prod.reserve_n(3), Pushed::Waited { .. }));
+            for i in 2..5 {
+                assert_eq!(prod.push(&exit_rec(5, i)), Pushed::Written, "record {i}");
+            }
+            assert_eq!(drainer.join().unwrap(), 2);
+        });
+        // More than the capacity is clamped to it, never a wait forever.
+        let mut got = 0;
+        c.poll(|_| got += 1);
+        assert_eq!(got, 3);
+        assert_eq!(prod.reserve_n(100), Pushed::Written);
         std::fs::remove_file(&p).unwrap();
     }
 

@@ -4,11 +4,11 @@
  * everything it forks), one ring-buffer record per syscall, plus fork, exec
  * and exit. Loaded and read by guestview-bpf (src/lib.rs).
  *
- * Cost model: an untraced task pays bpf_get_current_pid_tgid() and one hash
- * lookup per syscall enter/exit. A traced one pays a task-storage lookup at
- * each end and one ring-buffer record at sys_exit. Wake-ups are the other
- * big cost, so records are submitted without one unless the ring is more
- * than half full (the consumer polls on a timer).
+ * Cost model: an untraced task pays one program run, with
+ * bpf_get_current_pid_tgid() and one hash lookup, per syscall exit (there
+ * is no program on the raw sys_enter tracepoint; see gv_sys_exit). A traced
+ * one also pays one ring-buffer record. Wake-ups are the other big cost, so
+ * records are submitted without one (the consumer drains on a timer).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -46,29 +46,19 @@ struct {
 	__type(value, struct gv_stats);
 } stats SEC(".maps");
 
-enum pending_path_state {
-	PATH_NONE = 0, /* not a path-taking syscall */
-	PATH_OK,       /* read at sys_enter */
-	PATH_NULL,     /* the pointer was NULL (utimensat(fd, NULL, ...)) */
-	PATH_FAILED,   /* read failed at sys_enter; retry at sys_exit */
-};
-
 /*
- * What sys_enter saw, kept per thread until sys_exit. Task storage lives on
- * the task_struct, so it survives execve (whose sys_exit runs in the new
- * image) and needs no clean-up when the thread dies.
+ * What sched_process_exec saw, kept on the task until the exec's own
+ * sys_exit (which runs in the new image, the old arguments gone). Task
+ * storage lives on the task_struct, so it survives execve and needs no
+ * clean-up when the thread dies.
  */
 struct gv_pending {
 	__u64 t_enter;
 	__s64 nr;
-	__u64 args[6];
 	__u32 tid;
 	__u16 path_len;
 	__u8 active;
-	__u8 path_state;
-	__u8 path_arg;
 	__u8 path_truncated;
-	__u8 _pad[6];
 	char path[GV_PATH_MAX];
 };
 
@@ -167,18 +157,14 @@ static __always_inline void count_pending_failure(void)
 }
 
 /*
- * Submit without waking the consumer unless the ring is more than half
- * full: a wake-up per record costs far more than the record itself.
+ * Submit without waking anyone: a wake-up per record costs far more than
+ * the record, and guestview drains the ring on a timer (every millisecond)
+ * rather than sleeping on it. Nothing else is done per record (no counter,
+ * no ring query): user space counts what it receives.
  */
 static __always_inline void submit(void *e)
 {
-	struct gv_stats *s = stats_slot();
-	__u64 avail = bpf_ringbuf_query(&rb, BPF_RB_AVAIL_DATA);
-	__u64 size = bpf_ringbuf_query(&rb, BPF_RB_RING_SIZE);
-
-	if (s)
-		__sync_fetch_and_add(&s->emitted, 1);
-	bpf_ringbuf_submit(e, avail > size / 2 ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
+	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 }
 
 static __always_inline void fill_hdr(struct gv_event_hdr *h, __u16 op, __u16 flags,
@@ -246,106 +232,51 @@ static __always_inline void emit_noreturn(__u32 tgid, __u32 tid, __s64 nr, const
 }
 
 /*
- * Which syscalls need state carried from sys_enter to sys_exit: those with a
- * path (read while the memory is surely there), exec (whose sys_exit runs in
- * the new image) and rt_sigreturn (which overwrites orig_ax). Every other
- * syscall is recorded at sys_exit alone, from the registers the kernel
- * keeps in pt_regs: no task storage, no second map lookup. The join needs
- * only the exit time (a host call whose exit lies in a guest call's window
- * began in it: one thread, one syscall at a time).
+ * There is no sys_enter program. A program on the raw sys_enter tracepoint
+ * runs for every syscall of every process on the host, and on this machine
+ * kind that alone cost about 50 ns a syscall. The join needs only exit
+ * times (a host call whose exit lies in a guest call's window began in it:
+ * one thread makes one syscall at a time), the arguments are still in
+ * pt_regs at sys_exit, and a path argument is still in memory. What sys_exit
+ * cannot see comes from the process tracepoints, which fire rarely:
+ *   exit, exit_group  never reach sys_exit: sched_process_exit sees the
+ *                     thread still inside them (gv_exit);
+ *   execve, execveat  a successful one reaches sys_exit in the new image,
+ *                     its arguments gone: sched_process_exec keeps the file
+ *                     name for it in task storage (gv_exec).
+ * rt_sigreturn restores orig_ax to -1, so a sys_exit with orig_ax -1 is it.
+ * (The per-syscall tracepoints, syscalls/sys_enter_*, were tried: they are
+ * cheap while attached, but detaching each one waits for an RCU tasks-trace
+ * grace period, which added 300 ms to every run.)
  */
-static __always_inline int needs_enter(__s64 nr)
+
+static __always_inline int is_exec(__s64 nr)
 {
-	if (nr == NR_RT_SIGRETURN)
-		return 1;
-	return (__u64)nr < GV_NR_TABLE && path_arg_plus1[nr] != 0;
+	return nr == NR_EXECVE || nr == NR_EXECVEAT;
 }
 
-/*
- * BTF-typed raw tracepoints rather than classic ones: a classic tracepoint
- * first copies the event into a perf buffer for every syscall of every
- * process, which made untraced processes 2.6x slower on a syscall-heavy
- * loop; tp_btf hands us the registers directly.
- */
-SEC("tp_btf/sys_enter")
-int BPF_PROG(gv_sys_enter, struct pt_regs *regs, long id)
+/* Fill the path fields of `e` from user memory at `up`; returns its flags. */
+static __always_inline __u16 path_at_exit(struct gv_syscall_path_event *e, const char *up)
 {
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	__u32 tgid = pid_tgid >> 32;
-	__u32 tid = (__u32)pid_tgid;
-	struct gv_pending *p;
-	__s64 nr;
-	__u64 now;
+	long n = bpf_probe_read_user_str(e->path, sizeof(e->path), up);
 
-	nr = id;
-	if (!(nr == NR_EXIT || nr == NR_EXIT_GROUP || needs_enter(nr)))
-		return 0;
-	if (!is_traced(tgid))
-		return 0;
-
-	now = bpf_ktime_get_ns();
-
-	if (nr == NR_EXIT || nr == NR_EXIT_GROUP) {
-		__u64 args[6];
-
-		copy_regs_args(args, regs);
-		/* Nothing is pending any more: the exit hook must not repeat it. */
-		p = bpf_task_storage_get(&pending, bpf_get_current_task_btf(), 0, 0);
-		if (p)
-			p->active = 0;
-		emit_noreturn(tgid, tid, nr, args, now, now, 0);
-		return 0;
+	if (n > 0) {
+		e->path_len = n - 1;
+		return n == sizeof(e->path) ? GV_F_PATH_TRUNCATED : 0;
 	}
-
-	p = bpf_task_storage_get(&pending, bpf_get_current_task_btf(), 0,
-				 BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (!p) {
-		/* sys_exit will still emit the call, flagged GV_F_NO_ENTER. */
-		count_pending_failure();
-		return 0;
-	}
-
-	p->t_enter = now;
-	p->nr = nr;
-	p->tid = tid;
-	copy_regs_args(p->args, regs);
-	p->path_state = PATH_NONE;
-	p->path_len = 0;
-	p->path_truncated = 0;
-	p->active = 1;
-
-	if ((__u64)nr < GV_NR_TABLE) {
-		__u32 ai = path_arg_plus1[nr];
-
-		if (ai > 0 && ai <= 6) {
-			const char *up = (const char *)pick_arg(p->args, ai - 1);
-
-			p->path_arg = ai - 1;
-			if (!up) {
-				p->path_state = PATH_NULL;
-			} else {
-				long n = bpf_probe_read_user_str(p->path, sizeof(p->path), up);
-
-				if (n > 0) {
-					p->path_state = PATH_OK;
-					p->path_len = n - 1;
-					p->path_truncated = n == sizeof(p->path);
-				} else {
-					p->path_state = PATH_FAILED;
-				}
-			}
-		}
-	}
-	return 0;
+	e->path_len = 0;
+	e->path[0] = 0;
+	count_path_failure();
+	return GV_F_PATH_FAULT;
 }
 
 /*
  * A syscall recorded at sys_exit from the registers alone. With
- * GV_F_NO_ENTER (a call that needed its enter, which was not seen) the
- * arguments are left 0: the registers may no longer hold them.
+ * GV_F_NO_ENTER (an exec whose enter was not seen) the arguments are left
+ * 0: the registers no longer hold them.
  */
-static __always_inline void emit_at_exit(__u32 tgid, __u32 tid, struct pt_regs *regs, long ret,
-					 __u64 now, __u16 flags)
+static __always_inline void emit_at_exit(__u32 tgid, __u32 tid, struct pt_regs *regs, __s64 nr,
+					 long ret, __u64 now, __u16 flags)
 {
 	struct gv_syscall_event *e = bpf_ringbuf_reserve(&rb, sizeof(*e), 0);
 
@@ -356,7 +287,7 @@ static __always_inline void emit_at_exit(__u32 tgid, __u32 tid, struct pt_regs *
 	fill_hdr(&e->hdr, GV_OP_SYSCALL, flags, sizeof(*e), now);
 	e->tgid = tgid;
 	e->tid = tid;
-	e->nr = regs->orig_ax;
+	e->nr = nr;
 	if (flags & GV_F_NO_ENTER)
 		__builtin_memset(e->args, 0, sizeof(e->args));
 	else
@@ -367,101 +298,114 @@ static __always_inline void emit_at_exit(__u32 tgid, __u32 tid, struct pt_regs *
 	submit(e);
 }
 
+/*
+ * An exec's sys_exit. A successful one runs in the new image: its file name
+ * is the one sched_process_exec kept, its arguments are gone (0, flagged).
+ * A failed one is still in the old image with its registers and memory.
+ */
+static __always_inline void exec_at_exit(__u32 tgid, __u32 tid, struct pt_regs *regs, __s64 nr,
+					 long ret, __u64 now)
+{
+	struct gv_pending *p = bpf_task_storage_get(&pending, bpf_get_current_task_btf(), 0, 0);
+	struct gv_syscall_path_event *e;
+	int done = p && p->active;
+	__u16 flags = 0;
+
+	if (p)
+		p->active = 0;
+	e = bpf_ringbuf_reserve(&rb, sizeof(*e), 0);
+	if (!e) {
+		count_dropped();
+		return;
+	}
+	e->sc.tgid = tgid;
+	e->sc.tid = tid;
+	e->sc.nr = nr;
+	e->sc.ret = ret;
+	e->sc.t_enter = 0;
+	e->sc.t_exit = now;
+	e->path_arg = nr == NR_EXECVEAT ? 1 : 0;
+	__builtin_memset(e->_pad0, 0, sizeof(e->_pad0));
+	if (done && ret == 0) {
+		__builtin_memset(e->sc.args, 0, sizeof(e->sc.args));
+		flags |= GV_F_NO_ENTER;
+		bpf_probe_read_kernel(e->path, sizeof(e->path), p->path);
+		e->path_len = p->path_len;
+		if (p->path_truncated)
+			flags |= GV_F_PATH_TRUNCATED;
+	} else {
+		copy_regs_args(e->sc.args, regs);
+		flags |= GV_F_PATH_AT_EXIT |
+			 path_at_exit(e, (const char *)pick_arg(e->sc.args, e->path_arg));
+	}
+	fill_hdr(&e->sc.hdr, GV_OP_SYSCALL_PATH, flags, sizeof(*e), now);
+	submit(e);
+}
+
+/*
+ * BTF-typed raw tracepoint rather than a classic one: a classic tracepoint
+ * first copies the event into a perf buffer for every syscall of every
+ * process, which made untraced processes 2.6x slower on a syscall-heavy
+ * loop; tp_btf hands us the registers directly.
+ */
 SEC("tp_btf/sys_exit")
 int BPF_PROG(gv_sys_exit, struct pt_regs *regs, long ret)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 tgid = pid_tgid >> 32;
 	__u32 tid = (__u32)pid_tgid;
-	struct gv_pending *p;
+	__s64 nr;
+	__u32 ai;
 	__u64 now;
 
 	if (!is_traced(tgid))
 		return 0;
 
 	now = bpf_ktime_get_ns();
-	/* orig_ax is -1 after rt_sigreturn: that one goes through its enter state. */
-	if ((__s64)regs->orig_ax >= 0 && !needs_enter((__s64)regs->orig_ax)) {
-		emit_at_exit(tgid, tid, regs, ret, now, 0);
+	nr = (__s64)regs->orig_ax;
+	if (nr == -1) {
+		/* rt_sigreturn put the interrupted context's orig_ax (-1) back;
+		 * its arguments are gone with it. */
+		emit_at_exit(tgid, tid, regs, NR_RT_SIGRETURN, ret, now, GV_F_NO_ENTER);
 		return 0;
 	}
-	p = bpf_task_storage_get(&pending, bpf_get_current_task_btf(), 0, 0);
-
-	if (!p || !p->active) {
-		emit_at_exit(tgid, tid, regs, ret, now, GV_F_NO_ENTER);
+	if (is_exec(nr)) {
+		exec_at_exit(tgid, tid, regs, nr, ret, now);
 		return 0;
 	}
-
-	p->active = 0;
-
-	if (p->path_state == PATH_OK || p->path_state == PATH_FAILED) {
+	ai = (__u64)nr < GV_NR_TABLE ? path_arg_plus1[nr] : 0;
+	if (ai == 0 || ai > 6) {
+		emit_at_exit(tgid, tid, regs, nr, ret, now, 0);
+		return 0;
+	}
+	{
 		struct gv_syscall_path_event *e = bpf_ringbuf_reserve(&rb, sizeof(*e), 0);
-		__u16 flags = 0;
+		const char *up;
+		__u16 flags = GV_F_PATH_AT_EXIT;
 
 		if (!e) {
 			count_dropped();
 			return 0;
 		}
 		e->sc.tgid = tgid;
-		e->sc.tid = p->tid;
-		e->sc.nr = p->nr;
-#pragma unroll
-		for (int i = 0; i < 6; i++)
-			e->sc.args[i] = p->args[i];
+		e->sc.tid = tid;
+		e->sc.nr = nr;
+		copy_regs_args(e->sc.args, regs);
 		e->sc.ret = ret;
-		e->sc.t_enter = p->t_enter;
+		e->sc.t_enter = 0;
 		e->sc.t_exit = now;
-		e->path_arg = p->path_arg;
+		e->path_arg = ai - 1;
 		__builtin_memset(e->_pad0, 0, sizeof(e->_pad0));
-
-		if (p->path_state == PATH_OK) {
-			bpf_probe_read_kernel(e->path, sizeof(e->path), p->path);
-			e->path_len = p->path_len;
-			if (p->path_truncated)
-				flags |= GV_F_PATH_TRUNCATED;
+		up = (const char *)pick_arg(e->sc.args, ai - 1);
+		if (up) {
+			flags |= path_at_exit(e, up);
+			fill_hdr(&e->sc.hdr, GV_OP_SYSCALL_PATH, flags, sizeof(*e), now);
+			submit(e);
 		} else {
-			long n = -1;
-			__u32 ai = p->path_arg;
-
-			/* After a successful exec the old image is gone. */
-			if (!(p->nr == NR_EXECVE || p->nr == NR_EXECVEAT) && ai < 6)
-				n = bpf_probe_read_user_str(e->path, sizeof(e->path),
-							    (const char *)pick_arg(p->args, ai));
-			if (n > 0) {
-				e->path_len = n - 1;
-				flags |= GV_F_PATH_AT_EXIT;
-				if (n == sizeof(e->path))
-					flags |= GV_F_PATH_TRUNCATED;
-			} else {
-				e->path_len = 0;
-				e->path[0] = 0;
-				flags |= GV_F_PATH_FAULT;
-				count_path_failure();
-			}
+			/* utimensat(fd, NULL, ...): no path, a plain record. */
+			bpf_ringbuf_discard(e, BPF_RB_NO_WAKEUP);
+			emit_at_exit(tgid, tid, regs, nr, ret, now, 0);
 		}
-		fill_hdr(&e->sc.hdr, GV_OP_SYSCALL_PATH, flags, sizeof(*e), now);
-		submit(e);
-		return 0;
-	}
-
-	{
-		struct gv_syscall_event *e = bpf_ringbuf_reserve(&rb, sizeof(*e), 0);
-
-		if (!e) {
-			count_dropped();
-			return 0;
-		}
-		fill_hdr(&e->hdr, GV_OP_SYSCALL, 0, sizeof(*e), now);
-		e->tgid = tgid;
-		e->tid = p->tid;
-		e->nr = p->nr;
-#pragma unroll
-		for (int i = 0; i < 6; i++)
-			e->args[i] = p->args[i];
-		e->ret = ret;
-		e->t_enter = p->t_enter;
-		e->t_exit = now;
-		submit(e);
 	}
 	return 0;
 }
@@ -513,6 +457,7 @@ int BPF_PROG(gv_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm 
 {
 	__u32 tgid = p->tgid;
 	struct gv_exec_event *e;
+	struct gv_pending *pend;
 	long n;
 
 	if (!is_traced(tgid))
@@ -539,6 +484,21 @@ int BPF_PROG(gv_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm 
 		e->hdr.flags |= GV_F_PATH_FAULT;
 		count_path_failure();
 	}
+
+	/* For the exec's own sys_exit, which runs in the new image. */
+	pend = bpf_task_storage_get(&pending, bpf_get_current_task_btf(), 0,
+				    BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (pend) {
+		pend->active = 1;
+		pend->t_enter = e->hdr.ktime;
+		pend->tid = e->tid;
+		pend->nr = -1;
+		pend->path_len = e->filename_len;
+		pend->path_truncated = n == sizeof(e->filename);
+		bpf_probe_read_kernel(pend->path, sizeof(pend->path), e->filename);
+	} else {
+		count_pending_failure();
+	}
 	submit(e);
 	return 0;
 }
@@ -557,11 +517,38 @@ int BPF_PROG(gv_exit, struct task_struct *p, bool group_dead)
 
 	now = bpf_ktime_get_ns();
 
-	/* A syscall that was in flight when the thread was killed. */
+	/*
+	 * A thread that dies inside exit or exit_group: its saved registers
+	 * say so (orig_ax is the number; ax still holds the -ENOSYS the entry
+	 * code puts there, as the call never returned). A thread killed on
+	 * its way back from another syscall has that call's number and result
+	 * there, and its sys_exit was recorded already.
+	 */
+	{
+		struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(p);
+		__s64 nr = regs ? (__s64)BPF_CORE_READ(regs, orig_ax) : -1;
+		__s64 ax = regs ? (__s64)BPF_CORE_READ(regs, ax) : 0;
+
+		if ((nr == NR_EXIT || nr == NR_EXIT_GROUP) && ax == -38 /* -ENOSYS */) {
+			__u64 args[6];
+
+			args[0] = BPF_CORE_READ(regs, di);
+			args[1] = BPF_CORE_READ(regs, si);
+			args[2] = BPF_CORE_READ(regs, dx);
+			args[3] = BPF_CORE_READ(regs, r10);
+			args[4] = BPF_CORE_READ(regs, r8);
+			args[5] = BPF_CORE_READ(regs, r9);
+			emit_noreturn(tgid, tid, nr, args, now, now, 0);
+		}
+	}
+
+	/* An exec that was killed between its point of no return and sys_exit. */
 	pend = bpf_task_storage_get(&pending, p, 0, 0);
 	if (pend && pend->active) {
+		__u64 none[6] = {};
+
 		pend->active = 0;
-		emit_noreturn(tgid, pend->tid, pend->nr, pend->args, pend->t_enter, now,
+		emit_noreturn(tgid, pend->tid, NR_EXECVE, none, pend->t_enter, now,
 			      GV_F_INTERRUPTED);
 	}
 

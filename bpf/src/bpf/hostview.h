@@ -25,9 +25,10 @@ enum gv_op {
 	/* Same as GV_OP_SYSCALL plus the path argument (gv_syscall_path_event). */
 	GV_OP_SYSCALL_PATH = 2,
 	/*
-	 * A syscall that never returns: exit/exit_group (emitted at sys_enter),
-	 * or one that was in flight when its thread died (emitted at exit,
-	 * with GV_F_INTERRUPTED). ret is 0 and meaningless.
+	 * A syscall that never returns: exit/exit_group (emitted when the
+	 * thread dies in it), or an exec killed between its point of no
+	 * return and its sys_exit (with GV_F_INTERRUPTED). ret is 0 and
+	 * meaningless.
 	 */
 	GV_OP_NORETURN = 3,
 	GV_OP_FORK = 4,
@@ -37,12 +38,13 @@ enum gv_op {
 
 /* Bits of gv_event_hdr.flags. */
 enum gv_flag {
-	/* sys_exit without a matching sys_enter (tracing began mid-call, or
-	 * the child's return from fork/clone): t_enter and args are 0. */
+	/* The arguments are unknown and 0: a successful exec (its sys_exit
+	 * runs in the new image), or rt_sigreturn (its exit restores the
+	 * interrupted registers). */
 	GV_F_NO_ENTER = 1 << 0,
 	/* The path filled the whole buffer and may have been cut short. */
 	GV_F_PATH_TRUNCATED = 1 << 1,
-	/* The path could not be read at sys_enter and was read at sys_exit. */
+	/* The path was read at sys_exit (all but a successful exec's). */
 	GV_F_PATH_AT_EXIT = 1 << 2,
 	/* The path could not be read at all (counted in path_failures). */
 	GV_F_PATH_FAULT = 1 << 3,
@@ -66,7 +68,7 @@ struct gv_syscall_event {
 	__s64 nr;      /* x86-64 syscall number */
 	__u64 args[6];
 	__s64 ret;     /* raw return value (-errno on failure) */
-	__u64 t_enter; /* ns; 0 with GV_F_NO_ENTER */
+	__u64 t_enter; /* ns; 0: entries are not seen (only exits are needed) */
 	__u64 t_exit;  /* ns; equals hdr.ktime */
 };
 
@@ -118,7 +120,7 @@ struct gv_exit_event {
 
 /* Value of the per-CPU array `stats` (key 0). */
 struct gv_stats {
-	__u64 emitted;          /* records submitted to the ring */
+	__u64 emitted;          /* unused (0): user space counts records */
 	__u64 dropped;          /* records lost: ring full */
 	__u64 path_failures;    /* path arguments that could not be read */
 	__u64 pending_failures; /* sys_enter state could not be stored */
