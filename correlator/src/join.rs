@@ -682,7 +682,10 @@ impl Joiner {
             ready.retain_mut(|(t, ev)| {
                 let go = *t < pending_from || matches!(ev, TraceEvent::Syscall(_));
                 if !go {
-                    held.push((*t, std::mem::replace(ev, TraceEvent::Lost(LostEvent::default()))));
+                    held.push((
+                        *t,
+                        std::mem::replace(ev, TraceEvent::Lost(LostEvent::default())),
+                    ));
                 }
                 go
             });

@@ -122,7 +122,11 @@ mod tests {
         };
         for round in 0..2 {
             for pc in (0x1000..).step_by(4).take(CACHE_LIMIT + 10) {
-                assert_eq!(s.name(pc).as_deref(), s.lookup(pc).as_deref(), "round {round}");
+                assert_eq!(
+                    s.name(pc).as_deref(),
+                    s.lookup(pc).as_deref(),
+                    "round {round}"
+                );
             }
             assert_eq!(s.name(0x0).as_deref(), None);
         }

@@ -682,12 +682,16 @@ mod tests {
     fn rich(i: u64) -> TraceEvent {
         let host = |k: u64| HostCall {
             nr: 257 + k as i64,
-            name: if k % 2 == 0 { "openat".into() } else { Cow::Owned(format!("syscall_{k}")) },
+            name: if k.is_multiple_of(2) {
+                "openat".into()
+            } else {
+                Cow::Owned(format!("syscall_{k}"))
+            },
             args: [u64::MAX, 0, k, 1 << 40, 7, 0x7fff_0000_1234],
-            ret: (k % 3 != 0).then_some(-(k as i64)),
-            path: (k % 2 == 0).then(|| format!("/tmp/\u{e9}t\u{e9}-{k}")),
+            ret: (!k.is_multiple_of(3)).then_some(-(k as i64)),
+            path: (k.is_multiple_of(2)).then(|| format!("/tmp/\u{e9}t\u{e9}-{k}")),
             tid: 100 + (k as u32 % 2),
-            t_enter_ns: if k % 4 == 0 { 0 } else { 1_000 + k },
+            t_enter_ns: if k.is_multiple_of(4) { 0 } else { 1_000 + k },
             t_exit_ns: if k == 5 { 3 } else { 2_000_000 + k },
         };
         TraceEvent::Syscall(Box::new(SyscallEvent {
@@ -696,20 +700,24 @@ mod tests {
             tid: 100,
             vcpu: 3,
             arch: "mipsel".into(),
-            pc: (i % 2 == 0).then_some(0x4005_f0 + i),
-            pc_sym: (i % 3 == 0).then(|| Cow::Owned(format!("write+{i:#x}"))),
-            nr: if i % 5 == 0 { -1 } else { 4004 },
-            name: (i % 5 != 0).then(|| "write".into()),
+            pc: (i.is_multiple_of(2)).then_some(0x0040_05f0 + i),
+            pc_sym: (i.is_multiple_of(3)).then(|| Cow::Owned(format!("write+{i:#x}"))),
+            nr: if i.is_multiple_of(5) { -1 } else { 4004 },
+            name: (!i.is_multiple_of(5)).then(|| "write".into()),
             args: [i, u64::MAX, 0, 1, 2, 3, 4, 5],
             path: (i % 2 == 1).then(|| "/etc/passwd".into()),
-            ret: (i % 7 != 0).then_some(-(i as i64 % 200)),
+            ret: (!i.is_multiple_of(7)).then_some(-(i as i64 % 200)),
             errno: (i % 7 == 1).then(|| "ENOENT".into()),
             t_enter_ns: 1_000_000 + i,
-            t_exit_ns: if i % 7 == 0 { 0 } else { 1_500_000 + i },
+            t_exit_ns: if i.is_multiple_of(7) {
+                0
+            } else {
+                1_500_000 + i
+            },
             host: (0..(i % 12)).map(host).collect(),
             verdict: ["passthrough", "translated", "mismatch"][i as usize % 3].into(),
             policy_action: "allow".into(),
-            policy_rule: (i % 4 == 0).then(|| "no-shadow".into()),
+            policy_rule: (i.is_multiple_of(4)).then(|| "no-shadow".into()),
         }))
     }
 
@@ -774,10 +782,14 @@ mod tests {
     fn a_name_index_outside_the_frame_table_is_refused() {
         let mut names = crate::wire::NameTable::default();
         let mut b = 1u32.to_le_bytes().to_vec();
-        crate::wire::encode_syscall(&mut b, &mut names, match &rich(1) {
-            TraceEvent::Syscall(s) => s,
-            _ => unreachable!(),
-        });
+        crate::wire::encode_syscall(
+            &mut b,
+            &mut names,
+            match &rich(1) {
+                TraceEvent::Syscall(s) => s,
+                _ => unreachable!(),
+            },
+        );
         // Drop the name items: the record now refers to undefined names.
         let mut cut = 1u32.to_le_bytes().to_vec();
         let mut k = 4;
