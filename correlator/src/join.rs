@@ -52,6 +52,13 @@ struct ThreadJoin {
     pid: u32,
     open: Option<GuestCall>,
     done: VecDeque<GuestCall>,
+    /// Calls popped from the front of `done` so far: `done[i]` is the
+    /// thread's call number `popped + i`.
+    popped: u64,
+    /// Number of the call the last host event of this thread went to: the
+    /// next one almost always goes to it or the one after (host events of a
+    /// thread come in time order), which spares a binary search.
+    hint: u64,
     spans: VecDeque<(u64, u64)>,
     /// The thread is gone since this pass (its open call never returns).
     dead_since: Option<u64>,
@@ -501,7 +508,19 @@ impl Joiner {
             }
             // Calls of one thread do not overlap and `done` is in entry
             // order: the only candidate is the last call entered before it.
-            let idx = th.done.partition_point(|g| g.t_enter <= start);
+            // Try the hint and its successor before searching.
+            let at = |i: usize| th.done.get(i).map(|g| g.t_enter);
+            let h0 = th.hint.saturating_sub(th.popped) as usize;
+            let idx = if at(h0).is_some_and(|t| t <= start) && at(h0 + 1).is_none_or(|t| t > start)
+            {
+                h0 + 1
+            } else if at(h0 + 1).is_some_and(|t| t <= start) && at(h0 + 2).is_none_or(|t| t > start)
+            {
+                h0 + 2
+            } else {
+                th.done.partition_point(|g| g.t_enter <= start)
+            };
+            th.hint = th.popped + idx.saturating_sub(1) as u64;
             if idx > 0 {
                 let g = &mut th.done[idx - 1];
                 if g.exit.is_some_and(|(t_exit, _)| h.t_exit_ns <= t_exit) {
@@ -618,6 +637,7 @@ impl Joiner {
                     break;
                 }
                 finals.push(th.done.pop_front().expect("front exists"));
+                th.popped += 1;
             }
             let dead = th.dead_since.is_some_and(|d| d < pass);
             if (all || dead) && th.done.is_empty() {

@@ -82,18 +82,36 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
 #[derive(Default)]
 pub(crate) struct NameTable {
     ids: HashMap<Box<str>, u32, rustc_hash::FxBuildHasher>,
+    /// Names that are `&'static str` (nearly all: syscall, errno and verdict
+    /// names, interned symbols), by address and length: no hashing or
+    /// comparing of the bytes on the hot path.
+    statics: HashMap<(usize, usize), u32, rustc_hash::FxBuildHasher>,
 }
 
 impl NameTable {
     /// Forget every name (a new frame begins).
     pub(crate) fn clear(&mut self) {
         self.ids.clear();
+        self.statics.clear();
     }
 
     /// The index of `name`; a new one is first defined in `out` by a name
     /// item.
     #[inline]
-    fn id(&mut self, out: &mut Vec<u8>, name: &str) -> u32 {
+    fn id(&mut self, out: &mut Vec<u8>, name: &Name) -> u32 {
+        let Cow::Borrowed(b) = name else {
+            return self.id_of_str(out, name);
+        };
+        let key = (b.as_ptr() as usize, b.len());
+        if let Some(&i) = self.statics.get(&key) {
+            return i;
+        }
+        let i = self.id_of_str(out, b);
+        self.statics.insert(key, i);
+        i
+    }
+
+    fn id_of_str(&mut self, out: &mut Vec<u8>, name: &str) -> u32 {
         if let Some(&i) = self.ids.get(name) {
             return i;
         }
@@ -110,9 +128,9 @@ impl NameTable {
 pub(crate) fn encode_syscall(out: &mut Vec<u8>, names: &mut NameTable, s: &SyscallEvent) {
     // Names first: their definitions must precede the record.
     let arch = names.id(out, &s.arch);
-    let pc_sym = s.pc_sym.as_deref().map(|n| names.id(out, n));
-    let name = s.name.as_deref().map(|n| names.id(out, n));
-    let errno = s.errno.as_deref().map(|n| names.id(out, n));
+    let pc_sym = s.pc_sym.as_ref().map(|n| names.id(out, n));
+    let name = s.name.as_ref().map(|n| names.id(out, n));
+    let errno = s.errno.as_ref().map(|n| names.id(out, n));
     let verdict = names.id(out, &s.verdict);
     let action = names.id(out, &s.policy_action);
     let mut few = [0u32; 8];

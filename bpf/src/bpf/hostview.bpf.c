@@ -36,7 +36,7 @@ struct {
 /* Size set by user space (TracerOptions::ring_bytes) before load. */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 32 << 20);
+	__uint(max_entries, 16 << 20);
 } rb SEC(".maps");
 
 struct {
@@ -176,8 +176,19 @@ static __always_inline void fill_hdr(struct gv_event_hdr *h, __u16 op, __u16 fla
 	h->ktime = now;
 }
 
+/*
+ * The kernel's x86-64 pt_regs, declared here without CO-RE: its layout is
+ * the ptrace ABI (asm/ptrace.h) and never moves, and every CO-RE type costs
+ * libbpf a scan of the kernel's whole BTF at start-up. The verifier still
+ * checks each access against the kernel's own pt_regs.
+ */
+struct gv_pt_regs {
+	__u64 r15, r14, r13, r12, bp, bx, r11, r10, r9, r8;
+	__u64 ax, cx, dx, si, di, orig_ax, ip, cs, flags, sp, ss;
+};
+
 /* The x86-64 syscall argument registers, in order. */
-static __always_inline void copy_regs_args(__u64 *dst, struct pt_regs *regs)
+static __always_inline void copy_regs_args(__u64 *dst, struct gv_pt_regs *regs)
 {
 	dst[0] = regs->di;
 	dst[1] = regs->si;
@@ -275,7 +286,7 @@ static __always_inline __u16 path_at_exit(struct gv_syscall_path_event *e, const
  * GV_F_NO_ENTER (an exec whose enter was not seen) the arguments are left
  * 0: the registers no longer hold them.
  */
-static __always_inline void emit_at_exit(__u32 tgid, __u32 tid, struct pt_regs *regs, __s64 nr,
+static __always_inline void emit_at_exit(__u32 tgid, __u32 tid, struct gv_pt_regs *regs, __s64 nr,
 					 long ret, __u64 now, __u16 flags)
 {
 	struct gv_syscall_event *e = bpf_ringbuf_reserve(&rb, sizeof(*e), 0);
@@ -303,7 +314,7 @@ static __always_inline void emit_at_exit(__u32 tgid, __u32 tid, struct pt_regs *
  * is the one sched_process_exec kept, its arguments are gone (0, flagged).
  * A failed one is still in the old image with its registers and memory.
  */
-static __always_inline void exec_at_exit(__u32 tgid, __u32 tid, struct pt_regs *regs, __s64 nr,
+static __always_inline void exec_at_exit(__u32 tgid, __u32 tid, struct gv_pt_regs *regs, __s64 nr,
 					 long ret, __u64 now)
 {
 	struct gv_pending *p = bpf_task_storage_get(&pending, bpf_get_current_task_btf(), 0, 0);
@@ -349,7 +360,7 @@ static __always_inline void exec_at_exit(__u32 tgid, __u32 tid, struct pt_regs *
  * loop; tp_btf hands us the registers directly.
  */
 SEC("tp_btf/sys_exit")
-int BPF_PROG(gv_sys_exit, struct pt_regs *regs, long ret)
+int BPF_PROG(gv_sys_exit, struct gv_pt_regs *regs, long ret)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 tgid = pid_tgid >> 32;
@@ -525,19 +536,14 @@ int BPF_PROG(gv_exit, struct task_struct *p, bool group_dead)
 	 * there, and its sys_exit was recorded already.
 	 */
 	{
-		struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(p);
-		__s64 nr = regs ? (__s64)BPF_CORE_READ(regs, orig_ax) : -1;
-		__s64 ax = regs ? (__s64)BPF_CORE_READ(regs, ax) : 0;
+		struct gv_pt_regs *regs = (struct gv_pt_regs *)bpf_task_pt_regs(p);
+		__s64 nr = regs ? (__s64)regs->orig_ax : -1;
+		__s64 ax = regs ? (__s64)regs->ax : 0;
 
-		if ((nr == NR_EXIT || nr == NR_EXIT_GROUP) && ax == -38 /* -ENOSYS */) {
+		if (regs && (nr == NR_EXIT || nr == NR_EXIT_GROUP) && ax == -38 /* -ENOSYS */) {
 			__u64 args[6];
 
-			args[0] = BPF_CORE_READ(regs, di);
-			args[1] = BPF_CORE_READ(regs, si);
-			args[2] = BPF_CORE_READ(regs, dx);
-			args[3] = BPF_CORE_READ(regs, r10);
-			args[4] = BPF_CORE_READ(regs, r8);
-			args[5] = BPF_CORE_READ(regs, r9);
+			copy_regs_args(args, regs);
 			emit_noreturn(tgid, tid, nr, args, now, now, 0);
 		}
 	}
