@@ -331,7 +331,9 @@ impl Joiner {
                     t_enter: at.t_ns,
                     exit: None,
                     exit_pass: 0,
-                    host: Vec::new(),
+                    // Nearly every call gets one host call: room for it
+                    // now is cheaper than growing from nothing.
+                    host: Vec::with_capacity(1),
                 });
             }
             GuestRecord::SysExit { nr, ret, .. } => match th.open.take() {

@@ -455,6 +455,20 @@ impl Reaped {
     }
 }
 
+/// Wait for child `pid` to end and reap it.
+pub fn reap(pid: libc::pid_t) -> Option<Reaped> {
+    let mut st = 0;
+    // SAFETY: waitpid with a valid status pointer.
+    if unsafe { libc::waitpid(pid, &mut st, 0) } != pid {
+        return None;
+    }
+    Some(if libc::WIFSIGNALED(st) {
+        Reaped::Signaled(libc::WTERMSIG(st))
+    } else {
+        Reaped::Exited(libc::WEXITSTATUS(st))
+    })
+}
+
 /// Reap any exited child without blocking: `(pid, status)`.
 pub fn reap_any() -> Option<(libc::pid_t, Reaped)> {
     let mut st = 0;

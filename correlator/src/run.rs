@@ -55,6 +55,35 @@ impl Drop for RingFile {
     }
 }
 
+/// QEMU, found and checked, its ring, and the process started for it.
+struct Prepared {
+    qemu: launch::Qemu,
+    region: Region,
+    child: Child,
+    /// What was executed (for messages).
+    launched: PathBuf,
+}
+
+/// The launched process: already running (held by the plugin until the
+/// ring is released) or held before its exec.
+enum Child {
+    Running(libc::pid_t),
+    Held(launch::Held),
+}
+
+impl Child {
+    /// Stop it: set-up failed after the launch.
+    fn abort(self) {
+        match self {
+            Child::Running(pid) => {
+                launch::kill(pid as u32, libc::SIGKILL);
+                let _ = launch::reap(pid);
+            }
+            Child::Held(h) => h.abort(),
+        }
+    }
+}
+
 fn resolve_program(p: &Path) -> Result<PathBuf, GuestviewError> {
     if p.is_file() {
         return Ok(p.to_owned());
@@ -99,50 +128,7 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
             )));
         }
     }
-    // Checking QEMU runs it twice; load the eBPF programs meanwhile (both
-    // are start-up latency, neither needs the other).
-    // Checking QEMU (and, for a sandbox, finding its libraries and the
-    // guest root) runs programs; all of it overlaps loading eBPF.
-    let qemu_check = (!opts.native).then(|| {
-        let explicit = opts.qemu.clone();
-        let sandbox = opts.sandbox;
-        let rootfs = opts.rootfs.clone();
-        std::thread::spawn(move || -> Result<_, GuestviewError> {
-            let q = launch::find_qemu(arch, explicit.as_deref())
-                .map_err(|e| GuestviewError::Setup(e.to_string()))?;
-            let sandbox = if sandbox {
-                let root = match rootfs {
-                    Some(r) => r,
-                    None => crate::rootfs::build_cached(arch, false)
-                        .map_err(|e| GuestviewError::Setup(e.to_string()))?,
-                };
-                let runtime = crate::sandbox::runtime_of(&q.path).map_err(GuestviewError::Setup)?;
-                Some((root, runtime))
-            } else {
-                None
-            };
-            Ok((q, sandbox))
-        })
-    });
-    let tracer = HostTracer::new(&TracerOptions::default());
-    tracing::debug!(
-        ms = started.elapsed().as_secs_f64() * 1e3,
-        "eBPF programs loaded"
-    );
-    let (qemu, sandbox_parts) = match qemu_check {
-        Some(check) => {
-            let (q, s) = check
-                .join()
-                .map_err(|_| GuestviewError::Setup("checking QEMU failed".into()))??;
-            (Some(q), s)
-        }
-        None => (None, None),
-    };
-    tracing::debug!(ms = started.elapsed().as_secs_f64() * 1e3, "QEMU checked");
-    let plugin = match &qemu {
-        Some(_) => Some(launch::find_plugin().map_err(|e| GuestviewError::Setup(e.to_string()))?),
-        None => None,
-    };
+    // Output files first: a bad path is bad input, before anything starts.
     let out: Box<dyn Write + Send> = match &opts.output {
         Some(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p).map_err(
             |e| GuestviewError::Input(format!("cannot write output {}: {e}", p.display())),
@@ -160,16 +146,8 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
         Some(p) => Some(TraceWriter::create(p).map_err(|e| GuestviewError::Input(e.to_string()))?),
         None => None,
     };
-
-    let mut tracer = tracer.map_err(|e| {
-        if e.is_permission_denied() || !launch::is_root() {
-            GuestviewError::Setup(format!(
-                "cannot load eBPF programs ({e}); run guestview as root (sudo) on a kernel with BPF enabled"
-            ))
-        } else {
-            GuestviewError::Setup(format!("cannot load eBPF programs: {e}"))
-        }
-    })?;
+    launch::become_subreaper();
+    launch::catch_interrupts();
 
     let run_id = (u64::from(std::process::id()) << 32) ^ monotonic_ns();
     let ring_path = PathBuf::from(format!(
@@ -177,37 +155,134 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
         std::process::id(),
         run_id
     ));
-    let region = match &qemu {
-        Some(_) => Some(
-            Region::create(
+    let _ring_guard = (!opts.native).then(|| RingFile(ring_path.clone()));
+
+    // Start-up latency, overlapped: while this thread loads the eBPF
+    // programs, another checks QEMU (it runs it twice), finds the plugin
+    // and, for a sandbox, QEMU's libraries and the guest root, makes the
+    // ring and, unsandboxed, starts QEMU at once: the plugin (hold=on)
+    // holds the guest before its first instruction until the ring is
+    // released, after the host view follows QEMU. QEMU's own start-up
+    // (~10 ms) so runs while eBPF loads; its host calls before the trace
+    // begins are not seen (they are QEMU's own, never a guest call's).
+    // A sandbox is spawned held instead: its QEMU is forked inside the new
+    // PID namespace, and must be traced from that fork on.
+    let prepare = (!opts.native).then(|| {
+        let explicit = opts.qemu.clone();
+        let sandbox = opts.sandbox;
+        let rootfs = opts.rootfs.clone();
+        let ring_path = ring_path.clone();
+        let program = program.clone();
+        let args = opts.args.clone();
+        let workdir = opts.workdir.clone();
+        std::thread::spawn(move || -> Result<Prepared, GuestviewError> {
+            let setup = |e: String| GuestviewError::Setup(e);
+            let q =
+                launch::find_qemu(arch, explicit.as_deref()).map_err(|e| setup(e.to_string()))?;
+            let plugin = launch::find_plugin().map_err(|e| setup(e.to_string()))?;
+            let region = Region::create(
                 &ring_path,
                 RegionParams {
                     run_id,
                     ..Default::default()
                 },
             )
-            .map_err(|e| GuestviewError::Setup(e.to_string()))?,
+            .map_err(|e| setup(e.to_string()))?;
+            let launched = q.path.clone();
+            if sandbox {
+                let root = match rootfs {
+                    Some(r) => r,
+                    None => crate::rootfs::build_cached(arch, false)
+                        .map_err(|e| setup(e.to_string()))?,
+                };
+                let runtime = crate::sandbox::runtime_of(&q.path).map_err(setup)?;
+                std::fs::create_dir_all(crate::sandbox::STAGING).map_err(|e| {
+                    setup(format!("cannot create {}: {e}", crate::sandbox::STAGING))
+                })?;
+                let spec = crate::sandbox::Spec {
+                    rootfs: &root,
+                    qemu: &q.path,
+                    qemu_runtime: &runtime,
+                    plugin: &plugin,
+                    ring: &ring_path,
+                    program: &program,
+                    args: &args,
+                    workdir: workdir.as_deref(),
+                    qemu_env: std::env::vars()
+                        .filter(|(k, _)| k.starts_with("QEMU_"))
+                        .collect(),
+                };
+                let plan = crate::sandbox::plan(&spec).map_err(setup)?;
+                let held = launch::spawn_held_sandboxed(&plan).map_err(|e| setup(e.to_string()))?;
+                return Ok(Prepared {
+                    qemu: q,
+                    region,
+                    child: Child::Held(held),
+                    launched,
+                });
+            }
+            let mut plugin_arg = plugin.as_os_str().to_owned();
+            plugin_arg.push(",hold=on,ring=");
+            plugin_arg.push(&ring_path);
+            let mut argv: Vec<OsString> = vec![q.path.clone().into(), "-plugin".into(), plugin_arg];
+            if let Some(root) = &rootfs {
+                argv.push("-L".into());
+                argv.push(root.clone().into());
+            }
+            argv.push(program.into());
+            argv.extend(args);
+            let held =
+                launch::spawn_held(&argv, workdir.as_deref()).map_err(|e| setup(e.to_string()))?;
+            let pid = held.release().map_err(|e| match e {
+                LaunchError::Spawn(io) => {
+                    setup(format!("cannot execute {}: {io}", launched.display()))
+                }
+                other => setup(other.to_string()),
+            })?;
+            Ok(Prepared {
+                qemu: q,
+                region,
+                child: Child::Running(pid),
+                launched,
+            })
+        })
+    });
+    let tracer = HostTracer::new(&TracerOptions::default());
+    tracing::debug!(
+        ms = started.elapsed().as_secs_f64() * 1e3,
+        "eBPF programs loaded"
+    );
+    let prepared = match prepare {
+        Some(p) => Some(
+            p.join()
+                .map_err(|_| GuestviewError::Setup("preparing QEMU failed".into()))??,
         ),
         None => None,
     };
-    let _ring_guard = region.as_ref().map(|_| RingFile(ring_path.clone()));
-    let consumer = region.as_ref().map(Consumer::new);
-    tracing::debug!(ms = started.elapsed().as_secs_f64() * 1e3, "ring created");
-
-    let mut argv: Vec<OsString> = Vec::new();
-    if let (Some(qemu), Some(plugin)) = (&qemu, &plugin) {
-        let mut plugin_arg = plugin.as_os_str().to_owned();
-        plugin_arg.push(",ring=");
-        plugin_arg.push(&ring_path);
-        argv.extend([qemu.path.clone().into(), "-plugin".into(), plugin_arg]);
-        if let Some(root) = &opts.rootfs {
-            argv.push("-L".into());
-            argv.push(root.clone().into());
+    tracing::debug!(
+        ms = started.elapsed().as_secs_f64() * 1e3,
+        "QEMU checked and started"
+    );
+    let mut tracer = match tracer {
+        Ok(t) => t,
+        Err(e) => {
+            if let Some(p) = prepared {
+                p.child.abort();
+            }
+            return Err(if e.is_permission_denied() || !launch::is_root() {
+                GuestviewError::Setup(format!(
+                    "cannot load eBPF programs ({e}); run guestview as root (sudo) on a kernel with BPF enabled"
+                ))
+            } else {
+                GuestviewError::Setup(format!("cannot load eBPF programs: {e}"))
+            });
         }
-    }
-    argv.push(program.clone().into());
-    argv.extend(opts.args.iter().cloned());
-    let launched = PathBuf::from(&argv[0]);
+    };
+    let (qemu, region, child_state, launched) = match prepared {
+        Some(p) => (Some(p.qemu), Some(p.region), Some(p.child), p.launched),
+        None => (None, None, None, program.clone()),
+    };
+    let consumer = region.as_ref().map(Consumer::new);
 
     let info = RunInfo {
         arch: arch.name().into(),
@@ -233,49 +308,53 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
     };
     sink.emit(TraceEvent::Run(info))?;
 
-    launch::become_subreaper();
-    launch::catch_interrupts();
     let t0 = monotonic_ns();
-    let held = match (&qemu, &plugin) {
-        (Some(q), Some(p)) if opts.sandbox => {
-            let (rootfs, runtime) = sandbox_parts
-                .as_ref()
-                .expect("a sandboxed run checks its parts with QEMU");
-            std::fs::create_dir_all(crate::sandbox::STAGING).map_err(|e| {
-                GuestviewError::Setup(format!("cannot create {}: {e}", crate::sandbox::STAGING))
-            })?;
-            let spec = crate::sandbox::Spec {
-                rootfs,
-                qemu: &q.path,
-                qemu_runtime: runtime,
-                plugin: p,
-                ring: &ring_path,
-                program: &program,
-                args: &opts.args,
-                workdir: opts.workdir.as_deref(),
-                qemu_env: std::env::vars()
-                    .filter(|(k, _)| k.starts_with("QEMU_"))
-                    .collect(),
-            };
-            let plan = crate::sandbox::plan(&spec).map_err(GuestviewError::Setup)?;
-            launch::spawn_held_sandboxed(&plan)
+    let trace_err = |e: guestview_bpf::BpfError| {
+        GuestviewError::Setup(format!("cannot trace {}: {e}", launched.display()))
+    };
+    let child = match child_state {
+        Some(Child::Running(pid)) => {
+            if let Err(e) = tracer.trace_pid(pid as u32) {
+                launch::kill(pid as u32, libc::SIGKILL);
+                return Err(trace_err(e));
+            }
+            pid as u32
         }
-        _ => launch::spawn_held(&argv, opts.workdir.as_deref()),
-    }
-    .map_err(|e| GuestviewError::Setup(e.to_string()))?;
-    if let Err(e) = tracer.trace_pid(held.pid as u32) {
-        held.abort();
-        return Err(GuestviewError::Setup(format!(
-            "cannot trace {}: {e}",
-            launched.display()
-        )));
-    }
-    let child = held.release().map_err(|e| match e {
-        LaunchError::Spawn(io) => {
-            GuestviewError::Setup(format!("cannot execute {}: {io}", launched.display()))
+        Some(Child::Held(held)) => {
+            if let Err(e) = tracer.trace_pid(held.pid as u32) {
+                held.abort();
+                return Err(trace_err(e));
+            }
+            held.release().map_err(|e| match e {
+                LaunchError::Spawn(io) => {
+                    GuestviewError::Setup(format!("cannot execute {}: {io}", launched.display()))
+                }
+                other => GuestviewError::Setup(other.to_string()),
+            })? as u32
         }
-        other => GuestviewError::Setup(other.to_string()),
-    })? as u32;
+        None => {
+            // --native: the program itself, held until it is traced.
+            let argv: Vec<OsString> = std::iter::once(program.clone().into_os_string())
+                .chain(opts.args.iter().cloned())
+                .collect();
+            let held = launch::spawn_held(&argv, opts.workdir.as_deref())
+                .map_err(|e| GuestviewError::Setup(e.to_string()))?;
+            if let Err(e) = tracer.trace_pid(held.pid as u32) {
+                held.abort();
+                return Err(trace_err(e));
+            }
+            held.release().map_err(|e| match e {
+                LaunchError::Spawn(io) => {
+                    GuestviewError::Setup(format!("cannot execute {}: {io}", launched.display()))
+                }
+                other => GuestviewError::Setup(other.to_string()),
+            })? as u32
+        }
+    };
+    // The host view follows QEMU now: let the guest's first instruction run.
+    if let Some(r) = &region {
+        r.release();
+    }
 
     tracing::debug!(
         ms = started.elapsed().as_secs_f64() * 1e3,

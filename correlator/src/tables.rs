@@ -165,7 +165,7 @@ pub fn host_errno_to_guest(arch: Arch, errno: i64) -> Option<i64> {
 /// This list is by syscall semantics (no maintained machine-readable source
 /// carries it); names are checked against the `syscalls` tables in tests.
 pub fn path_arg(name: &str) -> Option<usize> {
-    static MAP: std::sync::OnceLock<std::collections::HashMap<&'static str, usize>> =
+    static MAP: std::sync::OnceLock<rustc_hash::FxHashMap<&'static str, usize>> =
         std::sync::OnceLock::new();
     MAP.get_or_init(|| PATH_ARGS.iter().copied().collect())
         .get(name)

@@ -26,9 +26,10 @@ pub fn errno_of(arch: Arch, ret: i64) -> Option<Cow<'static, str>> {
 /// with a decoded path (QEMU probes other prefixes first, then opens the
 /// real one).
 pub fn path_of(name: Option<&str>, host: &[HostCall]) -> Option<String> {
-    let name = name?;
-    tables::path_arg(name)?;
-    host.iter().rev().find_map(|h| h.path.clone())
+    // Most calls have no host call with a path: no need to ask about the name.
+    let path = host.iter().rev().find_map(|h| h.path.as_ref())?;
+    tables::path_arg(name?)?;
+    Some(path.clone())
 }
 
 /// The verdict for one guest call (without policy): `passthrough`,
@@ -98,6 +99,15 @@ const SAME_RESULT: &[&str] = &[
     "pidfd_open",
 ];
 
+/// Is `name` in [`SAME_RESULT`]? Asked twice for every guest call: a set
+/// lookup, not a scan of the list.
+fn is_same_result(name: &str) -> bool {
+    static SET: std::sync::OnceLock<rustc_hash::FxHashSet<&'static str>> =
+        std::sync::OnceLock::new();
+    SET.get_or_init(|| SAME_RESULT.iter().copied().collect())
+        .contains(name)
+}
+
 /// Why what the guest saw disagrees with what the host returned, if it
 /// does. The host call that decides is the last one QEMU made (earlier ones
 /// are probes, such as `access` under the `-L` prefix). Errors are compared
@@ -113,6 +123,10 @@ pub fn mismatch(
 ) -> Option<String> {
     let last = host.last()?;
     let (g, h) = (ret?, last.ret?);
+    if g == h && g >= 0 {
+        // The same success on both sides (most calls): nothing to judge.
+        return None;
+    }
     let guest_err = errno_of(arch, g);
     let host_err = (-4095..0).contains(&h).then_some(-h);
     let restart = |e: i64| (512..=530).contains(&e);
@@ -120,8 +134,7 @@ pub fn mismatch(
     {
         return None;
     }
-    let same_result =
-        name.is_some_and(|n| SAME_RESULT.contains(&n)) && SAME_RESULT.contains(&last.name.as_ref());
+    let same_result = name.is_some_and(is_same_result) && is_same_result(&last.name);
     match (guest_err, host_err) {
         (Some(ge), Some(he)) => {
             let hn = tables::host_errno_name(he)

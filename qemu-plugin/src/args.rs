@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
-//! Plugin arguments: `-plugin libguestview.so,ring=PATH,out=FILE,wait=on`.
+//! Plugin arguments: `-plugin libguestview.so,ring=PATH,out=FILE,wait=on,hold=on`.
 
 use std::path::PathBuf;
 
@@ -12,13 +12,17 @@ pub struct Options {
     pub out: Option<PathBuf>,
     /// Hold the guest until a consumer attaches; never drop records.
     pub wait: bool,
+    /// Hold the guest until the ring's owner releases it (`guestview run`
+    /// starts QEMU while its eBPF programs load and releases the guest once
+    /// the host view follows QEMU). Needs `ring=`.
+    pub hold: bool,
     /// Once QEMU and the plugin are loaded, detach the mounts at and under
     /// this directory (the sandbox's `/.guestview`), so the guest can
     /// neither run nor read QEMU's own files.
     pub hide: Option<PathBuf>,
 }
 
-const USAGE: &str = "arguments are ring=PATH, out=FILE, wait=on|off, hide=DIR";
+const USAGE: &str = "arguments are ring=PATH, out=FILE, wait=on|off, hold=on|off, hide=DIR";
 
 fn boolean(key: &str, v: &str) -> Result<bool, String> {
     match v {
@@ -46,8 +50,12 @@ pub fn parse(argv: &[String]) -> Result<Options, String> {
             "ring" => o.ring = Some(PathBuf::from(v)),
             "out" => o.out = Some(PathBuf::from(v)),
             "wait" => o.wait = boolean(k, v)?,
+            "hold" => o.hold = boolean(k, v)?,
             _ => return Err(format!("unknown argument '{k}': {USAGE}")),
         }
+    }
+    if o.hold && o.ring.is_none() {
+        return Err("hold=on needs ring=PATH (the ring's owner releases the guest)".into());
     }
     Ok(o)
 }
@@ -78,6 +86,8 @@ mod tests {
             .unwrap_err()
             .contains("on or off"));
         assert!(parse(&v(&["out="])).unwrap_err().contains("needs a path"));
+        assert!(parse(&v(&["hold=on"])).unwrap_err().contains("needs ring="));
+        assert!(parse(&v(&["ring=/x", "hold=on"])).unwrap().hold);
     }
 
     #[test]

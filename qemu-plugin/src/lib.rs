@@ -423,6 +423,35 @@ fn hide_mounts(dir: &std::path::Path) -> Result<(), String> {
     Ok(())
 }
 
+/// Wait (before the first guest instruction) until the ring's owner lets
+/// the guest run. Gives up if the owner is gone: its consumer stops
+/// beating, or it never released after a generous start-up time.
+fn hold_until_released(r: &Region) -> Result<(), String> {
+    let t0 = monotonic_ns();
+    // SAFETY: getppid cannot fail.
+    let parent = unsafe { libc::getppid() };
+    let mut spins = 0u32;
+    while !r.released() {
+        if spins < 200 {
+            std::hint::spin_loop();
+            spins += 1;
+            continue;
+        }
+        std::thread::sleep(std::time::Duration::from_micros(50));
+        // SAFETY: as above.
+        if unsafe { libc::getppid() } != parent {
+            return Err("hold=on: the process that started QEMU is gone".into());
+        }
+        if monotonic_ns().saturating_sub(t0) > 30_000_000_000 {
+            return Err(format!(
+                "hold=on: nobody released the guest within 30 s ({} has no owner?)",
+                r.path().display()
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn install(
     id: sys::qemu_plugin_id_t,
     info: &sys::qemu_info_t,
@@ -505,6 +534,11 @@ fn install(
             path.display(),
             if opts.wait { "wait" } else { "drop" }
         );
+    }
+    if opts.hold {
+        if let Some(r) = region {
+            hold_until_released(r)?;
+        }
     }
     if opts.wait {
         if let Some(r) = region {

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64};
 /// First eight bytes of every region: `GVRING` + two version-independent bytes.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"GVRING\x00\x01");
 /// Version of this layout. The consumer refuses any other.
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = 3;
 /// Size of one record in bytes.
 pub const RECORD_SIZE: usize = 128;
 /// Size of the region header in bytes.
@@ -74,7 +74,12 @@ pub struct RegionHeader {
     _pad2: [u8; 4],
     /// CLOCK_MONOTONIC of the consumer's last pass (liveness).
     pub consumer_heartbeat_ns: AtomicU64,
-    _pad3: [u8; 112],
+    /// Non-zero once the guest may run: producers started with `hold=on`
+    /// wait for it before the first guest instruction (`guestview run`
+    /// starts QEMU while its eBPF programs load, and sets this once the
+    /// host view follows the QEMU process).
+    pub released: AtomicU32,
+    _pad3: [u8; 108],
 }
 
 /// Control block of one ring. Line 0: owner (written at claim); line 1:
@@ -221,6 +226,7 @@ mod tests {
         assert_eq!(size_of::<RegionHeader>(), HEADER_SIZE);
         assert_eq!(offset_of!(RegionHeader, no_ring), 64);
         assert_eq!(offset_of!(RegionHeader, consumer_attached), 128);
+        assert_eq!(offset_of!(RegionHeader, released), 144);
         assert_eq!(size_of::<RingControl>(), CONTROL_SIZE);
         assert_eq!(offset_of!(RingControl, head), 64);
         assert_eq!(offset_of!(RingControl, tail), 128);

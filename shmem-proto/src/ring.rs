@@ -359,6 +359,16 @@ impl Region {
     pub fn consumer_attached(&self) -> bool {
         self.header().consumer_attached.load(Ordering::Acquire) != 0
     }
+
+    /// Let producers that hold the guest (`hold=on`) go.
+    pub fn release(&self) {
+        self.header().released.store(1, Ordering::Release);
+    }
+
+    /// Has [`Region::release`] been called?
+    pub fn released(&self) -> bool {
+        self.header().released.load(Ordering::Acquire) != 0
+    }
 }
 
 /// Outcome of [`Producer::push`].
