@@ -22,6 +22,7 @@ mod sys;
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::os::fd::AsFd;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -183,7 +184,7 @@ pub enum BpfError {
     #[error("eBPF map `{0}` is missing from the object (rebuild guestview-bpf)")]
     MissingMap(&'static str),
     /// The process could not be added to the traced set.
-    #[error("starting to trace process {tgid} failed: {source} (too many traced processes?)")]
+    #[error("starting to trace process {tgid} failed: {source} (pids must be below 4194304, the kernel's PID_MAX_LIMIT)")]
     TracePid {
         /// The process.
         tgid: u32,
@@ -240,7 +241,7 @@ pub struct HostTracer {
     /// queue is reallocated from pass to pass.
     spare: VecDeque<HostEvent>,
     malformed: u64,
-    traced: MapHandle,
+    traced: sys::TracedBits,
     stats: MapHandle,
     _links: Vec<Link>,
     _object: Object,
@@ -304,7 +305,12 @@ impl HostTracer {
             links.push(link);
         }
 
-        let traced = map_handle(&object, "traced")?;
+        let bss = object
+            .maps()
+            .find(|m| m.name().as_encoded_bytes().ends_with(b".bss"))
+            .ok_or(BpfError::MissingMap(".bss"))?;
+        let traced = sys::TracedBits::map(bss.as_fd(), bss.value_size() as usize)
+            .map_err(|e| BpfError::Load(libbpf_rs::Error::from(e)))?;
         let stats = map_handle(&object, "stats")?;
         let rb = object
             .maps()
@@ -343,13 +349,20 @@ impl HostTracer {
     /// forks from now on. Children it forked before this call are not
     /// added.
     pub fn trace_pid(&self, tgid: u32) -> Result<(), BpfError> {
-        self.traced
-            .update(&tgid.to_ne_bytes(), &[1u8], MapFlags::ANY)
-            .map_err(|e| {
-                BpfError::or_eperm("adding a process to the traced set", e, |source| {
-                    BpfError::TracePid { tgid, source }
-                })
+        if self.traced.set(tgid) {
+            Ok(())
+        } else {
+            Err(BpfError::TracePid {
+                tgid,
+                source: libbpf_rs::Error::from(std::io::Error::from_raw_os_error(libc::ERANGE)),
             })
+        }
+    }
+
+    /// Whether `tgid` is in the traced set now (the kernel takes a process
+    /// out when it exits).
+    pub fn is_traced(&self, tgid: u32) -> bool {
+        self.traced.get(tgid)
     }
 
     /// Drain whatever is in the ring now without blocking; returns the

@@ -118,6 +118,11 @@ fn root_traces_child_process() {
     let me = std::process::id();
     assert!(!tree.contains(&me), "the test process itself was traced");
     assert!(tree.len() >= 3, "expected sh, true and cat: {tree:?}");
+    // The kernel took every process of the tree out of the traced set as it
+    // exited: a pid reused later is not traced by mistake.
+    for t in &tree {
+        assert!(!tracer.is_traced(*t), "{t} still traced after its exit");
+    }
 
     let open = syscalls(&events)
         .find(|s| s.nr == NR_OPENAT && s.path.as_deref() == Some("/etc/hostname"))

@@ -15,6 +15,9 @@
 #include <linux/types.h>
 #endif
 
+/* Pids below this can be traced: the kernel's PID_MAX_LIMIT on 64-bit. */
+#define GV_PID_LIMIT (1u << 22)
+
 /* Bytes of a path or file name kept per record (including the NUL). */
 #define GV_PATH_MAX 256
 
