@@ -68,6 +68,94 @@ pub(crate) fn read_record<T: Record>(bytes: &[u8]) -> Option<T> {
     Some(unsafe { bytes.as_ptr().cast::<T>().read_unaligned() })
 }
 
+/// The `traced_bits` bitmap of `hostview.bpf.c` (its `.bss`), mapped shared
+/// with the kernel: one bit per pid, set for each traced process.
+pub(crate) struct TracedBits {
+    words: *const std::sync::atomic::AtomicU64,
+    len: usize,
+}
+
+/// Words of the bitmap (`GV_PID_LIMIT / 64`).
+pub(crate) const TRACED_WORDS: usize = (raw::GV_PID_LIMIT / 64) as usize;
+
+impl TracedBits {
+    /// Map the `.bss` array map behind `fd` (value size `bytes`).
+    pub(crate) fn map(fd: std::os::fd::BorrowedFd<'_>, bytes: usize) -> std::io::Result<Self> {
+        use std::os::fd::AsRawFd;
+        if bytes < TRACED_WORDS * 8 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "the eBPF .bss holds {bytes} bytes, the traced bitmap needs {}",
+                    TRACED_WORDS * 8
+                ),
+            ));
+        }
+        // SAFETY: a shared read-write mapping of an mmapable BPF array map;
+        // the kernel checks fd and length. The memory is only ever accessed
+        // through AtomicU64 (the eBPF programs use atomic ops on it too).
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Self {
+            words: p.cast_const().cast(),
+            len: bytes,
+        })
+    }
+
+    fn word(&self, tgid: u32) -> Option<&std::sync::atomic::AtomicU64> {
+        let i = usize::try_from(tgid / 64).ok()?;
+        if i >= TRACED_WORDS {
+            return None;
+        }
+        // SAFETY: i < TRACED_WORDS and the mapping holds at least that many
+        // 8-byte words (checked in `map`); mmap'd memory is page-aligned.
+        Some(unsafe { &*self.words.add(i) })
+    }
+
+    /// Mark `tgid` traced; false if it is beyond the bitmap.
+    pub(crate) fn set(&self, tgid: u32) -> bool {
+        use std::sync::atomic::Ordering;
+        match self.word(tgid) {
+            Some(w) => {
+                w.fetch_or(1u64 << (tgid % 64), Ordering::SeqCst);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether `tgid` is traced now.
+    pub(crate) fn get(&self, tgid: u32) -> bool {
+        use std::sync::atomic::Ordering;
+        self.word(tgid)
+            .is_some_and(|w| w.load(Ordering::SeqCst) & (1u64 << (tgid % 64)) != 0)
+    }
+}
+
+impl Drop for TracedBits {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly the mapping made in `map`.
+        unsafe { libc::munmap(self.words.cast_mut().cast(), self.len) };
+    }
+}
+
+// SAFETY: the mapping is shared memory accessed only through atomics; it
+// lives until drop, whichever thread owns it.
+unsafe impl Send for TracedBits {}
+// SAFETY: as above: &TracedBits only does atomic operations.
+unsafe impl Sync for TracedBits {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,91 +289,3 @@ mod tests {
         assert_eq!(&bpf_object()[..4], b"\x7fELF");
     }
 }
-
-/// The `traced_bits` bitmap of `hostview.bpf.c` (its `.bss`), mapped shared
-/// with the kernel: one bit per pid, set for each traced process.
-pub(crate) struct TracedBits {
-    words: *const std::sync::atomic::AtomicU64,
-    len: usize,
-}
-
-/// Words of the bitmap (`GV_PID_LIMIT / 64`).
-pub(crate) const TRACED_WORDS: usize = (raw::GV_PID_LIMIT / 64) as usize;
-
-impl TracedBits {
-    /// Map the `.bss` array map behind `fd` (value size `bytes`).
-    pub(crate) fn map(fd: std::os::fd::BorrowedFd<'_>, bytes: usize) -> std::io::Result<Self> {
-        use std::os::fd::AsRawFd;
-        if bytes < TRACED_WORDS * 8 {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!(
-                    "the eBPF .bss holds {bytes} bytes, the traced bitmap needs {}",
-                    TRACED_WORDS * 8
-                ),
-            ));
-        }
-        // SAFETY: a shared read-write mapping of an mmapable BPF array map;
-        // the kernel checks fd and length. The memory is only ever accessed
-        // through AtomicU64 (the eBPF programs use atomic ops on it too).
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                bytes,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(Self {
-            words: p.cast_const().cast(),
-            len: bytes,
-        })
-    }
-
-    fn word(&self, tgid: u32) -> Option<&std::sync::atomic::AtomicU64> {
-        let i = usize::try_from(tgid / 64).ok()?;
-        if i >= TRACED_WORDS {
-            return None;
-        }
-        // SAFETY: i < TRACED_WORDS and the mapping holds at least that many
-        // 8-byte words (checked in `map`); mmap'd memory is page-aligned.
-        Some(unsafe { &*self.words.add(i) })
-    }
-
-    /// Mark `tgid` traced; false if it is beyond the bitmap.
-    pub(crate) fn set(&self, tgid: u32) -> bool {
-        use std::sync::atomic::Ordering;
-        match self.word(tgid) {
-            Some(w) => {
-                w.fetch_or(1u64 << (tgid % 64), Ordering::SeqCst);
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Whether `tgid` is traced now.
-    pub(crate) fn get(&self, tgid: u32) -> bool {
-        use std::sync::atomic::Ordering;
-        self.word(tgid)
-            .is_some_and(|w| w.load(Ordering::SeqCst) & (1u64 << (tgid % 64)) != 0)
-    }
-}
-
-impl Drop for TracedBits {
-    fn drop(&mut self) {
-        // SAFETY: unmapping exactly the mapping made in `map`.
-        unsafe { libc::munmap(self.words.cast_mut().cast(), self.len) };
-    }
-}
-
-// SAFETY: the mapping is shared memory accessed only through atomics; it
-// lives until drop, whichever thread owns it.
-unsafe impl Send for TracedBits {}
-// SAFETY: as above: &TracedBits only does atomic operations.
-unsafe impl Sync for TracedBits {}
