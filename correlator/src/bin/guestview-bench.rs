@@ -111,6 +111,19 @@ fn lost_in(trace: &Path) -> Result<u64, String> {
     lost.ok_or_else(|| "trace has no lost record".to_string())
 }
 
+/// Guest syscalls in a trace (the summary's count).
+fn calls_in(trace: &Path) -> Result<u64, String> {
+    let mut r = TraceReader::open(trace).map_err(|e| e.to_string())?;
+    let mut calls = 0u64;
+    while let Some(frame) = r.next_frame().map_err(|e| e.to_string())? {
+        calls += frame
+            .iter()
+            .filter(|ev| matches!(ev, TraceEvent::Syscall(_)))
+            .count() as u64;
+    }
+    Ok(calls)
+}
+
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let mut runs = 5usize;
@@ -243,6 +256,42 @@ fn main() -> ExitCode {
                 failed = true;
                 println!("{:<14} error: {e}", w.name);
             }
+        }
+    }
+    // `guestview report` speed (target: >= 2 million guest syscalls a
+    // second), on a trace of the 1M-call loop.
+    let rep = (|| -> Result<(f64, u64), String> {
+        time(
+            Command::new(&gv)
+                .arg("run")
+                .arg("--qemu")
+                .arg(&qemu)
+                .args(["--quiet", "--trace"])
+                .arg(&trace)
+                .arg(dir.join("syscall_heavy"))
+                .arg("500000"),
+        )?;
+        let calls = calls_in(&trace)?;
+        let mut t = vec![];
+        for _ in 0..runs {
+            t.push(time(
+                Command::new(&gv)
+                    .args(["report", "--output", "/dev/null"])
+                    .arg(&trace),
+            )?);
+        }
+        Ok((median(t), calls))
+    })();
+    match rep {
+        Ok((secs, calls)) => println!(
+            "{:<14} {:>8.3}s  guestview report of a {calls}-call trace: {:.2} million guest syscalls/s (target >= 2)",
+            "report",
+            secs,
+            calls as f64 / secs / 1e6
+        ),
+        Err(e) => {
+            failed = true;
+            println!("{:<14} error: {e}", "report");
         }
     }
     let _ = std::fs::remove_file(&trace);
