@@ -69,6 +69,7 @@ fn syscall(sc: &gv_syscall_event, ret: Option<i64>, path: Option<String>) -> Hos
         ret,
         t_enter_ns: sc.t_enter,
         t_exit_ns: sc.t_exit,
+        pos: sc.pos,
         path,
     }
 }

@@ -143,8 +143,15 @@ pub struct HostSyscall {
     /// exit time is all the join needs, and cheaper). Kept for the format.
     pub t_enter_ns: u64,
     /// Monotonic ns at sys_exit (when the thread died, for exit/exit_group;
-    /// at its exec point for an exec killed before its sys_exit).
+    /// at its exec point for an exec killed before its sys_exit); 0 when
+    /// not timed: the process reads ring positions (see
+    /// [`HostTracer::set_untimed`]) and `pos` places the call.
     pub t_exit_ns: u64,
+    /// The ring's producer position just before this record was reserved.
+    /// A plugin that reads the same position at a guest call's entry (`p0`)
+    /// and return (`p1`) on the same thread owns exactly the host calls of
+    /// that thread with `p0 <= pos < p1`.
+    pub pos: u64,
     /// The path argument of a path-taking syscall (lossy UTF-8, at most 255
     /// bytes); `None` for other syscalls and when it could not be read.
     pub path: Option<String>,
@@ -234,6 +241,8 @@ pub struct HostTracer {
     // Fields drop in order: the reader before the links, the links before
     // the object that owns the programs and maps.
     ring: RingBuffer<'static>,
+    /// A descriptor of the ring buffer map, for plugins.
+    ring_fd: std::os::fd::OwnedFd,
     /// Shared with the ring callback, which libbpf calls on this thread
     /// during `consume`: no lock per record.
     inbox: Rc<RefCell<Inbox>>,
@@ -241,7 +250,7 @@ pub struct HostTracer {
     /// queue is reallocated from pass to pass.
     spare: VecDeque<HostEvent>,
     malformed: u64,
-    traced: sys::TracedBits,
+    sets: sys::PidSets,
     stats: MapHandle,
     _links: Vec<Link>,
     _object: Object,
@@ -309,7 +318,7 @@ impl HostTracer {
             .maps()
             .find(|m| m.name().as_encoded_bytes().ends_with(b".bss"))
             .ok_or(BpfError::MissingMap(".bss"))?;
-        let traced = sys::TracedBits::map(bss.as_fd(), bss.value_size() as usize)
+        let sets = sys::PidSets::map(bss.as_fd(), bss.value_size() as usize)
             .map_err(|e| BpfError::Load(libbpf_rs::Error::from(e)))?;
         let stats = map_handle(&object, "stats")?;
         let rb = object
@@ -317,6 +326,10 @@ impl HostTracer {
             .find(|m| m.name() == "rb")
             .ok_or(BpfError::MissingMap("rb"))?;
 
+        let ring_fd = rb
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| BpfError::Load(libbpf_rs::Error::from(e)))?;
         let inbox = Rc::new(RefCell::new(Inbox::default()));
         let sink = Rc::clone(&inbox);
         let mut builder = RingBufferBuilder::new();
@@ -335,10 +348,11 @@ impl HostTracer {
 
         Ok(Self {
             ring,
+            ring_fd,
             inbox,
             spare: VecDeque::new(),
             malformed: 0,
-            traced,
+            sets,
             stats,
             _links: links,
             _object: object,
@@ -349,7 +363,7 @@ impl HostTracer {
     /// forks from now on. Children it forked before this call are not
     /// added.
     pub fn trace_pid(&self, tgid: u32) -> Result<(), BpfError> {
-        if self.traced.set(tgid) {
+        if self.sets.insert(sys::PidSet::Traced, tgid) {
             Ok(())
         } else {
             Err(BpfError::TracePid {
@@ -362,7 +376,33 @@ impl HostTracer {
     /// Whether `tgid` is in the traced set now (the kernel takes a process
     /// out when it exits).
     pub fn is_traced(&self, tgid: u32) -> bool {
-        self.traced.get(tgid)
+        self.sets.contains(sys::PidSet::Traced, tgid)
+    }
+
+    /// Process `tgid`'s plugin reads ring positions (it mapped the ring's
+    /// producer page, [`HostTracer::ring_fd_for_plugin`]): its host calls
+    /// are placed by position alone, and the programs stop timing them (a
+    /// clock read is the largest part of a record's cost). Forked children
+    /// inherit this; an exec ends it (the new image has no mapping yet).
+    pub fn set_untimed(&self, tgid: u32) {
+        self.sets.insert(sys::PidSet::Untimed, tgid);
+    }
+
+    /// The ring buffer's descriptor, for a plugin to map the producer page
+    /// from (offset one page, one page, `PROT_READ`) and read positions:
+    /// see [`HostSyscall::pos`]. (A `BPF_F_RDONLY` descriptor cannot be
+    /// mapped at all: the kernel wants a shared mapping, which a read-only
+    /// file cannot give.) The kernel refuses a writable mapping of the
+    /// producer page and clears `VM_MAYWRITE` on a read-only one; the
+    /// plugin closes the descriptor before the guest's first instruction,
+    /// so the guest never holds it.
+    pub fn ring_fd_for_plugin(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.ring_fd.as_fd()
+    }
+
+    /// Whether `tgid`'s host calls are untimed now.
+    pub fn is_untimed(&self, tgid: u32) -> bool {
+        self.sets.contains(sys::PidSet::Untimed, tgid)
     }
 
     /// Drain whatever is in the ring now without blocking; returns the

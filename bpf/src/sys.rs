@@ -68,27 +68,34 @@ pub(crate) fn read_record<T: Record>(bytes: &[u8]) -> Option<T> {
     Some(unsafe { bytes.as_ptr().cast::<T>().read_unaligned() })
 }
 
-/// The `traced_bits` bitmap of `hostview.bpf.c` (its `.bss`), mapped shared
-/// with the kernel: one bit per pid, set for each traced process.
-pub(crate) struct TracedBits {
+/// The `pidsets` of `hostview.bpf.c` (its `.bss`, a `struct gv_pidsets`),
+/// mapped shared with the kernel: one bit per pid in each set.
+pub(crate) struct PidSets {
     words: *const std::sync::atomic::AtomicU64,
     len: usize,
 }
 
-/// Words of the bitmap (`GV_PID_LIMIT / 64`).
-pub(crate) const TRACED_WORDS: usize = (raw::GV_PID_LIMIT / 64) as usize;
+/// Which set of [`PidSets`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum PidSet {
+    /// `gv_pidsets.traced`.
+    Traced,
+    /// `gv_pidsets.untimed`.
+    Untimed,
+}
 
-impl TracedBits {
+/// Words of each set (`GV_PID_LIMIT / 64`).
+const SET_WORDS: usize = (raw::GV_PID_LIMIT / 64) as usize;
+
+impl PidSets {
     /// Map the `.bss` array map behind `fd` (value size `bytes`).
     pub(crate) fn map(fd: std::os::fd::BorrowedFd<'_>, bytes: usize) -> std::io::Result<Self> {
         use std::os::fd::AsRawFd;
-        if bytes < TRACED_WORDS * 8 {
+        let need = std::mem::size_of::<raw::gv_pidsets>();
+        if bytes < need {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
-                format!(
-                    "the eBPF .bss holds {bytes} bytes, the traced bitmap needs {}",
-                    TRACED_WORDS * 8
-                ),
+                format!("the eBPF .bss holds {bytes} bytes, struct gv_pidsets needs {need}"),
             ));
         }
         // SAFETY: a shared read-write mapping of an mmapable BPF array map;
@@ -113,20 +120,25 @@ impl TracedBits {
         })
     }
 
-    fn word(&self, tgid: u32) -> Option<&std::sync::atomic::AtomicU64> {
+    fn word(&self, set: PidSet, tgid: u32) -> Option<&std::sync::atomic::AtomicU64> {
         let i = usize::try_from(tgid / 64).ok()?;
-        if i >= TRACED_WORDS {
+        if i >= SET_WORDS {
             return None;
         }
-        // SAFETY: i < TRACED_WORDS and the mapping holds at least that many
-        // 8-byte words (checked in `map`); mmap'd memory is page-aligned.
-        Some(unsafe { &*self.words.add(i) })
+        let base = match set {
+            PidSet::Traced => std::mem::offset_of!(raw::gv_pidsets, traced),
+            PidSet::Untimed => std::mem::offset_of!(raw::gv_pidsets, untimed),
+        } / 8;
+        // SAFETY: base + i is a word of the set (i < SET_WORDS), inside the
+        // mapping (at least size_of::<gv_pidsets>() bytes, checked in
+        // `map`); mmap'd memory is page-aligned, the offsets 8-aligned.
+        Some(unsafe { &*self.words.add(base + i) })
     }
 
-    /// Mark `tgid` traced; false if it is beyond the bitmap.
-    pub(crate) fn set(&self, tgid: u32) -> bool {
+    /// Put `tgid` into `set`; false if it is beyond the sets.
+    pub(crate) fn insert(&self, set: PidSet, tgid: u32) -> bool {
         use std::sync::atomic::Ordering;
-        match self.word(tgid) {
+        match self.word(set, tgid) {
             Some(w) => {
                 w.fetch_or(1u64 << (tgid % 64), Ordering::SeqCst);
                 true
@@ -135,15 +147,15 @@ impl TracedBits {
         }
     }
 
-    /// Whether `tgid` is traced now.
-    pub(crate) fn get(&self, tgid: u32) -> bool {
+    /// Whether `tgid` is in `set` now.
+    pub(crate) fn contains(&self, set: PidSet, tgid: u32) -> bool {
         use std::sync::atomic::Ordering;
-        self.word(tgid)
+        self.word(set, tgid)
             .is_some_and(|w| w.load(Ordering::SeqCst) & (1u64 << (tgid % 64)) != 0)
     }
 }
 
-impl Drop for TracedBits {
+impl Drop for PidSets {
     fn drop(&mut self) {
         // SAFETY: unmapping exactly the mapping made in `map`.
         unsafe { libc::munmap(self.words.cast_mut().cast(), self.len) };
@@ -152,9 +164,9 @@ impl Drop for TracedBits {
 
 // SAFETY: the mapping is shared memory accessed only through atomics; it
 // lives until drop, whichever thread owns it.
-unsafe impl Send for TracedBits {}
-// SAFETY: as above: &TracedBits only does atomic operations.
-unsafe impl Sync for TracedBits {}
+unsafe impl Send for PidSets {}
+// SAFETY: as above: &PidSets only does atomic operations.
+unsafe impl Sync for PidSets {}
 
 #[cfg(test)]
 mod tests {

@@ -187,3 +187,85 @@ fn root_untraced_processes_are_invisible() {
     tracer.drain(&mut |_| n += 1).expect("drain");
     assert_eq!(n, 0, "nothing is traced before trace_pid");
 }
+
+/// A process marked untimed gets no clock read per syscall: its records
+/// carry only their ring position, which grows record by record. A child it
+/// forks is untimed too (it has its parent's memory, mapping included); an
+/// exec starts timing again (a new image has no mapping).
+#[test]
+fn root_untimed_processes_are_placed_by_ring_position() {
+    let Some(mut tracer) = tracer_or_skip("root_untimed_processes_are_placed_by_ring_position")
+    else {
+        return;
+    };
+    // The shell forks a subshell that reads a file with a builtin (no
+    // exec), then execs cat.
+    let mut child = Command::new("/bin/sh")
+        .args([
+            "-c",
+            "read line; (read x < /etc/hostname) & wait; exec /bin/cat /etc/hostname",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn /bin/sh");
+    let pid = child.id();
+    tracer.trace_pid(pid).expect("trace_pid");
+    // The shell may still be on its way into /bin/sh (an exec clears the
+    // mark): mark it once that exec is seen.
+    let mut events = collect_until(
+        &mut tracer,
+        |ev| matches!(ev, HostEvent::Exec { tgid, filename, .. } if *tgid == pid && filename == "/bin/sh"),
+    );
+    tracer.set_untimed(pid);
+    assert!(tracer.is_untimed(pid));
+    let mark = events.len();
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(b"go\n").expect("release the child");
+    drop(stdin);
+    events.extend(collect_until(
+        &mut tracer,
+        |ev| matches!(ev, HostEvent::Exit { tgid, group_dead: true, .. } if *tgid == pid),
+    ));
+    assert!(child.wait().expect("wait").success());
+    let mut last = None;
+    let (mut untimed, mut timed_after_exec, mut sub, mut cat) = (0, 0, None, false);
+    for ev in &events[mark..] {
+        match ev {
+            HostEvent::Fork {
+                parent_tgid,
+                child_tgid,
+                is_thread: false,
+                ..
+            } if *parent_tgid == pid => sub = Some(*child_tgid),
+            HostEvent::Exec { tgid, filename, .. } if *tgid == pid && filename == "/bin/cat" => {
+                cat = true;
+            }
+            HostEvent::Syscall(s) => {
+                if let Some(l) = last {
+                    assert!(s.pos > l, "positions grow: {l} then {s:?}");
+                }
+                last = Some(s.pos);
+                if s.ret.is_none() || s.nr == 59 {
+                    // exit/exit_group (seen as the thread dies) and execs:
+                    // rare, always timed.
+                    continue;
+                }
+                if (s.tgid == pid && !cat) || Some(s.tgid) == sub {
+                    assert_eq!(s.t_exit_ns, 0, "untimed: {s:?}");
+                    untimed += 1;
+                } else if s.tgid == pid {
+                    assert!(s.t_exit_ns > 0, "timed again after exec: {s:?}");
+                    timed_after_exec += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    assert!(sub.is_some() && cat, "saw the subshell and the exec of cat");
+    assert!(
+        untimed >= 3 && timed_after_exec >= 5,
+        "{untimed} {timed_after_exec}"
+    );
+    assert!(!tracer.is_untimed(pid), "the set forgets an exited process");
+}

@@ -50,6 +50,7 @@ fn run(trace: Option<&std::path::Path>) -> f64 {
                 nr,
                 args: [a0, 0x46e940, 1, 0x4a62d0, 0, 0, 0, 0],
                 pc: Some(0x428a14),
+                hpos: None,
             });
             host.push(HostEvent::Syscall(HostSyscall {
                 tgid: 100,
@@ -59,12 +60,14 @@ fn run(trace: Option<&std::path::Path>) -> f64 {
                 ret: Some(1),
                 t_enter_ns: 0,
                 t_exit_ns: t + 100,
+                pos: 0,
                 path: None,
             }));
             j.guest(GuestRecord::SysExit {
                 at: at(t + 200),
                 nr,
                 ret: 1,
+                hpos: None,
             });
             t += 400;
             i += 1;

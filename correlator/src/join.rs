@@ -42,7 +42,11 @@ struct GuestCall {
     args: [u64; 8],
     pc: Option<u64>,
     t_enter: u64,
+    /// Host ring position at entry (when the plugin reads positions).
+    p_enter: Option<u64>,
     exit: Option<(u64, i64)>,
+    /// Host ring position at return.
+    p_exit: Option<u64>,
     exit_pass: u64,
     host: Vec<HostCall>,
 }
@@ -60,6 +64,11 @@ struct ThreadJoin {
     /// thread come in time order), which spares a binary search.
     hint: u64,
     spans: VecDeque<(u64, u64)>,
+    /// The plugin's spans as host ring positions `[start, end)`.
+    pspans: VecDeque<(u64, u64)>,
+    /// The plugin on this thread reads host ring positions: its host calls
+    /// are placed by position, not by time.
+    positioned: bool,
     /// The thread is gone since this pass (its open call never returns).
     dead_since: Option<u64>,
     /// Guest records seen on this thread.
@@ -94,7 +103,13 @@ pub struct Joiner {
     /// (growing them anew every millisecond was a tenth of the join's time).
     finals: Vec<GuestCall>,
     held: Vec<(u64, TraceEvent)>,
-    internal: HashMap<(u32, u32, bool), Vec<HostCall>>,
+    /// Internal host calls per (process, thread, plugin's own), with the
+    /// time to order their record by.
+    internal: HashMap<(u32, u32, bool), (u64, Vec<HostCall>)>,
+    /// Processes seen reading host ring positions, and those not yet
+    /// handed out by [`Joiner::take_positioned`].
+    positioned: rustc_hash::FxHashSet<u32>,
+    newly_positioned: Vec<u32>,
     seq: u64,
     stats: JoinStats,
     /// Native mode (`run --native`): every host syscall is its own call.
@@ -160,6 +175,8 @@ impl Joiner {
             finals: Vec::new(),
             held: Vec::new(),
             internal: HashMap::default(),
+            positioned: Default::default(),
+            newly_positioned: Vec::new(),
             seq: 0,
             stats: JoinStats::default(),
             native: false,
@@ -284,6 +301,12 @@ impl Joiner {
         self.stats
     }
 
+    /// Host pids whose plugin was seen reading host ring positions since
+    /// the last call: their host calls need no time any more.
+    pub fn take_positioned(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.newly_positioned)
+    }
+
     /// Start of a pass: the guest rings are about to be drained.
     pub fn begin_guest_drain(&mut self) {
         self.pass += 1;
@@ -311,8 +334,18 @@ impl Joiner {
         th.pid = at.pid;
         let first = !th.seen_guest;
         th.seen_guest = true;
+        if let GuestRecord::SysEnter { hpos: Some(_), .. } = rec {
+            if !th.positioned {
+                th.positioned = true;
+                if self.positioned.insert(at.pid) {
+                    self.newly_positioned.push(at.pid);
+                }
+            }
+        }
         match rec {
-            GuestRecord::SysEnter { nr, args, pc, .. } => {
+            GuestRecord::SysEnter {
+                nr, args, pc, hpos, ..
+            } => {
                 if let Some(prev) = th.open.take() {
                     // An entry while another call is open: the previous one
                     // never returned (e.g. a restarted call after a signal).
@@ -329,16 +362,19 @@ impl Joiner {
                     args,
                     pc,
                     t_enter: at.t_ns,
+                    p_enter: hpos,
                     exit: None,
+                    p_exit: None,
                     exit_pass: 0,
                     // Nearly every call gets one host call: room for it
                     // now is cheaper than growing from nothing.
                     host: Vec::with_capacity(1),
                 });
             }
-            GuestRecord::SysExit { nr, ret, .. } => match th.open.take() {
+            GuestRecord::SysExit { nr, ret, hpos, .. } => match th.open.take() {
                 Some(mut g) if g.nr == nr => {
                     g.exit = Some((at.t_ns, ret));
+                    g.p_exit = hpos;
                     g.exit_pass = self.pass;
                     th.done.push_back(g);
                 }
@@ -374,7 +410,12 @@ impl Joiner {
                     }),
                 ));
             }
-            GuestRecord::PluginSpan { end_ns, .. } => th.spans.push_back((at.t_ns, end_ns)),
+            GuestRecord::PluginSpan { end_ns, hpos, .. } => {
+                th.spans.push_back((at.t_ns, end_ns));
+                if let Some(p) = hpos {
+                    th.pspans.push_back(p);
+                }
+            }
             GuestRecord::ProcessStart { arch, .. } => {
                 if let Some(a) = Arch::from_id(arch) {
                     self.arch_of_pid.insert(at.pid, a);
@@ -494,59 +535,91 @@ impl Joiner {
 
     fn classify(&mut self, h: HostSyscall) {
         let call = host_call(&h);
-        let th = self.threads.get_mut(&h.tid);
-        let start = if h.t_enter_ns == 0 {
+        let Some(th) = self.threads.get_mut(&h.tid) else {
+            self.stats.host_internal += 1;
+            let e = self
+                .internal
+                .entry((h.tgid, h.tid, false))
+                .or_insert((h.t_exit_ns, Vec::new()));
+            e.1.push(call);
+            return;
+        };
+        // Where the host call is, and where each guest call begins and
+        // ends, on one scale: host ring positions when the plugin reads
+        // them (exact by construction: the plugin reads the position before
+        // QEMU's first host call for a guest call and after its last), else
+        // the one clock both sides read.
+        let positioned = th.positioned;
+        let key = if positioned {
+            h.pos
+        } else if h.t_enter_ns == 0 {
             h.t_exit_ns
         } else {
             h.t_enter_ns
         };
-        if let Some(th) = th {
-            if let Some(g) = th.open.as_mut() {
-                if g.t_enter <= start {
-                    g.host.push(call);
-                    self.stats.host_attributed += 1;
-                    return;
-                }
-            }
-            // Calls of one thread do not overlap and `done` is in entry
-            // order: the only candidate is the last call entered before it.
-            // Try the hint and its successor before searching.
-            let at = |i: usize| th.done.get(i).map(|g| g.t_enter);
-            let h0 = th.hint.saturating_sub(th.popped) as usize;
-            let idx = if at(h0).is_some_and(|t| t <= start) && at(h0 + 1).is_none_or(|t| t > start)
-            {
-                h0 + 1
-            } else if at(h0 + 1).is_some_and(|t| t <= start) && at(h0 + 2).is_none_or(|t| t > start)
-            {
-                h0 + 2
+        let enter = |g: &GuestCall| {
+            if positioned {
+                g.p_enter.unwrap_or(u64::MAX)
             } else {
-                th.done.partition_point(|g| g.t_enter <= start)
-            };
-            th.hint = th.popped + idx.saturating_sub(1) as u64;
-            if idx > 0 {
-                let g = &mut th.done[idx - 1];
-                if g.exit.is_some_and(|(t_exit, _)| h.t_exit_ns <= t_exit) {
-                    g.host.push(call);
-                    self.stats.host_attributed += 1;
-                    return;
-                }
+                g.t_enter
             }
-            let plugin = th
-                .spans
-                .iter()
-                .any(|(s, e)| *s <= start && h.t_exit_ns <= *e);
-            self.stats.host_internal += 1;
-            self.internal
-                .entry((h.tgid, h.tid, plugin))
-                .or_default()
-                .push(call);
-            return;
+        };
+        // Is the host call before the end of guest call g? Positions: the
+        // return position is read after the last host call was recorded
+        // (pos < p_exit); times: it ended no later than the return.
+        let before_exit = |g: &GuestCall| {
+            if positioned {
+                g.p_exit.is_some_and(|p| h.pos < p)
+            } else {
+                g.exit.is_some_and(|(t_exit, _)| h.t_exit_ns <= t_exit)
+            }
+        };
+        if let Some(g) = th.open.as_mut() {
+            if enter(g) <= key {
+                g.host.push(call);
+                self.stats.host_attributed += 1;
+                return;
+            }
         }
+        // Calls of one thread do not overlap and `done` is in entry
+        // order: the only candidate is the last call entered before it.
+        // Try the hint and its successor before searching.
+        let at = |i: usize| th.done.get(i).map(enter);
+        let h0 = th.hint.saturating_sub(th.popped) as usize;
+        let idx = if at(h0).is_some_and(|t| t <= key) && at(h0 + 1).is_none_or(|t| t > key) {
+            h0 + 1
+        } else if at(h0 + 1).is_some_and(|t| t <= key) && at(h0 + 2).is_none_or(|t| t > key) {
+            h0 + 2
+        } else {
+            th.done.partition_point(|g| enter(g) <= key)
+        };
+        th.hint = th.popped + idx.saturating_sub(1) as u64;
+        // An untimed host call is ordered in the output by the guest call
+        // it follows.
+        let mut when = h.t_exit_ns;
+        if idx > 0 {
+            let g = &mut th.done[idx - 1];
+            if before_exit(g) {
+                g.host.push(call);
+                self.stats.host_attributed += 1;
+                return;
+            }
+            if when == 0 {
+                when = g.exit.map_or(g.t_enter, |(t, _)| t);
+            }
+        }
+        let plugin = if positioned {
+            th.pspans.iter().any(|(s, e)| *s <= h.pos && h.pos < *e)
+        } else {
+            th.spans.iter().any(|(s, e)| *s <= key && h.t_exit_ns <= *e)
+        };
         self.stats.host_internal += 1;
-        self.internal
-            .entry((h.tgid, h.tid, false))
-            .or_default()
-            .push(call);
+        let e = self
+            .internal
+            .entry((h.tgid, h.tid, plugin))
+            .or_insert((when, Vec::new()));
+        e.0 = e.0.min(when);
+        e.1.push(call);
     }
 
     fn arch_of(&self, pid: u32) -> Arch {
@@ -657,6 +730,15 @@ impl Joiner {
             while th.spans.len() > 64 && th.spans.front().is_some_and(|(_, e)| *e < oldest) {
                 th.spans.pop_front();
             }
+            let oldest_pos = th
+                .done
+                .front()
+                .or(th.open.as_ref())
+                .and_then(|g| g.p_enter)
+                .unwrap_or(0);
+            while th.pspans.len() > 64 && th.pspans.front().is_some_and(|(_, e)| *e < oldest_pos) {
+                th.pspans.pop_front();
+            }
         }
         for g in finals.drain(..) {
             self.emit_call(g);
@@ -671,8 +753,7 @@ impl Joiner {
                     && t.done.is_empty())
             });
         }
-        for ((pid, tid, plugin), host) in self.internal.drain() {
-            let t = host.first().map_or(0, |h| h.t_exit_ns);
+        for ((pid, tid, plugin), (t, host)) in self.internal.drain() {
             self.ready.push((
                 t,
                 TraceEvent::Internal(InternalEvent {
@@ -763,6 +844,7 @@ mod tests {
             ret: Some(ret),
             t_enter_ns: t0,
             t_exit_ns: t1,
+            pos: 0,
             path: None,
         })
     }
@@ -786,22 +868,26 @@ mod tests {
             nr: 4064,
             args: [0; 8],
             pc: Some(0x400),
+            hpos: None,
         });
         j.guest(GuestRecord::SysEnter {
             at: at(2, 12),
             nr: 4004,
             args: [1, 0, 1, 0, 0, 0, 0, 0],
             pc: None,
+            hpos: None,
         });
         j.guest(GuestRecord::SysExit {
             at: at(1, 20),
             nr: 4064,
             ret: 7,
+            hpos: None,
         });
         j.guest(GuestRecord::SysExit {
             at: at(2, 30),
             nr: 4004,
             ret: 1,
+            hpos: None,
         });
         j.begin_host_drain(1_000_000_000);
         j.host(host(1, 5, 1, 2, 0)); // before any window: internal
@@ -837,28 +923,33 @@ mod tests {
             nr: 4045,
             args: [0; 8],
             pc: None,
+            hpos: None,
         }); // brk
         j.guest(GuestRecord::SysExit {
             at: at(1, 11),
             nr: 4045,
             ret: 0x1000,
+            hpos: None,
         });
         j.guest(GuestRecord::SysEnter {
             at: at(1, 20),
             nr: 4425,
             args: [0; 8],
             pc: None,
+            hpos: None,
         }); // io_uring_setup
         j.guest(GuestRecord::SysExit {
             at: at(1, 21),
             nr: 4425,
             ret: -89,
+            hpos: None,
         });
         j.guest(GuestRecord::SysEnter {
             at: at(1, 30),
             nr: 4246,
             args: [3, 0, 0, 0, 0, 0, 0, 0],
             pc: None,
+            hpos: None,
         }); // exit_group
         j.host(HostEvent::Syscall(HostSyscall {
             tgid: 100,
@@ -868,6 +959,7 @@ mod tests {
             ret: None,
             t_enter_ns: 31,
             t_exit_ns: 31,
+            pos: 0,
             path: None,
         }));
         let c = j.finish();
@@ -897,11 +989,13 @@ mod tests {
             nr: 4020,
             args: [0; 8],
             pc: None,
+            hpos: None,
         }); // getpid, before its fork event was read
         j.guest(GuestRecord::SysExit {
             at: ns(20),
             nr: 4020,
             ret: 1,
+            hpos: None,
         });
         j.begin_host_drain(1_000_000_000);
         j.host(HostEvent::Fork {
@@ -922,6 +1016,7 @@ mod tests {
             ret: Some(1),
             t_enter_ns: 0,
             t_exit_ns: 15,
+            pos: 0,
             path: None,
         }));
         let evs = j.finish();
@@ -939,17 +1034,20 @@ mod tests {
             at: at(1, 5),
             end_ns: 9,
             reason: 1,
+            hpos: None,
         });
         j.guest(GuestRecord::SysEnter {
             at: at(1, 10),
             nr: 4064,
             args: [0; 8],
             pc: None,
+            hpos: None,
         });
         j.guest(GuestRecord::SysExit {
             at: at(1, 20),
             nr: 4064,
             ret: 1,
+            hpos: None,
         });
         j.host(host(1, 186, 6, 7, 1)); // gettid during set-up
         let evs = j.finish();
@@ -957,5 +1055,87 @@ mod tests {
             .iter()
             .any(|e| matches!(e, TraceEvent::Internal(i) if i.origin == "plugin")));
         assert!(calls(&evs)[0].host.is_empty());
+    }
+
+    fn host_at(tid: u32, nr: i64, pos: u64) -> HostEvent {
+        HostEvent::Syscall(HostSyscall {
+            tgid: 100,
+            tid,
+            nr,
+            args: [0; 6],
+            ret: Some(0),
+            t_enter_ns: 0,
+            t_exit_ns: 0,
+            pos,
+            path: None,
+        })
+    }
+
+    #[test]
+    fn positioned_threads_are_joined_by_ring_position_without_host_times() {
+        let mut j = Joiner::new(Arch::Mips);
+        j.begin_guest_drain();
+        // Thread 1 reads positions: a setup span [0, 224), getppid [224,
+        // 336), write [448, 560). Thread 2 does not (times only).
+        j.guest(GuestRecord::PluginSpan {
+            at: at(1, 1),
+            end_ns: 2,
+            reason: 1,
+            hpos: Some((0, 224)),
+        });
+        j.guest(GuestRecord::SysEnter {
+            at: at(1, 10),
+            nr: 4064,
+            args: [0; 8],
+            pc: None,
+            hpos: Some(224),
+        });
+        j.guest(GuestRecord::SysExit {
+            at: at(1, 20),
+            nr: 4064,
+            ret: 7,
+            hpos: Some(336),
+        });
+        j.guest(GuestRecord::SysEnter {
+            at: at(1, 30),
+            nr: 4004,
+            args: [1, 0, 1, 0, 0, 0, 0, 0],
+            pc: None,
+            hpos: Some(448),
+        });
+        j.guest(GuestRecord::SysExit {
+            at: at(1, 40),
+            nr: 4004,
+            ret: 1,
+            hpos: Some(560),
+        });
+        assert_eq!(j.take_positioned(), vec![100]);
+        assert!(j.take_positioned().is_empty(), "handed out once");
+        j.begin_host_drain(1_000_000_000);
+        j.host(host_at(1, 186, 112)); // the plugin's own, in its span
+        j.host(host_at(1, 110, 224)); // getppid: first position of the window
+        j.host(host_at(1, 9, 336)); // an mmap at the return position: QEMU's own
+        j.host(host_at(1, 1, 448)); // write
+        j.host(host_at(1, 1, 560)); // after the write returned: QEMU's own
+        let evs = j.finish();
+        let c = calls(&evs);
+        assert_eq!(c.len(), 2);
+        let names = |s: &SyscallEvent| s.host.iter().map(|h| h.nr).collect::<Vec<_>>();
+        assert_eq!(names(c[0]), vec![110]);
+        assert_eq!(names(c[1]), vec![1]);
+        let internal: Vec<_> = evs
+            .iter()
+            .filter_map(|e| match e {
+                TraceEvent::Internal(i) => Some((i.origin.to_string(), i.host.len())),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            internal.contains(&("plugin".to_string(), 1)),
+            "{internal:?}"
+        );
+        assert!(internal.contains(&("qemu".to_string(), 2)), "{internal:?}");
+        assert_eq!(j.stats().host_attributed, 2);
+        assert_eq!(j.stats().host_internal, 3);
     }
 }

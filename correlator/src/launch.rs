@@ -130,9 +130,14 @@ pub struct Held {
     steps: Vec<String>,
 }
 
-/// Fork a child that will `exec` `argv` (with `cwd` if given) once released.
-/// The child makes no allocation after the fork.
-pub fn spawn_held(argv: &[OsString], cwd: Option<&Path>) -> Result<Held, LaunchError> {
+/// Fork a child that will `exec` `argv` (with `cwd` if given) once released,
+/// keeping the descriptors `keep` open across the exec (all others of ours
+/// are close-on-exec). The child makes no allocation after the fork.
+pub fn spawn_held(
+    argv: &[OsString],
+    cwd: Option<&Path>,
+    keep: &[std::os::fd::RawFd],
+) -> Result<Held, LaunchError> {
     let args: Vec<CString> = argv.iter().map(|a| cstring(a)).collect::<Result<_, _>>()?;
     let cwd = cwd.map(|c| cstring(c.as_os_str())).transpose()?;
     let mut ptrs: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
@@ -162,6 +167,9 @@ pub fn spawn_held(argv: &[OsString], cwd: Option<&Path>) -> Result<Held, LaunchE
             if n != 1 {
                 libc::_exit(126);
             }
+            for fd in keep {
+                libc::fcntl(*fd, libc::F_SETFD, 0);
+            }
             if let Some(c) = &cwd {
                 if libc::chdir(c.as_ptr()) != 0 {
                     let e = *libc::__errno_location();
@@ -186,6 +194,96 @@ pub fn spawn_held(argv: &[OsString], cwd: Option<&Path>) -> Result<Held, LaunchE
         err: err[0],
         steps: Vec::new(),
     })
+}
+
+/// The channel on which guestview hands the plugin a read-only descriptor
+/// of the eBPF ring buffer (plugin argument `hostpos=FD`): a unix socket
+/// pair, one end kept across QEMU's exec. QEMU starts while the eBPF
+/// programs load, so the descriptor cannot simply be inherited; it is sent
+/// once the ring exists, before the guest is released.
+pub struct PositionChannel {
+    ours: std::os::fd::OwnedFd,
+    theirs: Option<std::os::fd::OwnedFd>,
+}
+
+impl PositionChannel {
+    /// A new pair (both ends close-on-exec; [`spawn_held`] keeps QEMU's).
+    pub fn new() -> Result<Self, LaunchError> {
+        use std::os::fd::FromRawFd;
+        let mut fds = [0 as libc::c_int; 2];
+        // SAFETY: socketpair writes two descriptors into an array of two.
+        if unsafe {
+            libc::socketpair(
+                libc::AF_UNIX,
+                libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+                0,
+                fds.as_mut_ptr(),
+            )
+        } != 0
+        {
+            return Err(LaunchError::Spawn(std::io::Error::last_os_error()));
+        }
+        // SAFETY: both descriptors are new and owned by nobody else.
+        let (ours, theirs) = unsafe {
+            (
+                std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+                std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+            )
+        };
+        Ok(Self {
+            ours,
+            theirs: Some(theirs),
+        })
+    }
+
+    /// The descriptor number QEMU's end has (in QEMU too, once kept).
+    pub fn theirs(&self) -> Option<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        self.theirs.as_ref().map(|f| f.as_raw_fd())
+    }
+
+    /// Close our copy of QEMU's end (after the fork).
+    pub fn forget_theirs(&mut self) {
+        self.theirs = None;
+    }
+
+    /// Send `fd` to the plugin (SCM_RIGHTS), without waiting.
+    pub fn send(&self, fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let byte = 0u8;
+        let mut iov = libc::iovec {
+            iov_base: std::ptr::addr_of!(byte).cast_mut().cast(),
+            iov_len: 1,
+        };
+        let mut cbuf = [0u64; 4];
+        // SAFETY: msghdr is plain data; all-zero is valid before we fill it.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cbuf.as_mut_ptr().cast();
+        // SAFETY: CMSG_SPACE is arithmetic.
+        msg.msg_controllen = unsafe { libc::CMSG_SPACE(4) } as usize;
+        // SAFETY: msg's control buffer is cbuf (32 bytes >= CMSG_SPACE(4));
+        // CMSG_FIRSTHDR/CMSG_DATA point inside it.
+        let rc = unsafe {
+            let c = libc::CMSG_FIRSTHDR(&msg);
+            (*c).cmsg_level = libc::SOL_SOCKET;
+            (*c).cmsg_type = libc::SCM_RIGHTS;
+            (*c).cmsg_len = libc::CMSG_LEN(4) as usize;
+            libc::CMSG_DATA(c)
+                .cast::<libc::c_int>()
+                .write_unaligned(fd.as_raw_fd());
+            libc::sendmsg(
+                self.ours.as_raw_fd(),
+                &msg,
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        if rc < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
 }
 
 /// Steps of the sandboxed child that are not plan operations (negative).

@@ -82,6 +82,12 @@ enum Cmd {
         /// built root for the architecture) under a throw-away overlay as /.
         #[arg(long, conflicts_with = "native")]
         sandbox: bool,
+        /// Time every host syscall. By default the plugin reads the eBPF
+        /// ring's position at each guest call's entry and return, which
+        /// places host calls exactly without a clock read per host call (the
+        /// largest part of recording one); their `t_exit_ns` is then 0.
+        #[arg(long)]
+        host_times: bool,
         /// The guest program and its arguments (everything from PROGRAM on
         /// belongs to the guest).
         #[arg(value_name = "PROGRAM [ARGS]", required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
@@ -230,6 +236,7 @@ fn main() -> ExitCode {
             quiet,
             native,
             sandbox,
+            host_times,
             command,
         } => {
             let program = PathBuf::from(&command[0]);
@@ -246,6 +253,7 @@ fn main() -> ExitCode {
                 quiet,
                 native,
                 sandbox,
+                host_times,
                 program,
                 args,
             };

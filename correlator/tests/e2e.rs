@@ -467,8 +467,35 @@ fn root_syscall_heavy_every_call_has_exactly_its_host_call() {
     }
     let n = 20_000;
     let r = gv_run("heavy", &guest("syscall_heavy"), &[&n.to_string()], &[]);
+    check_heavy(&r, n, false);
+    // The same with every host call timed and joined by time.
+    let jsonl = tmp("heavy-host-times.jsonl");
+    let out = Command::new(GV)
+        .args(["run", "--host-times", "--format", "jsonl", "--output"])
+        .arg(&jsonl)
+        .arg(guest("syscall_heavy"))
+        .arg(n.to_string())
+        .output()
+        .unwrap();
+    let events = std::fs::read_to_string(&jsonl)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    check_heavy(&Run { events, out }, n, true);
+}
+
+/// Every getppid and 1-byte write of the syscall-heavy loop has exactly its
+/// own host call. Without `--host-times` the plugin reads ring positions
+/// and the host calls of the loop carry no time; with it, all do.
+fn check_heavy(r: &Run, n: u64, timed: bool) {
     assert!(r.out.status.success(), "{:?}", r.out);
-    let (mut getppid, mut write1) = (0, 0);
+    let (mut getppid, mut write1, mut untimed) = (0, 0, 0);
+    for s in r.syscalls() {
+        for h in s["host"].as_array().unwrap() {
+            untimed += u64::from(h["t_exit_ns"] == 0);
+        }
+    }
     for s in r.syscalls() {
         let host = s["host"].as_array().unwrap();
         match name_of(s).as_str() {
@@ -492,6 +519,13 @@ fn root_syscall_heavy_every_call_has_exactly_its_host_call() {
         "getppid {getppid}, 1-byte writes {write1}, want {n} each"
     );
     assert_eq!(r.lost_total(), 0);
+    if timed {
+        assert_eq!(untimed, 0, "--host-times: every host call has its time");
+    } else {
+        // The first calls are timed until guestview learns that the plugin
+        // reads positions (a pass, about a millisecond).
+        assert!(untimed >= n, "only {untimed} untimed host calls");
+    }
 }
 
 #[test]

@@ -20,9 +20,16 @@ pub struct Options {
     /// this directory (the sandbox's `/.guestview`), so the guest can
     /// neither run nor read QEMU's own files.
     pub hide: Option<PathBuf>,
+    /// A unix socket (inherited descriptor number) on which guestview sends
+    /// a read-only descriptor of its eBPF ring buffer before it releases
+    /// the guest: the plugin maps the ring's producer page and marks each
+    /// guest call with the ring's position, which places host calls exactly
+    /// without timing each one. Needs `hold=on`.
+    pub hostpos: Option<i32>,
 }
 
-const USAGE: &str = "arguments are ring=PATH, out=FILE, wait=on|off, hold=on|off, hide=DIR";
+const USAGE: &str =
+    "arguments are ring=PATH, out=FILE, wait=on|off, hold=on|off, hide=DIR, hostpos=FD";
 
 fn boolean(key: &str, v: &str) -> Result<bool, String> {
     match v {
@@ -50,9 +57,23 @@ pub fn parse(argv: &[String]) -> Result<Options, String> {
             "ring" => o.ring = Some(PathBuf::from(v)),
             "out" => o.out = Some(PathBuf::from(v)),
             "wait" => o.wait = boolean(k, v)?,
+            "hostpos" => {
+                o.hostpos = Some(
+                    v.parse::<i32>()
+                        .ok()
+                        .filter(|fd| *fd >= 0)
+                        .ok_or_else(|| format!("hostpos={v}: expected a file descriptor number"))?,
+                )
+            }
             "hold" => o.hold = boolean(k, v)?,
             _ => return Err(format!("unknown argument '{k}': {USAGE}")),
         }
+    }
+    if o.hostpos.is_some() && !o.hold {
+        return Err(
+            "hostpos=FD needs hold=on (guestview sends the ring before it releases the guest)"
+                .into(),
+        );
     }
     if o.hold && o.ring.is_none() {
         return Err("hold=on needs ring=PATH (the ring's owner releases the guest)".into());
@@ -88,6 +109,18 @@ mod tests {
         assert!(parse(&v(&["out="])).unwrap_err().contains("needs a path"));
         assert!(parse(&v(&["hold=on"])).unwrap_err().contains("needs ring="));
         assert!(parse(&v(&["ring=/x", "hold=on"])).unwrap().hold);
+        assert!(parse(&v(&["ring=/x", "hostpos=5"]))
+            .unwrap_err()
+            .contains("needs hold=on"));
+        assert!(parse(&v(&["ring=/x", "hold=on", "hostpos=-1"]))
+            .unwrap_err()
+            .contains("descriptor number"));
+        assert_eq!(
+            parse(&v(&["ring=/x", "hold=on", "hostpos=5"]))
+                .unwrap()
+                .hostpos,
+            Some(5)
+        );
     }
 
     #[test]

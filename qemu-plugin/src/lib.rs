@@ -44,6 +44,16 @@ struct Plugin {
 }
 
 static PLUGIN: OnceLock<Plugin> = OnceLock::new();
+/// The host ring buffer's producer position (a read-only mapping of its
+/// producer page), when guestview handed the ring over (`hostpos=FD`).
+static HOST_POS: OnceLock<&'static AtomicU64> = OnceLock::new();
+
+/// The host ring's producer position now (one load from memory the kernel
+/// writes as it records each host syscall), if the plugin has it.
+#[inline]
+fn hpos() -> Option<u64> {
+    HOST_POS.get().map(|p| p.load(Ordering::Acquire))
+}
 /// Bumped in the child of every fork: thread state from before is the parent's.
 static FORK_GEN: AtomicU64 = AtomicU64::new(0);
 /// The process that has announced itself with a ProcessStart record.
@@ -82,6 +92,7 @@ impl ThreadState {
         let Some(p) = self.producer.as_mut() else {
             return;
         };
+        let p0 = hpos();
         if let Pushed::Waited { start_ns, end_ns } = p.push(rec) {
             let span = GuestRecord::PluginSpan {
                 at: Origin {
@@ -92,6 +103,7 @@ impl ThreadState {
                 },
                 end_ns,
                 reason: SPAN_RING_WAIT,
+                hpos: p0.zip(hpos()),
             };
             p.push(&span);
         }
@@ -106,11 +118,13 @@ impl ThreadState {
         let Some(p) = self.producer.as_mut() else {
             return;
         };
+        let p0 = hpos();
         if let Pushed::Waited { start_ns, end_ns } = p.reserve_n(3) {
             let span = GuestRecord::PluginSpan {
                 at: self.origin(start_ns),
                 end_ns,
                 reason: SPAN_RING_WAIT,
+                hpos: p0.zip(hpos()),
             };
             self.push(&span);
         }
@@ -134,6 +148,7 @@ impl Drop for ThreadState {
 }
 
 fn set_up_thread(vcpu: u32, gen: u64, parent: Option<u32>) -> ThreadState {
+    let p0 = hpos();
     let t0 = monotonic_ns();
     // SAFETY: getpid/gettid/getppid cannot fail and touch no memory.
     let (pid, tid, ppid) = unsafe {
@@ -170,6 +185,7 @@ fn set_up_thread(vcpu: u32, gen: u64, parent: Option<u32>) -> ThreadState {
         at: ts.origin(t0),
         end_ns: end,
         reason: SPAN_SETUP,
+        hpos: p0.zip(hpos()),
     });
     ts
 }
@@ -262,7 +278,8 @@ extern "C" fn on_syscall(
     with_thread(vcpu, |ts| {
         ts.reserve();
         // Everything above may make syscalls; from here to the return
-        // callback's timestamp, nothing of ours does.
+        // callback's position and timestamp, nothing of ours does.
+        let p0 = hpos();
         let t = monotonic_ns();
         let args = [a1, a2, a3, a4, a5, a6, a7, a8];
         let pc = (pc != 0).then_some(pc);
@@ -271,6 +288,7 @@ extern "C" fn on_syscall(
             nr,
             args,
             pc,
+            hpos: p0,
         });
         ts.last_exit_arg = Some(a1 as i64);
         if plugin.out.is_some() {
@@ -299,6 +317,7 @@ extern "C" fn on_syscall(
 }
 
 extern "C" fn on_syscall_ret(_id: sys::qemu_plugin_id_t, vcpu: c_uint, nr: i64, ret: i64) {
+    let p1 = hpos();
     let t = monotonic_ns();
     let Some(plugin) = PLUGIN.get() else { return };
     with_thread(vcpu, |ts| {
@@ -306,9 +325,11 @@ extern "C" fn on_syscall_ret(_id: sys::qemu_plugin_id_t, vcpu: c_uint, nr: i64, 
             at: ts.origin(t),
             nr,
             ret,
+            hpos: p1,
         });
         if let Some(out) = &plugin.out {
             let pending = ts.pending.take();
+            let p0 = hpos();
             let t0 = monotonic_ns();
             {
                 let mut o = out.lock();
@@ -318,6 +339,7 @@ extern "C" fn on_syscall_ret(_id: sys::qemu_plugin_id_t, vcpu: c_uint, nr: i64, 
                         at,
                         end_ns: monotonic_ns(),
                         reason: SPAN_FILE_OUTPUT,
+                        hpos: p0.zip(hpos()),
                     });
                 }
             }
@@ -538,6 +560,16 @@ fn install(
     if opts.hold {
         if let Some(r) = region {
             hold_until_released(r)?;
+        }
+    }
+    if let Some(sock) = opts.hostpos {
+        // Sent before the release; without it the host view times every
+        // host call instead (slower, as exact).
+        match sys::map_host_position(sock) {
+            Ok(p) => {
+                let _ = HOST_POS.set(p);
+            }
+            Err(e) => eprintln!("guestview plugin: {e}; host calls will be placed by time"),
         }
     }
     if opts.wait {

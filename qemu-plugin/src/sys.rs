@@ -111,3 +111,82 @@ fn insn_data_v1() -> Option<InsnDataV1> {
         }
     })
 }
+
+/// Receive one file descriptor (SCM_RIGHTS) from the unix socket `sock`
+/// without waiting, then map the BPF ring buffer behind it read-only and
+/// return its producer position word. The descriptors are closed either
+/// way: the mapping is all the plugin keeps.
+pub fn map_host_position(sock: c_int) -> Result<&'static std::sync::atomic::AtomicU64, String> {
+    let fd = recv_fd(sock);
+    // SAFETY: closing a descriptor number the caller handed us for this.
+    unsafe { libc::close(sock) };
+    let fd = fd?;
+    // SAFETY: sysconf has no memory effects.
+    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
+        .map_err(|_| "hostpos: no page size".to_string())?;
+    // SAFETY: a new read-only shared mapping of one page of the ring buffer
+    // map at offset one page (its producer page, which the kernel lets any
+    // holder of the descriptor map read-only); the kernel checks the rest.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            page,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            fd,
+            page as libc::off_t,
+        )
+    };
+    let err = std::io::Error::last_os_error();
+    // SAFETY: we own fd (received above); the mapping outlives it.
+    unsafe { libc::close(fd) };
+    if p == libc::MAP_FAILED {
+        return Err(format!(
+            "hostpos: cannot map the host ring's producer page: {err}"
+        ));
+    }
+    // SAFETY: the page is mapped for the life of the process (never
+    // unmapped) and page-aligned; its first word is the kernel's u64
+    // producer position, which we only ever load atomically.
+    Ok(unsafe { &*p.cast::<std::sync::atomic::AtomicU64>() })
+}
+
+fn recv_fd(sock: c_int) -> Result<c_int, String> {
+    let mut byte = 0u8;
+    let mut iov = libc::iovec {
+        iov_base: std::ptr::addr_of_mut!(byte).cast(),
+        iov_len: 1,
+    };
+    // Room for one descriptor's control message (CMSG_SPACE(4) is 24).
+    let mut cbuf = [0u64; 4];
+    // SAFETY: msghdr is plain data; all-zero is valid before we fill it.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&cbuf);
+    // SAFETY: msg points at live buffers of the sizes it states.
+    let n = unsafe { libc::recvmsg(sock, &mut msg, libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC) };
+    if n < 0 {
+        return Err(format!(
+            "hostpos: no ring descriptor on fd {sock}: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: CMSG_FIRSTHDR reads msg's control fields set above.
+    let cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+    if cmsg.is_null() {
+        return Err(format!("hostpos: fd {sock} sent no descriptor"));
+    }
+    // SAFETY: cmsg points into cbuf (CMSG_FIRSTHDR checked the length).
+    let (level, kind, len) = unsafe { ((*cmsg).cmsg_level, (*cmsg).cmsg_type, (*cmsg).cmsg_len) };
+    // SAFETY: CMSG_LEN is arithmetic.
+    let one_fd = unsafe { libc::CMSG_LEN(4) } as usize;
+    if level != libc::SOL_SOCKET || kind != libc::SCM_RIGHTS || len < one_fd {
+        return Err(format!(
+            "hostpos: fd {sock} sent something else than a descriptor"
+        ));
+    }
+    // SAFETY: the control message holds at least one int (checked above).
+    Ok(unsafe { libc::CMSG_DATA(cmsg).cast::<c_int>().read_unaligned() })
+}

@@ -57,6 +57,7 @@ fn main() {
                 },
                 nr: 4020,
                 ret: i as i64,
+                hpos: None,
             });
         }
         done.store(true, Ordering::Release);

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64};
 /// First eight bytes of every region: `GVRING` + two version-independent bytes.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"GVRING\x00\x01");
 /// Version of this layout. The consumer refuses any other.
-pub const ABI_VERSION: u32 = 3;
+pub const ABI_VERSION: u32 = 4;
 /// Size of one record in bytes.
 pub const RECORD_SIZE: usize = 128;
 /// Size of the region header in bytes.

@@ -15,6 +15,11 @@ pub enum GuestRecord {
         args: [u64; 8],
         /// Guest PC of the syscall instruction, if known.
         pc: Option<u64>,
+        /// The host ring's producer position, read after everything the
+        /// plugin did for this entry and before QEMU made any host call for
+        /// the guest call (see `guestview_bpf::HostSyscall::pos`); `None`
+        /// when the plugin cannot read positions.
+        hpos: Option<u64>,
     },
     /// A guest syscall returned (after QEMU's last host syscall for it).
     SysExit {
@@ -24,6 +29,9 @@ pub enum GuestRecord {
         nr: i64,
         /// Value the guest sees (negative target errno on failure).
         ret: i64,
+        /// The host ring's producer position, read before the plugin did
+        /// anything else for this return.
+        hpos: Option<u64>,
     },
     /// A guest thread started.
     ThreadStart {
@@ -43,6 +51,8 @@ pub enum GuestRecord {
         end_ns: u64,
         /// Why (a `SPAN_*` constant).
         reason: u32,
+        /// Host ring positions at the span's start and end, if read.
+        hpos: Option<(u64, u64)>,
     },
     /// A QEMU process attached to the region.
     ProcessStart {
@@ -84,6 +94,9 @@ pub const SPAN_FILE_OUTPUT: u32 = 3;
 
 /// `flags` bit on `KIND_SYS_ENTER`: `pc` is valid.
 pub const FLAG_PC_VALID: u16 = 1;
+/// `flags` bit: the record carries host ring positions (`ret` of an
+/// entry, `pc` of a return, `args[2..4]` of a span).
+pub const FLAG_HPOS_VALID: u16 = 2;
 
 /// Why a record was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -154,7 +167,9 @@ impl GuestRecord {
             ..Default::default()
         };
         match *self {
-            GuestRecord::SysEnter { nr, args, pc, .. } => {
+            GuestRecord::SysEnter {
+                nr, args, pc, hpos, ..
+            } => {
                 r.kind = KIND_SYS_ENTER;
                 r.nr = nr;
                 r.args = args;
@@ -162,18 +177,36 @@ impl GuestRecord {
                     r.flags |= FLAG_PC_VALID;
                     r.pc = pc;
                 }
+                if let Some(p) = hpos {
+                    r.flags |= FLAG_HPOS_VALID;
+                    r.ret = p as i64;
+                }
             }
-            GuestRecord::SysExit { nr, ret, .. } => {
+            GuestRecord::SysExit { nr, ret, hpos, .. } => {
                 r.kind = KIND_SYS_EXIT;
                 r.nr = nr;
                 r.ret = ret;
+                if let Some(p) = hpos {
+                    r.flags |= FLAG_HPOS_VALID;
+                    r.pc = p;
+                }
             }
             GuestRecord::ThreadStart { .. } => r.kind = KIND_THREAD_START,
             GuestRecord::ThreadExit { .. } => r.kind = KIND_THREAD_EXIT,
-            GuestRecord::PluginSpan { end_ns, reason, .. } => {
+            GuestRecord::PluginSpan {
+                end_ns,
+                reason,
+                hpos,
+                ..
+            } => {
                 r.kind = KIND_PLUGIN_SPAN;
                 r.args[0] = end_ns;
                 r.args[1] = u64::from(reason);
+                if let Some((a, b)) = hpos {
+                    r.flags |= FLAG_HPOS_VALID;
+                    r.args[2] = a;
+                    r.args[3] = b;
+                }
             }
             GuestRecord::ProcessStart { ppid, arch, .. } => {
                 r.kind = KIND_PROCESS_START;
@@ -228,17 +261,20 @@ impl TryFrom<&RawRecord> for GuestRecord {
             tid: r.tid,
             t_ns: r.t_ns,
         };
+        let hpos = r.flags & FLAG_HPOS_VALID != 0;
         Ok(match r.kind {
             KIND_SYS_ENTER => GuestRecord::SysEnter {
                 at,
                 nr: r.nr,
                 args: r.args,
                 pc: (r.flags & FLAG_PC_VALID != 0).then_some(r.pc),
+                hpos: hpos.then_some(r.ret as u64),
             },
             KIND_SYS_EXIT => GuestRecord::SysExit {
                 at,
                 nr: r.nr,
                 ret: r.ret,
+                hpos: hpos.then_some(r.pc),
             },
             KIND_THREAD_START => GuestRecord::ThreadStart { at },
             KIND_THREAD_EXIT => GuestRecord::ThreadExit { at },
@@ -248,10 +284,14 @@ impl TryFrom<&RawRecord> for GuestRecord {
                 }
                 let reason =
                     u32::try_from(r.args[1]).map_err(|_| RecordError::Field("span reason"))?;
+                if hpos && r.args[3] < r.args[2] {
+                    return Err(RecordError::Field("plugin span ends before it starts"));
+                }
                 GuestRecord::PluginSpan {
                     at,
                     end_ns: r.args[0],
                     reason,
+                    hpos: hpos.then_some((r.args[2], r.args[3])),
                 }
             }
             KIND_PROCESS_START => GuestRecord::ProcessStart {
@@ -293,17 +333,26 @@ mod tests {
                 nr: 4005,
                 args: [1, 2, 3, 4, 5, 6, 7, 8],
                 pc: Some(0x400100),
+                hpos: Some(1 << 40),
             },
             GuestRecord::SysEnter {
                 at: at(),
                 nr: 4005,
                 args: [0; 8],
                 pc: None,
+                hpos: None,
             },
             GuestRecord::SysExit {
                 at: at(),
                 nr: 4005,
                 ret: -89,
+                hpos: Some(u64::MAX),
+            },
+            GuestRecord::SysExit {
+                at: at(),
+                nr: 4005,
+                ret: 3,
+                hpos: None,
             },
             GuestRecord::ThreadStart { at: at() },
             GuestRecord::ThreadExit { at: at() },
@@ -311,6 +360,13 @@ mod tests {
                 at: at(),
                 end_ns: 9,
                 reason: SPAN_RING_WAIT,
+                hpos: Some((112, 448)),
+            },
+            GuestRecord::PluginSpan {
+                at: at(),
+                end_ns: 9,
+                reason: SPAN_SETUP,
+                hpos: None,
             },
             GuestRecord::ProcessStart {
                 at: at(),
@@ -331,6 +387,7 @@ mod tests {
             at: at(),
             nr: 1,
             ret: 0,
+            hpos: None,
         };
         let good = sealed(&rec, 3);
         let mut torn = good;
@@ -353,6 +410,7 @@ mod tests {
                 at: at(),
                 end_ns: 9,
                 reason: 1,
+                hpos: None,
             },
             0,
         );

@@ -691,6 +691,7 @@ mod tests {
             },
             nr: 4020,
             ret: i,
+            hpos: None,
         }
     }
 

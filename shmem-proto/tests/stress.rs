@@ -50,6 +50,7 @@ fn four_producers_four_million_records_in_order() {
                             },
                             nr: 4000 + i64::from(t),
                             ret: i as i64,
+                            hpos: None,
                         });
                     }
                     p.close();
@@ -61,7 +62,7 @@ fn four_producers_four_million_records_in_order() {
         loop {
             let finished = running.load(Ordering::Acquire) == 0;
             c.poll(|e| match e {
-                RingEvent::Record(GuestRecord::SysExit { at, ret, nr }) => {
+                RingEvent::Record(GuestRecord::SysExit { at, ret, nr, .. }) => {
                     let n = next.entry(at.tid).or_default();
                     assert_eq!(ret as u64, *n, "thread {} out of order", at.tid);
                     assert_eq!(nr, 4000 + i64::from((at.tid - 100) % 10));

@@ -26,13 +26,13 @@ char LICENSE[] SEC("license") = "GPL";
 #define NR_RT_SIGRETURN 15
 
 /*
- * Processes (by tgid) being traced: one bit per pid, in .bss (user space
- * maps it and seeds it, fork extends it, exit clears it). The test runs
- * at every syscall exit of every process on the host, so it is a plain
- * load from the program's own data, no helper call and no hash: the
- * difference is measurable on every syscall of the machine.
+ * The sets of processes (struct gv_pidsets), one bit per pid, in .bss:
+ * user space maps it. The test runs at every syscall exit of every process
+ * on the host, so it is a plain load from the program's own data, no
+ * helper call and no hash: the difference is measurable on every syscall
+ * of the machine.
  */
-__u64 traced_bits[GV_PID_LIMIT / 64];
+struct gv_pidsets pidsets;
 
 /* Size set by user space (TracerOptions::ring_bytes) before load. */
 struct {
@@ -216,34 +216,57 @@ static __always_inline __u64 pick_arg(const __u64 *args, __u32 i)
 }
 
 /*
- * The word of tgid's bit. Pids are below GV_PID_LIMIT (the kernel never
- * hands out more), so the mask changes nothing; it is there for the
+ * The word of tgid's bit in a set. Pids are below GV_PID_LIMIT (the kernel
+ * never hands out more), so the mask changes nothing; it is there for the
  * verifier, which must see the index bounded on this very register.
  */
-static __always_inline __u64 *traced_word(__u32 tgid)
-{
-	return &traced_bits[(tgid / 64) & (GV_PID_LIMIT / 64 - 1)];
-}
+#define PID_WORD(set, tgid) (&pidsets.set[((tgid) / 64) & (GV_PID_LIMIT / 64 - 1)])
+#define PID_BIT(tgid) (1ULL << ((tgid) % 64))
 
 static __always_inline int is_traced(__u32 tgid)
 {
-	return (*traced_word(tgid) >> (tgid % 64)) & 1;
+	return (*PID_WORD(traced, tgid) & PID_BIT(tgid)) != 0;
+}
+
+static __always_inline int is_untimed(__u32 tgid)
+{
+	return (*PID_WORD(untimed, tgid) & PID_BIT(tgid)) != 0;
 }
 
 static __always_inline void set_traced(__u32 tgid)
 {
-	__sync_fetch_and_or(traced_word(tgid), 1ULL << (tgid % 64));
+	__sync_fetch_and_or(PID_WORD(traced, tgid), PID_BIT(tgid));
 }
 
-static __always_inline void clear_traced(__u32 tgid)
+static __always_inline void set_untimed(__u32 tgid)
 {
-	__sync_fetch_and_and(traced_word(tgid), ~(1ULL << (tgid % 64)));
+	__sync_fetch_and_or(PID_WORD(untimed, tgid), PID_BIT(tgid));
+}
+
+/* A process leaves both sets when it exits (its pid may be reused). */
+static __always_inline void forget_pid(__u32 tgid)
+{
+	__sync_fetch_and_and(PID_WORD(traced, tgid), ~PID_BIT(tgid));
+	__sync_fetch_and_and(PID_WORD(untimed, tgid), ~PID_BIT(tgid));
+}
+
+/* A new image: its plugin has not mapped the ring's producer page yet. */
+static __always_inline void clear_untimed(__u32 tgid)
+{
+	__sync_fetch_and_and(PID_WORD(untimed, tgid), ~PID_BIT(tgid));
+}
+
+/* The producer position before the next reservation (see gv_syscall_event.pos). */
+static __always_inline __u64 ring_pos(void)
+{
+	return bpf_ringbuf_query(&rb, BPF_RB_PROD_POS);
 }
 
 /* Emit a syscall that will not reach sys_exit. */
 static __always_inline void emit_noreturn(__u32 tgid, __u32 tid, __s64 nr, const __u64 *args,
 					  __u64 t_enter, __u64 now, __u16 flags)
 {
+	__u64 pos = ring_pos();
 	struct gv_syscall_event *e = bpf_ringbuf_reserve(&rb, sizeof(*e), 0);
 
 	if (!e) {
@@ -260,6 +283,7 @@ static __always_inline void emit_noreturn(__u32 tgid, __u32 tid, __s64 nr, const
 	e->ret = 0;
 	e->t_enter = t_enter;
 	e->t_exit = now;
+	e->pos = pos;
 	submit(e);
 }
 
@@ -308,7 +332,7 @@ static __always_inline __u16 path_at_exit(struct gv_syscall_path_event *e, const
  * 0: the registers no longer hold them.
  */
 static __always_inline void emit_at_exit(__u32 tgid, __u32 tid, struct gv_pt_regs *regs, __s64 nr,
-					 long ret, __u64 now, __u16 flags)
+					 long ret, __u64 now, __u64 pos, __u16 flags)
 {
 	struct gv_syscall_event *e = bpf_ringbuf_reserve(&rb, sizeof(*e), 0);
 
@@ -327,6 +351,7 @@ static __always_inline void emit_at_exit(__u32 tgid, __u32 tid, struct gv_pt_reg
 	e->ret = ret;
 	e->t_enter = 0;
 	e->t_exit = now;
+	e->pos = pos;
 	submit(e);
 }
 
@@ -336,7 +361,7 @@ static __always_inline void emit_at_exit(__u32 tgid, __u32 tid, struct gv_pt_reg
  * A failed one is still in the old image with its registers and memory.
  */
 static __always_inline void exec_at_exit(__u32 tgid, __u32 tid, struct gv_pt_regs *regs, __s64 nr,
-					 long ret, __u64 now)
+					 long ret, __u64 now, __u64 pos)
 {
 	struct gv_pending *p = bpf_task_storage_get(&pending, bpf_get_current_task_btf(), 0, 0);
 	struct gv_syscall_path_event *e;
@@ -356,6 +381,7 @@ static __always_inline void exec_at_exit(__u32 tgid, __u32 tid, struct gv_pt_reg
 	e->sc.ret = ret;
 	e->sc.t_enter = 0;
 	e->sc.t_exit = now;
+	e->sc.pos = pos;
 	e->path_arg = nr == NR_EXECVEAT ? 1 : 0;
 	__builtin_memset(e->_pad0, 0, sizeof(e->_pad0));
 	if (done && ret == 0) {
@@ -388,26 +414,28 @@ int BPF_PROG(gv_sys_exit, struct gv_pt_regs *regs, long ret)
 	__u32 tid = (__u32)pid_tgid;
 	__s64 nr;
 	__u32 ai;
-	__u64 now;
+	__u64 now, pos;
 
 	if (!is_traced(tgid))
 		return 0;
 
-	now = bpf_ktime_get_ns();
+	pos = ring_pos();
+	now = is_untimed(tgid) ? 0 : bpf_ktime_get_ns();
 	nr = (__s64)regs->orig_ax;
 	if (nr == -1) {
 		/* rt_sigreturn put the interrupted context's orig_ax (-1) back;
 		 * its arguments are gone with it. */
-		emit_at_exit(tgid, tid, regs, NR_RT_SIGRETURN, ret, now, GV_F_NO_ENTER);
+		emit_at_exit(tgid, tid, regs, NR_RT_SIGRETURN, ret, now, pos, GV_F_NO_ENTER);
 		return 0;
 	}
 	if (is_exec(nr)) {
-		exec_at_exit(tgid, tid, regs, nr, ret, now);
+		/* Rare, and the image may have changed under it: timed. */
+		exec_at_exit(tgid, tid, regs, nr, ret, now ? now : bpf_ktime_get_ns(), pos);
 		return 0;
 	}
 	ai = (__u64)nr < GV_NR_TABLE ? path_arg_plus1[nr] : 0;
 	if (ai == 0 || ai > 6) {
-		emit_at_exit(tgid, tid, regs, nr, ret, now, 0);
+		emit_at_exit(tgid, tid, regs, nr, ret, now, pos, 0);
 		return 0;
 	}
 	{
@@ -426,6 +454,7 @@ int BPF_PROG(gv_sys_exit, struct gv_pt_regs *regs, long ret)
 		e->sc.ret = ret;
 		e->sc.t_enter = 0;
 		e->sc.t_exit = now;
+		e->sc.pos = pos;
 		e->path_arg = ai - 1;
 		__builtin_memset(e->_pad0, 0, sizeof(e->_pad0));
 		up = (const char *)pick_arg(e->sc.args, ai - 1);
@@ -436,7 +465,7 @@ int BPF_PROG(gv_sys_exit, struct gv_pt_regs *regs, long ret)
 		} else {
 			/* utimensat(fd, NULL, ...): no path, a plain record. */
 			bpf_ringbuf_discard(e, BPF_RB_NO_WAKEUP);
-			emit_at_exit(tgid, tid, regs, nr, ret, now, 0);
+			emit_at_exit(tgid, tid, regs, nr, ret, now, pos, 0);
 		}
 	}
 	return 0;
@@ -462,8 +491,15 @@ int BPF_PROG(gv_fork, struct task_struct *parent, struct task_struct *child)
 		return 0;
 
 	/* Before the child first runs, so none of its syscalls is missed. */
-	if (ctgid != ptgid)
+	if (ctgid != ptgid) {
 		set_traced(ctgid);
+		/* The child has its parent's memory, the plugin's mapping of
+		 * the producer page included. */
+		if (is_untimed(ptgid))
+			set_untimed(ctgid);
+		else
+			clear_untimed(ctgid);
+	}
 
 	e = bpf_ringbuf_reserve(&rb, sizeof(*e), 0);
 	if (!e) {
@@ -494,6 +530,9 @@ int BPF_PROG(gv_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm 
 	if (!is_traced(tgid))
 		return 0;
 
+	/* The new image has no mapping of the producer page until its plugin
+	 * makes one and says so: time its calls until then. */
+	clear_untimed(tgid);
 	e = bpf_ringbuf_reserve(&rb, sizeof(*e), 0);
 	if (!e) {
 		count_dropped();
@@ -592,6 +631,6 @@ int BPF_PROG(gv_exit, struct task_struct *p, bool group_dead)
 	}
 
 	if (group_dead)
-		clear_traced(tgid);
+		forget_pid(tgid);
 	return 0;
 }
