@@ -400,6 +400,14 @@ impl HostTracer {
         self.ring_fd.as_fd()
     }
 
+    /// How far the ring has been read: every record whose position
+    /// ([`HostSyscall::pos`]) is below this has been handed out by a drain.
+    /// A guest call whose return position is at most this has all its host
+    /// calls in hand.
+    pub fn consumed_pos(&self) -> u64 {
+        sys::consumer_pos(&self.ring)
+    }
+
     /// Whether `tgid`'s host calls are untimed now.
     pub fn is_untimed(&self, tgid: u32) -> bool {
         self.sets.contains(sys::PidSet::Untimed, tgid)

@@ -168,6 +168,25 @@ unsafe impl Send for PidSets {}
 // SAFETY: as above: &PidSets only does atomic operations.
 unsafe impl Sync for PidSets {}
 
+extern "C" {
+    // libbpf >= 1.3 (libbpf-sys vendors 1.5); not in libbpf-sys's bindings.
+    fn ring__consumer_pos(r: *const libbpf_sys::ring) -> std::ffi::c_ulong;
+}
+
+/// The consumer position of the first (only) ring of `rb`: every record
+/// that starts below it has been handed to the callback.
+pub(crate) fn consumer_pos(rb: &libbpf_rs::RingBuffer<'_>) -> u64 {
+    use libbpf_rs::AsRawLibbpf;
+    // SAFETY: rb is a live ring_buffer with one ring (index 0); libbpf
+    // returns a pointer into it or NULL.
+    let ring = unsafe { libbpf_sys::ring_buffer__ring(rb.as_libbpf_object().as_ptr(), 0) };
+    if ring.is_null() {
+        return 0;
+    }
+    // SAFETY: ring is a live ring of rb (checked non-null above).
+    unsafe { ring__consumer_pos(ring) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -98,6 +98,10 @@ pub struct Joiner {
     host_pending: VecDeque<(u64, HostSyscall)>,
     pass: u64,
     last_host_drain_ns: u64,
+    /// The host ring's consumer position after the latest drain, and after
+    /// the one before it (whose events the current settle classifies).
+    consumed_cur: u64,
+    consumed_prev: u64,
     ready: Vec<(u64, TraceEvent)>,
     /// Scratch buffers of `settle`, kept so their capacity survives passes
     /// (growing them anew every millisecond was a tenth of the join's time).
@@ -171,6 +175,8 @@ impl Joiner {
             host_pending: VecDeque::new(),
             pass: 1,
             last_host_drain_ns: 0,
+            consumed_cur: 0,
+            consumed_prev: 0,
             ready: Vec::new(),
             finals: Vec::new(),
             held: Vec::new(),
@@ -315,6 +321,13 @@ impl Joiner {
     /// The host ring is about to be drained at monotonic time `now_ns`.
     pub fn begin_host_drain(&mut self, now_ns: u64) {
         self.last_host_drain_ns = now_ns;
+    }
+
+    /// The host ring has been drained up to `consumed_pos` (see
+    /// `guestview_bpf::HostTracer::consumed_pos`).
+    pub fn host_drained(&mut self, consumed_pos: u64) {
+        self.consumed_prev = self.consumed_cur;
+        self.consumed_cur = consumed_pos;
     }
 
     /// A validated guest record.
@@ -705,9 +718,20 @@ impl Joiner {
         let pass = self.pass;
         let horizon = self.last_host_drain_ns.saturating_sub(VISIBILITY_MARGIN_NS);
         let mut finals = std::mem::take(&mut self.finals);
+        // Host events drained before this pass are classified: the ring was
+        // read up to `covered` by then.
+        let covered = self.consumed_prev;
         for th in self.threads.values_mut() {
             while let Some(g) = th.done.front() {
-                let ok = all || (g.exit_pass < pass && g.exit.is_none_or(|(t, _)| t <= horizon));
+                // A positioned call is final once the ring was read past its
+                // return position (every host call it made was reserved
+                // below it): exact, whatever held a record back. A timed one
+                // once its return is 2 ms older than the latest drain.
+                let in_hand = match (th.positioned, g.p_exit) {
+                    (true, Some(p)) => p <= covered,
+                    _ => g.exit.is_none_or(|(t, _)| t <= horizon),
+                };
+                let ok = all || (g.exit_pass < pass && in_hand);
                 if !ok {
                     break;
                 }

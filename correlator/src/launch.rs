@@ -585,6 +585,24 @@ pub fn reap_any() -> Option<(libc::pid_t, Reaped)> {
     Some((pid, r))
 }
 
+/// Whether any child (exited or not) is left to wait for. guestview is a
+/// subreaper, so none left means every process of the run is gone.
+pub fn has_children() -> bool {
+    // SAFETY: siginfo_t is plain data, all-zero valid; waitid with WNOWAIT
+    // and WNOHANG only looks.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above, with a valid siginfo_t pointer.
+    let rc = unsafe {
+        libc::waitid(
+            libc::P_ALL,
+            0,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    !(rc == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD))
+}
+
 /// Become the reaper of orphaned descendants (guest daemons stay ours).
 pub fn become_subreaper() {
     // SAFETY: prctl(PR_SET_CHILD_SUBREAPER, 1) has no memory arguments.

@@ -418,6 +418,7 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
         host_err: None,
     };
     let mut main_status: Option<Reaped> = None;
+    let mut orphaned_since = None;
     let mut settled = Vec::new();
     let mut killed_rest = false;
     let mut busy = false;
@@ -440,6 +441,20 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
         }
         if main_status.is_some() && views.alive.is_empty() {
             break;
+        }
+        // Every process of the run is a descendant (guestview is their
+        // subreaper): with none left, an exit the host view has not shown
+        // (its record lost) must not keep the run waiting. Give the ring a
+        // moment to deliver what is on its way first.
+        if main_status.is_some() && !launch::has_children() {
+            let since = *orphaned_since.get_or_insert_with(std::time::Instant::now);
+            if since.elapsed() > Duration::from_millis(200) {
+                tracing::warn!(
+                    pids = ?views.alive,
+                    "every process is gone but the host view showed no exit for these"
+                );
+                break;
+            }
         }
         if launch::interrupted() && !killed_rest {
             // The user wants out: stop what is left of the guest, keep the trace.
@@ -621,6 +636,7 @@ impl Views<'_, '_> {
             Ok(k) => n += k,
             Err(e) => *host_err = Some(e.to_string()),
         }
+        joiner.host_drained(tracer.consumed_pos());
         n
     }
 }

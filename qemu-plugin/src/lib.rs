@@ -54,6 +54,61 @@ static HOST_POS: OnceLock<&'static AtomicU64> = OnceLock::new();
 fn hpos() -> Option<u64> {
     HOST_POS.get().map(|p| p.load(Ordering::Acquire))
 }
+/// What must happen before the guest's first instruction (see `install`).
+struct BeforeGuest {
+    hold: Option<&'static Region>,
+    hostpos: Option<i32>,
+    wait: Option<&'static Region>,
+    hide: Option<std::path::PathBuf>,
+}
+
+static BEFORE_FIRST_TB: Mutex<Option<BeforeGuest>> = Mutex::new(None);
+static FIRST_TB_PENDING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Hold the guest until guestview releases it, map the host ring's
+/// producer page, wait for a watcher, hide QEMU's files: in the first
+/// translation callback, before any guest instruction runs. A failure
+/// ends QEMU: the guest must not run unwatched.
+fn before_guest() {
+    let Some(b) = BEFORE_FIRST_TB.lock().take() else {
+        return;
+    };
+    let r = (|| -> Result<(), String> {
+        if let Some(r) = b.hold {
+            hold_until_released(r)?;
+        }
+        if let Some(sock) = b.hostpos {
+            // Sent before the release; without it the host view times every
+            // host call instead (slower, as exact).
+            match sys::map_host_position(sock) {
+                Ok(p) => {
+                    let _ = HOST_POS.set(p);
+                }
+                Err(e) => eprintln!("guestview plugin: {e}; host calls will be placed by time"),
+            }
+        }
+        if let Some(r) = b.wait {
+            eprintln!(
+                "guestview: waiting for a watcher to attach to {}",
+                r.path().display()
+            );
+            while !r.consumer_attached() {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        }
+        if let Some(dir) = &b.hide {
+            hide_mounts(dir)?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = r {
+        eprintln!("guestview plugin: {e}");
+        // SAFETY: _exit ends the process at once; nothing of ours is
+        // half-written that the exit could tear.
+        unsafe { libc::_exit(1) };
+    }
+}
+
 /// Bumped in the child of every fork: thread state from before is the parent's.
 static FORK_GEN: AtomicU64 = AtomicU64::new(0);
 /// The process that has announced itself with a ProcessStart record.
@@ -231,6 +286,9 @@ extern "C" fn on_syscall_insn(_vcpu: c_uint, udata: *mut c_void) {
 }
 
 extern "C" fn on_tb_trans(_id: sys::qemu_plugin_id_t, tb: *mut sys::qemu_plugin_tb) {
+    if FIRST_TB_PENDING.load(Ordering::Acquire) && FIRST_TB_PENDING.swap(false, Ordering::AcqRel) {
+        before_guest();
+    }
     let Some(plugin) = PLUGIN.get() else { return };
     // SAFETY: `tb` is the live handle QEMU passed to this translation callback.
     let n = unsafe { sys::qemu_plugin_tb_n_insns(tb) };
@@ -557,35 +615,17 @@ fn install(
             if opts.wait { "wait" } else { "drop" }
         );
     }
-    if opts.hold {
-        if let Some(r) = region {
-            hold_until_released(r)?;
-        }
-    }
-    if let Some(sock) = opts.hostpos {
-        // Sent before the release; without it the host view times every
-        // host call instead (slower, as exact).
-        match sys::map_host_position(sock) {
-            Ok(p) => {
-                let _ = HOST_POS.set(p);
-            }
-            Err(e) => eprintln!("guestview plugin: {e}; host calls will be placed by time"),
-        }
-    }
-    if opts.wait {
-        if let Some(r) = region {
-            eprintln!(
-                "guestview: waiting for a watcher to attach to {}",
-                r.path().display()
-            );
-            while !r.consumer_attached() {
-                std::thread::sleep(std::time::Duration::from_millis(5));
-            }
-        }
-    }
-    if let Some(dir) = &opts.hide {
-        hide_mounts(dir)?;
-    }
+    // Holding the guest, taking the host ring and hiding QEMU's files wait
+    // for the first translation: QEMU's own start-up (loading the guest
+    // program, setting up its memory) then overlaps guestview's loading of
+    // the eBPF programs, and still no guest instruction has run.
+    *BEFORE_FIRST_TB.lock() = Some(BeforeGuest {
+        hold: opts.hold.then_some(region).flatten(),
+        hostpos: opts.hostpos,
+        wait: opts.wait.then_some(region).flatten(),
+        hide: opts.hide.clone(),
+    });
+    FIRST_TB_PENDING.store(true, Ordering::Release);
     // SAFETY: the handlers are plain extern "C" fns with no captured state.
     unsafe {
         libc::pthread_atfork(
