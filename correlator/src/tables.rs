@@ -6,13 +6,13 @@
 //!   that architecture's cross compiler so its ABI picks the numbers (MIPS
 //!   o32 numbers 4000 + n, ARM EABI with its private calls from 0xf0000,
 //!   PowerPC 32/64, the generic table of aarch64 and riscv64), turned into
-//!   `tables/syscall_gen.rs` by `tools/gen-tables`. Numbers above the last
-//!   one those headers (Linux 6.1) know are syscalls added since; they are
-//!   named from the [`syscalls`] crate's newer tables (`cachestat`,
-//!   `fchmodat2`, `mseal` …). The crate alone is not used below that: its
-//!   aarch64 table names 79 `fstatat` (the kernel's `newfstatat`) and has the
-//!   32-bit-only `*_time64` calls, and none of its tables has ARM's private
-//!   calls.
+//!   `tables/syscall_gen.rs` by `tools/gen-tables`. Numbers those headers
+//!   (Linux 6.1) do not have are syscalls added since; they are named from
+//!   the [`syscalls`] crate's newer tables (`cachestat`, `fchmodat2`,
+//!   `mseal`, `riscv_hwprobe` …). The crate is not used where the headers
+//!   speak: its aarch64 table names 79 `fstatat` (the kernel's
+//!   `newfstatat`) and has the 32-bit-only `*_time64` calls, and none of its
+//!   tables has ARM's private calls.
 //! * Errno numbers come from the Linux UAPI `<asm/errno.h>` of each
 //!   architecture, turned into `tables/errno_gen.rs` by `tools/gen-tables`
 //!   (see that file's header for the exact Debian packages and versions).
@@ -99,18 +99,16 @@ struct SyscallTable {
 impl SyscallTable {
     fn build(arch: Arch) -> SyscallTable {
         let headers = syscall_gen::syscall_table(arch);
-        let last_known = headers
-            .iter()
-            .map(|&(n, _)| n)
-            .filter(|&n| n < ARM_PRIVATE_BASE)
-            .max()
-            .unwrap_or(0);
+        let known = |n: i64| headers.binary_search_by_key(&n, |e| e.0).is_ok();
         let mut by_number: Vec<(i64, &'static str)> = headers.to_vec();
-        by_number.extend(
-            crate_table(arch)
-                .into_iter()
-                .filter(|&(n, _)| n > last_known && n < ARM_PRIVATE_BASE),
-        );
+        // Numbers the headers do not have are syscalls added since (at the
+        // end of the table, or in a hole such as riscv_hwprobe, 258, and
+        // x86-64's uretprobe, 335) — except the crate's 32-bit-only
+        // *time64 calls in its aarch64 table: the kernel has them only for
+        // 32-bit ABIs.
+        by_number.extend(crate_table(arch).into_iter().filter(|&(n, name)| {
+            !known(n) && n < ARM_PRIVATE_BASE && !(arch.is_64bit() && name.ends_with("time64"))
+        }));
         by_number.sort_unstable();
         by_number.dedup_by_key(|e| e.0);
         let mut by_name = HashMap::with_capacity(by_number.len());
@@ -440,6 +438,14 @@ mod tests {
         assert_eq!(guest_syscall_name(Arch::Arm, 451), Some("cachestat"));
         assert_eq!(host_syscall_name(452), Some("fchmodat2"));
         assert_eq!(guest_syscall_nr(Arch::Riscv64, "mseal"), Some(462));
+        // added in holes of the table
+        assert_eq!(
+            guest_syscall_name(Arch::Riscv64, 258),
+            Some("riscv_hwprobe")
+        );
+        assert_eq!(host_syscall_name(335), Some("uretprobe"));
+        // but never a 32-bit-only call on a 64-bit architecture
+        assert_eq!(guest_syscall_name(Arch::Aarch64, 403), None);
     }
 
     #[test]
