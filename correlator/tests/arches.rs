@@ -552,3 +552,97 @@ per_arch!(
     riscv64 => Arch::Riscv64,
     x86_64 => Arch::X86_64,
 );
+
+/// The shell script the real-program tests run. The shell forks for two
+/// pipelines and a command substitution, and runs `ls`, `sort`, `head`,
+/// `stat`, `rm` and `uname` as busybox applets: Debian's busybox-static
+/// runs these (its NOEXEC applets) in a forked child without exec, so every
+/// process stays a guest under QEMU. Applets that need an exec (`cat`,
+/// `wc`) are not used: under plain QEMU the exec of a guest ELF fails
+/// (ENOEXEC) and the shell would go on to the host's `/usr/bin/cat`, host
+/// code outside the emulator; `PATH` is emptied so that nothing of the host
+/// can run.
+const BUSYBOX_SCRIPT: &str = "PATH=/nonexistent; echo start; ls -la {dir} | sort -r; \
+     x=$(echo substitution | head -c 3); echo \"sub $x\"; \
+     for i in 1 2 3; do echo $i > {dir}/bb-$i; done; head -q {dir}/bb-1 {dir}/bb-2 {dir}/bb-3; \
+     stat -c 'size %s' {dir}/bb-1; uname -m | sort; \
+     rm -f {dir}/bb-1 {dir}/bb-2 {dir}/bb-3; exec true";
+
+/// Debian's busybox-static for `deb_arch`, from `scripts/fetch-busybox`.
+fn busybox(deb_arch: &str) -> PathBuf {
+    PathBuf::from(
+        std::env::var("GUESTVIEW_BUSYBOX_CACHE")
+            .unwrap_or_else(|_| "/var/cache/guestview/busybox".into()),
+    )
+    .join(deb_arch)
+    .join("busybox")
+}
+
+/// A program someone else built: Debian's busybox-static runs a shell
+/// script, joined exactly (checked against `-strace` of the same run), and
+/// its plain run joined with host calls that agree.
+fn busybox_joins_exactly(arch: Arch, deb_arch: &str) {
+    let Some(qemus) = ready(arch) else { return };
+    let bb = busybox(deb_arch);
+    if !require(
+        bb.exists(),
+        &format!("{} (scripts/fetch-busybox)", bb.display()),
+    ) {
+        return;
+    }
+    let dir = common::tmp_in(DIR, &format!("bb-{deb_arch}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = BUSYBOX_SCRIPT.replace("{dir}", &dir.to_string_lossy());
+    let args = ["sh", "-c", script.as_str()];
+    let elf = Elf::read(&bb);
+    for qemu in &qemus {
+        let tag = format!("{}-busybox", label(arch, qemu));
+        let r = check_against_strace(arch, qemu, &tag, &bb, &args);
+        let out = String::from_utf8_lossy(&r.out.stdout);
+        assert!(out.contains("start") && out.contains("sub sub"), "{tag}: {out}");
+        let r = gv_run_in(DIR, &tag, &bb, &args, &[], Some(qemu));
+        assert!(r.out.status.success(), "{tag}: {:?}", r.out);
+        let out = String::from_utf8_lossy(&r.out.stdout);
+        assert!(out.contains("1\n2\n3\nsize 2\n"), "{tag}: {out}");
+        check_join(arch, &tag, &r, &elf);
+        let pids: HashSet<u64> = r
+            .syscalls()
+            .iter()
+            .map(|s| s["pid"].as_u64().unwrap())
+            .collect();
+        assert!(pids.len() >= 3, "{tag}: the shell and its children: {pids:?}");
+        // No process ran anything but the guest: every exec failed.
+        for s in r.syscalls() {
+            if name_of(s) == "execve" {
+                assert!(s["ret"].as_i64().is_some_and(|v| v < 0), "{tag}: an exec: {s}");
+            }
+        }
+        for want in ["wait4", "write", "getdents64", "uname"] {
+            assert!(
+                r.syscalls().iter().any(|s| name_of(s) == want),
+                "{tag}: no {want}"
+            );
+        }
+    }
+}
+
+macro_rules! busybox_arch {
+    ($($m:ident => $arch:expr, $deb:expr);* $(;)?) => {$(
+        mod $m {
+            use super::*;
+
+            /// Debian's busybox-static running a shell script.
+            #[test]
+            fn root_debian_busybox_joins_exactly() {
+                busybox_joins_exactly($arch, $deb);
+            }
+        }
+    )*};
+}
+
+busybox_arch!(
+    busybox_armhf => Arch::Arm, "armhf";
+    busybox_arm64 => Arch::Aarch64, "arm64";
+    busybox_mipsel => Arch::Mipsel, "mipsel";
+    busybox_ppc64el => Arch::Ppc64le, "ppc64el";
+);
