@@ -599,7 +599,10 @@ fn busybox_joins_exactly(arch: Arch, deb_arch: &str) {
         let tag = format!("{}-busybox", label(arch, qemu));
         let r = check_against_strace(arch, qemu, &tag, &bb, &args);
         let out = String::from_utf8_lossy(&r.out.stdout);
-        assert!(out.contains("start") && out.contains("sub sub"), "{tag}: {out}");
+        assert!(
+            out.contains("start") && out.contains("sub sub"),
+            "{tag}: {out}"
+        );
         let r = gv_run_in(DIR, &tag, &bb, &args, &[], Some(qemu));
         assert!(r.out.status.success(), "{tag}: {:?}", r.out);
         let out = String::from_utf8_lossy(&r.out.stdout);
@@ -610,11 +613,17 @@ fn busybox_joins_exactly(arch: Arch, deb_arch: &str) {
             .iter()
             .map(|s| s["pid"].as_u64().unwrap())
             .collect();
-        assert!(pids.len() >= 3, "{tag}: the shell and its children: {pids:?}");
+        assert!(
+            pids.len() >= 3,
+            "{tag}: the shell and its children: {pids:?}"
+        );
         // No process ran anything but the guest: every exec failed.
         for s in r.syscalls() {
             if name_of(s) == "execve" {
-                assert!(s["ret"].as_i64().is_some_and(|v| v < 0), "{tag}: an exec: {s}");
+                assert!(
+                    s["ret"].as_i64().is_some_and(|v| v < 0),
+                    "{tag}: an exec: {s}"
+                );
             }
         }
         for want in ["wait4", "write", "getdents64", "uname"] {
@@ -646,3 +655,97 @@ busybox_arch!(
     busybox_mipsel => Arch::Mipsel, "mipsel";
     busybox_ppc64el => Arch::Ppc64le, "ppc64el";
 );
+
+/// An ELF header: `class` 1/2, `data` 1 (little) / 2 (big), `machine`.
+fn elf_header(class: u8, data: u8, machine: u16) -> Vec<u8> {
+    let mut h = vec![0u8; 64];
+    h[..4].copy_from_slice(b"\x7fELF");
+    h[4] = class;
+    h[5] = data;
+    h[6] = 1;
+    let m = if data == 2 {
+        machine.to_be_bytes()
+    } else {
+        machine.to_le_bytes()
+    };
+    h[18..20].copy_from_slice(&m);
+    h
+}
+
+/// `guestview run` on an ELF it cannot serve: one line saying which and
+/// why, exit code 2. The 64-bit MIPS and 32-bit x86 files are real objects
+/// from Debian's compilers where they are installed; s390x, big-endian
+/// ppc64 and 32-bit RISC-V are headers.
+#[test]
+fn unservable_elfs_get_one_line_saying_which_and_why_and_exit_2() {
+    let src = common::tmp_in(DIR, "f.c");
+    std::fs::write(&src, "int f(void) { return 1; }\n").unwrap();
+    let mut cases: Vec<(PathBuf, &str, &str)> = Vec::new();
+    for (cc, flags, name, which, why) in [
+        (
+            "mips-linux-gnu-gcc",
+            "-mabi=64",
+            "mips64.o",
+            "64-bit MIPS (n64)",
+            "only the o32 ABI",
+        ),
+        (
+            "gcc",
+            "-m32",
+            "i386.o",
+            "32-bit x86",
+            "no syscall and errno tables",
+        ),
+    ] {
+        if !require(Path::new("/usr/bin").join(cc).exists(), cc) {
+            continue;
+        }
+        let obj = common::tmp_in(DIR, name);
+        let st = Command::new(cc)
+            .args([flags, "-c", "-o"])
+            .arg(&obj)
+            .arg(&src)
+            .status()
+            .unwrap();
+        assert!(st.success(), "{cc} {flags}");
+        cases.push((obj, which, why));
+    }
+    for (class, data, machine, name, which, why) in [
+        (
+            2,
+            2,
+            22,
+            "s390x",
+            "IBM S/390 (s390x)",
+            "no syscall and errno tables",
+        ),
+        (
+            2,
+            2,
+            21,
+            "ppc64",
+            "big-endian 64-bit PowerPC",
+            "only little-endian",
+        ),
+        (1, 1, 243, "riscv32", "32-bit RISC-V", "only the 64-bit ABI"),
+    ] {
+        let f = common::tmp_in(DIR, &format!("{name}.elf"));
+        std::fs::write(&f, elf_header(class, data, machine)).unwrap();
+        cases.push((f, which, why));
+    }
+    for (f, which, why) in cases {
+        let out = Command::new(common::GV)
+            .arg("run")
+            .arg(&f)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{}: {out:?}", f.display());
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+        assert!(
+            err.contains(which) && err.contains(why),
+            "{which}/{why}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
