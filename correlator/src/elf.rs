@@ -19,12 +19,14 @@ pub enum ElfError {
     #[error("{0} is not an ELF executable (no ELF magic); guestview runs Linux ELF programs")]
     NotElf(String),
     /// An ELF for a machine guestview does not support.
-    #[error("{path} is an ELF for {what}, which guestview does not support (supported: mips, mipsel, arm, aarch64, ppc, ppc64le, riscv64, x86_64)")]
+    #[error("{path} is an ELF for {what}, which guestview does not support: {why} (supported: mips, mipsel, arm, aarch64, ppc, ppc64le, riscv64, x86_64)")]
     Unsupported {
         /// Program.
         path: String,
         /// Description of the machine.
         what: String,
+        /// Why it cannot be served.
+        why: &'static str,
     },
 }
 
@@ -35,6 +37,7 @@ const EM_X86_64: u16 = 62;
 const EM_AARCH64: u16 = 183;
 const EM_RISCV: u16 = 243;
 const EM_MIPS: u16 = 8;
+const EM_386: u16 = 3;
 const EF_MIPS_ABI2: u32 = 0x20;
 
 /// Decide the guest architecture of an ELF header (the first 64 bytes).
@@ -49,6 +52,7 @@ pub fn arch_of_header(path: &str, h: &[u8]) -> Result<Arch, ElfError> {
             return Err(ElfError::Unsupported {
                 path: path.into(),
                 what: format!("ELF class {c}"),
+                why: "it is neither 32- nor 64-bit",
             })
         }
     };
@@ -59,6 +63,7 @@ pub fn arch_of_header(path: &str, h: &[u8]) -> Result<Arch, ElfError> {
             return Err(ElfError::Unsupported {
                 path: path.into(),
                 what: format!("ELF data encoding {d}"),
+                why: "it is neither little- nor big-endian",
             })
         }
     };
@@ -85,27 +90,77 @@ pub fn arch_of_header(path: &str, h: &[u8]) -> Result<Arch, ElfError> {
     } else {
         0
     };
-    let unsupported = |what: &str| ElfError::Unsupported {
+    let unsupported = |what: &str, why: &'static str| ElfError::Unsupported {
         path: path.into(),
         what: what.into(),
+        why,
     };
+    const NO_TABLES: &str =
+        "guestview has no syscall and errno tables and no syscall-instruction decoder for it";
     match (machine, class64, big) {
-        (EM_MIPS, false, _) if flags & EF_MIPS_ABI2 != 0 => Err(unsupported("MIPS n32")),
+        (EM_MIPS, false, _) if flags & EF_MIPS_ABI2 != 0 => Err(unsupported(
+            "MIPS n32",
+            "of MIPS only the o32 ABI is served (n32 numbers its syscalls from 6000)",
+        )),
         (EM_MIPS, false, true) => Ok(Arch::Mips),
         (EM_MIPS, false, false) => Ok(Arch::Mipsel),
-        (EM_MIPS, true, _) => Err(unsupported("64-bit MIPS (n64)")),
+        (EM_MIPS, true, _) => Err(unsupported(
+            "64-bit MIPS (n64)",
+            "of MIPS only the o32 ABI is served (n64 numbers its syscalls from 5000)",
+        )),
         (EM_ARM, false, false) => Ok(Arch::Arm),
-        (EM_ARM, false, true) => Err(unsupported("big-endian ARM")),
+        (EM_ARM, false, true) => Err(unsupported(
+            "big-endian ARM",
+            "of 32-bit ARM only little-endian EABI is served",
+        )),
         (EM_AARCH64, true, false) => Ok(Arch::Aarch64),
+        (EM_AARCH64, _, _) => Err(unsupported(
+            "big-endian or ILP32 AArch64",
+            "of AArch64 only little-endian LP64 is served",
+        )),
         (EM_PPC, false, true) => Ok(Arch::Ppc),
         (EM_PPC64, true, false) => Ok(Arch::Ppc64le),
-        (EM_PPC64, true, true) => Err(unsupported("big-endian 64-bit PowerPC")),
+        (EM_PPC64, true, true) => Err(unsupported(
+            "big-endian 64-bit PowerPC",
+            "of 64-bit PowerPC only little-endian (ppc64le, ELFv2) is served",
+        )),
         (EM_RISCV, true, false) => Ok(Arch::Riscv64),
-        (EM_RISCV, false, _) => Err(unsupported("32-bit RISC-V")),
+        (EM_RISCV, false, _) => Err(unsupported(
+            "32-bit RISC-V",
+            "of RISC-V only the 64-bit ABI is served",
+        )),
         (EM_X86_64, true, false) => Ok(Arch::X86_64),
-        (3, false, false) => Err(unsupported("32-bit x86")),
-        (m, _, _) => Err(unsupported(&format!("machine {m}"))),
+        (EM_X86_64, false, _) => Err(unsupported(
+            "x32 (32-bit x86-64)",
+            "of x86 only the 64-bit ABI is served",
+        )),
+        (EM_386, false, false) => Err(unsupported("32-bit x86", NO_TABLES)),
+        (m, _, _) => Err(unsupported(
+            &machine_name(m).map_or_else(|| format!("machine {m}"), str::to_owned),
+            NO_TABLES,
+        )),
     }
+}
+
+/// The name of an ELF machine number guestview does not serve (from the
+/// ELF specification's `e_machine` list), for the refusal.
+fn machine_name(m: u16) -> Option<&'static str> {
+    Some(match m {
+        2 => "SPARC",
+        4 => "Motorola 68000",
+        15 => "PA-RISC",
+        22 => "IBM S/390 (s390x)",
+        42 => "SuperH",
+        43 => "SPARC V9",
+        50 => "IA-64",
+        92 => "OpenRISC",
+        106 => "Blackfin",
+        164 => "Hexagon",
+        189 => "MicroBlaze",
+        258 => "LoongArch",
+        0x9026 => "Alpha",
+        _ => return None,
+    })
 }
 
 /// Read a program's ELF header and decide its architecture.
@@ -183,6 +238,21 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("32-bit x86"), "{e}");
+        let e = arch_of_header("x", &header(2, 2, EM_MIPS, 0))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("64-bit MIPS (n64)") && e.contains("o32"), "{e}");
+        let e = arch_of_header("x", &header(2, 2, 22, 0))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("IBM S/390 (s390x)") && e.contains("no syscall"),
+            "{e}"
+        );
+        let e = arch_of_header("x", &header(2, 2, EM_PPC64, 1))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("big-endian 64-bit PowerPC"), "{e}");
         assert!(arch_of_header("x", &[0x7f, b'E', b'L', b'F']).is_err());
     }
 }

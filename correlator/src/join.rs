@@ -642,7 +642,10 @@ impl Joiner {
     fn emit_call(&mut self, g: GuestCall) {
         let arch = self.arch_of(g.pid);
         let name = tables::guest_syscall_name(arch, g.nr);
-        let ret = g.exit.map(|(_, r)| r);
+        // What the guest's registers hold: 32-bit guests' values come
+        // sign-extended from QEMU.
+        let ret = g.exit.map(|(_, r)| arch.guest_ret(r));
+        let args = g.args.map(|a| arch.guest_word(a));
         let errno = ret.and_then(|r| verdict::errno_of(arch, r));
         let path = verdict::path_of(name, &g.host);
         let v = if g.t_enter < self.host_view_from {
@@ -664,7 +667,7 @@ impl Joiner {
                 pc_sym,
                 nr: g.nr,
                 name: name.map(Cow::Borrowed),
-                args: g.args,
+                args,
                 path,
                 ret,
                 errno,

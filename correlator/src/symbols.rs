@@ -32,10 +32,17 @@ impl Symbolizer {
         if file.kind() != ObjectKind::Executable {
             return None;
         }
+        // ARM marks a Thumb function by bit 0 of its symbol's value; its
+        // code starts at the even address (the PC of its `svc` is even).
+        let code_mask = if file.architecture() == object::Architecture::Arm {
+            !1
+        } else {
+            !0
+        };
         let mut funcs: Vec<(u64, u64, String)> = file
             .symbols()
             .filter(|s| s.kind() == SymbolKind::Text && s.address() != 0)
-            .filter_map(|s| Some((s.address(), s.size(), s.name().ok()?.to_owned())))
+            .filter_map(|s| Some((s.address() & code_mask, s.size(), s.name().ok()?.to_owned())))
             .filter(|(_, _, n)| !n.is_empty())
             .collect();
         if funcs.is_empty() {

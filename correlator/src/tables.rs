@@ -1,10 +1,18 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! Per-architecture syscall names and errno numbers, from maintained sources.
 //!
-//! * Syscall names and numbers come from the [`syscalls`] crate (its tables
-//!   are generated from the kernel's syscall tables): `mips` (o32, numbers
-//!   4000 + n; also used for mipsel), `arm` (EABI), `aarch64`, `powerpc`,
-//!   `powerpc64` (used for ppc64le), `riscv64` and `x86_64` (the host).
+//! * Syscall names and numbers come from the Linux UAPI `<asm/unistd.h>` of
+//!   each architecture in Debian's `linux-libc-dev` packages, run through
+//!   that architecture's cross compiler so its ABI picks the numbers (MIPS
+//!   o32 numbers 4000 + n, ARM EABI with its private calls from 0xf0000,
+//!   PowerPC 32/64, the generic table of aarch64 and riscv64), turned into
+//!   `tables/syscall_gen.rs` by `tools/gen-tables`. Numbers those headers
+//!   (Linux 6.1) do not have are syscalls added since; they are named from
+//!   the [`syscalls`] crate's newer tables (`cachestat`, `fchmodat2`,
+//!   `mseal`, `riscv_hwprobe` …). The crate is not used where the headers
+//!   speak: its aarch64 table names 79 `fstatat` (the kernel's
+//!   `newfstatat`) and has the 32-bit-only `*_time64` calls, and none of its
+//!   tables has ARM's private calls.
 //! * Errno numbers come from the Linux UAPI `<asm/errno.h>` of each
 //!   architecture, turned into `tables/errno_gen.rs` by `tools/gen-tables`
 //!   (see that file's header for the exact Debian packages and versions).
@@ -30,8 +38,14 @@ mod errno_gen {
     include!("tables/errno_gen.rs");
 }
 
-/// Name → number map of one `syscalls` table, built on first use.
-type NameMap = HashMap<&'static str, i64>;
+mod syscall_gen {
+    use super::Arch;
+    include!("tables/syscall_gen.rs");
+}
+
+/// First of ARM's private syscall numbers (`__ARM_NR_BASE`): the numbers
+/// from here on are not the kernel's regular table.
+const ARM_PRIVATE_BASE: i64 = 0xf0000;
 
 /// Strip the raw-identifier prefix the `syscalls` crate keeps for keywords
 /// (`r#break` → `break`).
@@ -39,85 +53,125 @@ fn clean(name: &'static str) -> &'static str {
     name.strip_prefix("r#").unwrap_or(name)
 }
 
-/// Per-`syscalls`-table lookups.  Every table gets a number → name and a
-/// (lazily built) name → number function.
-macro_rules! sys_table {
-    ($modname:ident, $arch:ident) => {
-        mod $modname {
-            use super::{clean, NameMap, OnceLock};
-            use syscalls::$arch::Sysno;
-
-            /// Name of syscall `nr`.
-            pub(super) fn name(nr: i64) -> Option<&'static str> {
-                let nr = usize::try_from(nr).ok()?;
-                Sysno::new(nr).map(|s| clean(s.name()))
-            }
-
-            /// Number of syscall `name`.
-            pub(super) fn nr(name: &str) -> Option<i64> {
-                static MAP: OnceLock<NameMap> = OnceLock::new();
-                MAP.get_or_init(|| {
-                    // Walk the numeric range rather than `Sysno::iter()`,
-                    // which stops before the last entry in syscalls 0.8.1.
-                    let first = Sysno::first().id();
-                    let last = Sysno::last().id();
-                    (first..=last)
-                        .filter_map(|n| Sysno::new(n as usize))
-                        .map(|s| (clean(s.name()), i64::from(s.id())))
-                        .collect()
-                })
-                .get(name)
-                .copied()
-            }
-        }
-    };
+/// `(number, name)` of every syscall the `syscalls` crate's table `$arch`
+/// has, for the syscalls newer than the generated tables.
+macro_rules! crate_table {
+    ($arch:ident) => {{
+        use syscalls::$arch::Sysno;
+        // Walk the numeric range rather than `Sysno::iter()`, which stops
+        // before the last entry in syscalls 0.8.1.
+        let first = Sysno::first().id();
+        let last = Sysno::last().id();
+        (first..=last)
+            .filter_map(|n| Sysno::new(n as usize))
+            .map(|s| (i64::from(s.id()), clean(s.name())))
+            .collect::<Vec<_>>()
+    }};
 }
 
-sys_table!(sys_mips, mips);
-sys_table!(sys_arm, arm);
-sys_table!(sys_aarch64, aarch64);
-sys_table!(sys_powerpc, powerpc);
-sys_table!(sys_powerpc64, powerpc64);
-sys_table!(sys_riscv64, riscv64);
-sys_table!(sys_x86_64, x86_64);
+/// The `syscalls` crate's table for `arch` (mipsel shares mips's, ppc64le
+/// uses powerpc64's).
+fn crate_table(arch: Arch) -> Vec<(i64, &'static str)> {
+    match arch {
+        Arch::Mips | Arch::Mipsel => crate_table!(mips),
+        Arch::Arm => crate_table!(arm),
+        Arch::Aarch64 => crate_table!(aarch64),
+        Arch::Ppc => crate_table!(powerpc),
+        Arch::Ppc64le => crate_table!(powerpc64),
+        Arch::Riscv64 => crate_table!(riscv64),
+        Arch::X86_64 => crate_table!(x86_64),
+    }
+}
+
+/// One architecture's syscall names both ways.
+struct SyscallTable {
+    /// Lowest regular number (4000 on MIPS o32, else 0).
+    base: i64,
+    /// Names of `base, base + 1, …` up to the last regular number: every
+    /// host syscall is named, so this is an index, not a search.
+    dense: Vec<Option<&'static str>>,
+    /// ARM's private calls (from 0xf0000), sorted by number.
+    private: Vec<(i64, &'static str)>,
+    /// Name → number.
+    by_name: HashMap<&'static str, i64>,
+}
+
+impl SyscallTable {
+    fn build(arch: Arch) -> SyscallTable {
+        let headers = syscall_gen::syscall_table(arch);
+        let known = |n: i64| headers.binary_search_by_key(&n, |e| e.0).is_ok();
+        let mut by_number: Vec<(i64, &'static str)> = headers.to_vec();
+        // Numbers the headers do not have are syscalls added since (at the
+        // end of the table, or in a hole such as riscv_hwprobe, 258, and
+        // x86-64's uretprobe, 335) — except the crate's 32-bit-only
+        // *time64 calls in its aarch64 table: the kernel has them only for
+        // 32-bit ABIs.
+        by_number.extend(crate_table(arch).into_iter().filter(|&(n, name)| {
+            !known(n) && n < ARM_PRIVATE_BASE && !(arch.is_64bit() && name.ends_with("time64"))
+        }));
+        by_number.sort_unstable();
+        by_number.dedup_by_key(|e| e.0);
+        let mut by_name = HashMap::with_capacity(by_number.len());
+        for &(n, name) in &by_number {
+            by_name.entry(name).or_insert(n);
+        }
+        let (regular, private): (Vec<_>, Vec<_>) = by_number
+            .into_iter()
+            .partition(|&(n, _)| n < ARM_PRIVATE_BASE);
+        let base = regular.first().map_or(0, |e| e.0);
+        let last = regular.last().map_or(0, |e| e.0);
+        let mut dense = vec![None; usize::try_from(last - base + 1).unwrap_or(0)];
+        for (n, name) in regular {
+            if let Ok(i) = usize::try_from(n - base) {
+                dense[i] = Some(name);
+            }
+        }
+        SyscallTable {
+            base,
+            dense,
+            private,
+            by_name,
+        }
+    }
+
+    fn name(&self, nr: i64) -> Option<&'static str> {
+        if nr >= ARM_PRIVATE_BASE {
+            let p = &self.private;
+            return p.binary_search_by_key(&nr, |e| e.0).ok().map(|i| p[i].1);
+        }
+        let i = usize::try_from(nr.checked_sub(self.base)?).ok()?;
+        self.dense.get(i).copied().flatten()
+    }
+}
+
+/// The syscall table of `arch`, built on first use.
+fn syscall_table(arch: Arch) -> &'static SyscallTable {
+    static TABLES: [OnceLock<SyscallTable>; 8] = [const { OnceLock::new() }; 8];
+    let i = Arch::ALL.iter().position(|&a| a == arch).unwrap_or(0);
+    TABLES[i].get_or_init(|| SyscallTable::build(arch))
+}
 
 /// Name of syscall number `nr` in `arch`'s guest numbering (MIPS o32 numbers
-/// include the 4000 offset; mipsel shares the mips table, ppc64le uses
-/// powerpc64's).  `None` for numbers the table does not know.
+/// include the 4000 offset; ARM's private calls are 0xf0001…).  `None` for
+/// numbers the table does not know.
 pub fn guest_syscall_name(arch: Arch, nr: i64) -> Option<&'static str> {
-    match arch {
-        Arch::Mips | Arch::Mipsel => sys_mips::name(nr),
-        Arch::Arm => sys_arm::name(nr),
-        Arch::Aarch64 => sys_aarch64::name(nr),
-        Arch::Ppc => sys_powerpc::name(nr),
-        Arch::Ppc64le => sys_powerpc64::name(nr),
-        Arch::Riscv64 => sys_riscv64::name(nr),
-        Arch::X86_64 => sys_x86_64::name(nr),
-    }
+    syscall_table(arch).name(nr)
 }
 
 /// Number of the syscall called `name` in `arch`'s guest numbering; the
 /// inverse of [`guest_syscall_name`].
 pub fn guest_syscall_nr(arch: Arch, name: &str) -> Option<i64> {
-    match arch {
-        Arch::Mips | Arch::Mipsel => sys_mips::nr(name),
-        Arch::Arm => sys_arm::nr(name),
-        Arch::Aarch64 => sys_aarch64::nr(name),
-        Arch::Ppc => sys_powerpc::nr(name),
-        Arch::Ppc64le => sys_powerpc64::nr(name),
-        Arch::Riscv64 => sys_riscv64::nr(name),
-        Arch::X86_64 => sys_x86_64::nr(name),
-    }
+    syscall_table(arch).by_name.get(name).copied()
 }
 
 /// Name of x86-64 host syscall number `nr`.
 pub fn host_syscall_name(nr: i64) -> Option<&'static str> {
-    sys_x86_64::name(nr)
+    guest_syscall_name(Arch::X86_64, nr)
 }
 
 /// Number of the x86-64 host syscall called `name`.
 pub fn host_syscall_nr(name: &str) -> Option<i64> {
-    sys_x86_64::nr(name)
+    guest_syscall_nr(Arch::X86_64, name)
 }
 
 /// Canonical name of the positive errno number `errno` in `arch`'s
@@ -314,10 +368,91 @@ mod tests {
     }
 
     #[test]
+    fn arm_private_calls_and_aliases() {
+        let a = |n| guest_syscall_name(Arch::Arm, n);
+        assert_eq!(a(0xf0001), Some("breakpoint"));
+        assert_eq!(a(0xf0002), Some("cacheflush"));
+        assert_eq!(a(0xf0005), Some("set_tls"));
+        assert_eq!(a(0xf0006), Some("get_tls"));
+        assert_eq!(a(0xf0000), None);
+        assert_eq!(a(0xf0007), None);
+        assert_eq!(guest_syscall_nr(Arch::Arm, "set_tls"), Some(0xf0005));
+        // EABI numbers, and the name defined by number over its alias
+        // (sync_file_range2 is #defined as arm_sync_file_range).
+        assert_eq!(a(0), Some("restart_syscall"));
+        assert_eq!(a(192), Some("mmap2"));
+        assert_eq!(a(191), Some("ugetrlimit"));
+        assert_eq!(a(341), Some("arm_sync_file_range"));
+        assert_eq!(a(270), Some("arm_fadvise64_64"));
+        assert_eq!(a(397), Some("statx"));
+        // no OABI-only calls in the EABI table
+        assert_eq!(a(13), None, "time is OABI only");
+        assert_eq!(a(90), None, "old mmap is OABI only");
+    }
+
+    #[test]
+    fn generic_table_of_aarch64_and_riscv64() {
+        for arch in [Arch::Aarch64, Arch::Riscv64] {
+            let g = |n| guest_syscall_name(arch, n);
+            assert_eq!(g(79), Some("newfstatat"), "{arch:?}");
+            assert_eq!(g(80), Some("fstat"));
+            assert_eq!(g(62), Some("lseek"));
+            assert_eq!(g(222), Some("mmap"));
+            assert_eq!(g(93), Some("exit"));
+            assert_eq!(g(94), Some("exit_group"));
+            assert_eq!(g(5), Some("setxattr"));
+            // The *_time64 calls exist only on 32-bit architectures.
+            assert_eq!(g(403), None, "{arch:?}");
+            assert_eq!(g(422), None, "{arch:?}");
+            assert_eq!(g(244), None, "arch_specific_syscall is a base");
+            assert_eq!(guest_syscall_nr(arch, "open"), None);
+            assert_eq!(guest_syscall_nr(arch, "fstatat"), None);
+        }
+        assert_eq!(
+            guest_syscall_name(Arch::Riscv64, 259),
+            Some("riscv_flush_icache")
+        );
+        assert_eq!(guest_syscall_name(Arch::Aarch64, 259), None);
+    }
+
+    #[test]
+    fn powerpc_32_and_64() {
+        let p = |n| guest_syscall_name(Arch::Ppc, n);
+        let p64 = |n| guest_syscall_name(Arch::Ppc64le, n);
+        assert_eq!(p(140), Some("_llseek"));
+        assert_eq!(p(192), Some("mmap2"));
+        assert_eq!(p(291), Some("fstatat64"));
+        assert_eq!(p(403), Some("clock_gettime64"));
+        assert_eq!(p64(140), Some("_llseek"), "ppc64 keeps the number");
+        assert_eq!(p64(192), None, "no mmap2 on ppc64");
+        assert_eq!(p64(291), Some("newfstatat"));
+        assert_eq!(p64(403), None, "no time64 calls on ppc64");
+        assert_eq!(p(102), Some("socketcall"));
+        assert_eq!(p(326), Some("socket"));
+    }
+
+    #[test]
+    fn syscalls_newer_than_the_headers_come_from_the_crate() {
+        assert_eq!(guest_syscall_name(Arch::Aarch64, 452), Some("fchmodat2"));
+        assert_eq!(guest_syscall_name(Arch::Mips, 4462), Some("mseal"));
+        assert_eq!(guest_syscall_name(Arch::Arm, 451), Some("cachestat"));
+        assert_eq!(host_syscall_name(452), Some("fchmodat2"));
+        assert_eq!(guest_syscall_nr(Arch::Riscv64, "mseal"), Some(462));
+        // added in holes of the table
+        assert_eq!(
+            guest_syscall_name(Arch::Riscv64, 258),
+            Some("riscv_hwprobe")
+        );
+        assert_eq!(host_syscall_name(335), Some("uretprobe"));
+        // but never a 32-bit-only call on a 64-bit architecture
+        assert_eq!(guest_syscall_name(Arch::Aarch64, 403), None);
+    }
+
+    #[test]
     fn name_number_round_trip_every_table() {
         for arch in Arch::ALL {
             let mut seen = 0;
-            for nr in 0..5000 {
+            for nr in (0..5000).chain(0xf0000..0xf0010) {
                 if let Some(name) = guest_syscall_name(arch, nr) {
                     assert_eq!(guest_syscall_nr(arch, name), Some(nr), "{arch:?} {name}");
                     seen += 1;

@@ -237,6 +237,72 @@ mod tests {
         );
     }
 
+    /// Each architecture's own names judged against the host's (x86-64):
+    /// regression for aarch64's 79, once named `fstatat` from the syscalls
+    /// crate, so a call QEMU passed through looked translated.
+    #[test]
+    fn every_architecture_is_judged_by_its_own_table() {
+        let judge = |arch: Arch, nr: i64, ret: i64, host: &[HostCall]| {
+            verdict(arch, tables::guest_syscall_name(arch, nr), Some(ret), host)
+        };
+        let hn = |n: &str| {
+            assert!(
+                tables::host_syscall_nr(n).is_some(),
+                "{n} is a host syscall"
+            );
+            h(n)
+        };
+        assert_eq!(
+            judge(Arch::Aarch64, 79, 0, &[hn("newfstatat")]),
+            "passthrough"
+        );
+        assert_eq!(
+            judge(Arch::Riscv64, 79, 0, &[hn("newfstatat")]),
+            "passthrough"
+        );
+        assert_eq!(
+            judge(Arch::Ppc64le, 291, 0, &[hn("newfstatat")]),
+            "passthrough"
+        );
+        // 32-bit guests' calls QEMU translates
+        assert_eq!(
+            judge(Arch::Arm, 192, 0x4000_0000, &[hn("mmap")]),
+            "translated"
+        );
+        assert_eq!(judge(Arch::Ppc, 140, 0, &[hn("lseek")]), "translated");
+        assert_eq!(judge(Arch::Arm, 140, 0, &[hn("lseek")]), "translated");
+        assert_eq!(judge(Arch::Arm, 191, 0, &[hn("prlimit64")]), "translated");
+        assert_eq!(judge(Arch::Mips, 4220, 0, &[hn("fcntl")]), "translated");
+        // ENOSYS in the guest's numbering only
+        assert_eq!(judge(Arch::Arm, 309, -38, &[]), "unsupported");
+        assert_eq!(judge(Arch::Ppc, 269, -38, &[]), "unsupported");
+        assert_eq!(judge(Arch::Mipsel, 4280, -89, &[]), "unsupported");
+        assert_eq!(
+            judge(Arch::Mipsel, 4280, -38, &[]),
+            "emulated",
+            "38 is ENOLCK on MIPS"
+        );
+        assert_eq!(
+            judge(Arch::Arm, 309, -89, &[]),
+            "emulated",
+            "89 is EDESTADDRREQ on ARM"
+        );
+        // a wrong errno is a mismatch through the guest's table: MIPS
+        // ENOTEMPTY is 93, x86's 39; 39 on MIPS is EL3HLT
+        assert_eq!(
+            judge(Arch::Mips, 4040, -93, &[hr("rmdir", -39)]),
+            "passthrough"
+        );
+        assert_eq!(
+            judge(Arch::Mips, 4040, -39, &[hr("rmdir", -39)]),
+            "mismatch"
+        );
+        assert_eq!(
+            judge(Arch::Arm, 40, -39, &[hr("rmdir", -39)]),
+            "passthrough"
+        );
+    }
+
     #[test]
     fn errno_uses_the_guest_numbering() {
         assert_eq!(errno_of(Arch::Mips, -89).as_deref(), Some("ENOSYS"));

@@ -2,34 +2,14 @@
 //! cross-compiled guest programs. They need root; under CI=true a missing
 //! prerequisite fails the test instead of skipping it.
 
+mod common;
+
+use common::{fd2_streams, is_root, name_of, repo, require, Run, GV};
 use serde_json::Value;
+use shmem_proto::Arch;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
-
-const GV: &str = env!("CARGO_BIN_EXE_guestview");
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
-/// Check a prerequisite: fail in CI, skip (return false) elsewhere.
-fn require(ok: bool, what: &str) -> bool {
-    if ok {
-        return true;
-    }
-    if in_ci() {
-        panic!("prerequisite missing in CI: {what}");
-    }
-    eprintln!("SKIPPED: {what}");
-    false
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
 
 fn root() -> bool {
     require(is_root(), "this test needs root (eBPF)")
@@ -39,61 +19,13 @@ fn root() -> bool {
         )
 }
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
-}
-
-/// The guest programs, cross-compiled once per test run.
+/// The mips guest programs, cross-compiled once per test run.
 fn guest(name: &str) -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    let dir = BUILT.get_or_init(|| {
-        let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("guest");
-        let st = Command::new("bash")
-            .arg(repo().join("tests/guest/build.sh"))
-            .arg("mips")
-            .arg(&out)
-            .status()
-            .expect("run tests/guest/build.sh");
-        assert!(st.success(), "building the guest programs failed");
-        out.join("mips")
-    });
-    dir.join(name)
+    common::guest_of(Arch::Mips, name)
 }
 
 fn tmp(name: &str) -> PathBuf {
-    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("e2e");
-    std::fs::create_dir_all(&d).unwrap();
-    d.join(name)
-}
-
-struct Run {
-    events: Vec<Value>,
-    out: Output,
-}
-
-impl Run {
-    fn syscalls(&self) -> Vec<&Value> {
-        self.events
-            .iter()
-            .filter(|e| e["type"] == "syscall")
-            .collect()
-    }
-    fn of_type(&self, t: &str) -> Vec<&Value> {
-        self.events.iter().filter(|e| e["type"] == t).collect()
-    }
-    fn lost_total(&self) -> u64 {
-        let l = self.of_type("lost");
-        assert_eq!(l.len(), 1, "exactly one lost record");
-        l[0].as_object()
-            .unwrap()
-            .iter()
-            .filter(|(k, _)| *k != "type")
-            .map(|(_, v)| v.as_u64().unwrap())
-            .sum()
-    }
+    common::tmp_in("e2e", name)
 }
 
 /// `guestview run --format jsonl` with extra environment for QEMU.
@@ -108,102 +40,19 @@ fn gv_run_with(
     env: &[(&str, &str)],
     qemu: Option<&Path>,
 ) -> Run {
-    let jsonl = tmp(&format!("{tag}.jsonl"));
-    let mut cmd = Command::new(GV);
-    cmd.args(["run", "--format", "jsonl", "--output"])
-        .arg(&jsonl);
-    if let Some(q) = qemu {
-        cmd.arg("--qemu").arg(q);
-    }
-    let out = cmd
-        .arg(prog)
-        .args(args)
-        .envs(env.iter().copied())
-        .current_dir(env!("CARGO_TARGET_TMPDIR"))
-        .output()
-        .expect("run guestview");
-    let text = std::fs::read_to_string(&jsonl).unwrap_or_default();
-    let events = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
-        .collect();
-    Run { events, out }
+    common::gv_run_in("e2e", tag, prog, args, env, qemu)
 }
 
-fn name_of(e: &Value) -> String {
-    e["name"]
-        .as_str()
-        .map_or_else(|| format!("syscall_{}", e["nr"]), str::to_owned)
-}
-
-/// `-strace` lines of concurrent threads and processes interleave on a
-/// shared stderr, mid-line. To read QEMU's own account exactly, QEMU runs
-/// under `strace -f` recording only its writes to fd 2: each thread's
-/// stream is then exact, and each line starts with the printing process.
+/// qemu-mips under `strace -f` recording its writes to fd 2 (see
+/// [`common::strace_wrapper_in`]).
 fn strace_wrapper() -> PathBuf {
-    let w = tmp("qemu-mips-under-strace");
-    std::fs::write(
-        &w,
-        "#!/bin/sh\nexec strace -f -qq --seccomp-bpf -e trace=write -e signal=none -xx -s 1048576 -o \"$GV_STRACE_OUT\" /usr/bin/qemu-mips \"$@\"\n",
-    )
-    .unwrap();
-    let _ = Command::new("chmod").arg("755").arg(&w).status();
-    w
-}
-
-/// Per thread, the bytes it wrote to fd 2, from `strace -xx` output.
-fn fd2_streams(strace_out: &str) -> BTreeMap<u64, Vec<u8>> {
-    let mut m: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
-    for line in strace_out.lines() {
-        let Some((tid, rest)) = line.split_once(' ') else {
-            continue;
-        };
-        let Some(rest) = rest.trim_start().strip_prefix("write(2, \"") else {
-            continue;
-        };
-        let Some(end) = rest.find('"') else { continue };
-        let hex = &rest[..end];
-        let buf = m.entry(tid.parse().unwrap()).or_default();
-        for chunk in hex.split("\\x").filter(|c| !c.is_empty()) {
-            buf.push(u8::from_str_radix(&chunk[..2], 16).unwrap());
-        }
-    }
-    m
+    common::strace_wrapper_in("e2e", Path::new("/usr/bin/qemu-mips"))
 }
 
 /// QEMU's `-strace` lines (each thread's stream): per pid, the multiset of
-/// syscall names. `Unknown syscall N` is named from guestview's table.
+/// syscall names.
 fn parse_strace_streams(streams: &BTreeMap<u64, Vec<u8>>) -> BTreeMap<u64, BTreeMap<String, u64>> {
-    let mut m: BTreeMap<u64, BTreeMap<String, u64>> = BTreeMap::new();
-    for bytes in streams.values() {
-        let text = String::from_utf8_lossy(bytes);
-        for line in text.lines() {
-            let Some((pid, rest)) = line.split_once(' ') else {
-                continue;
-            };
-            let Ok(pid) = pid.parse::<u64>() else {
-                continue;
-            };
-            if let Some(r) = rest.strip_prefix("Unknown syscall ") {
-                let nr: String = r.chars().take_while(|c| c.is_ascii_digit()).collect();
-                let name = guestview::tables::guest_syscall_name(
-                    shmem_proto::Arch::Mips,
-                    nr.parse().unwrap(),
-                )
-                .map_or_else(|| format!("syscall_{nr}"), str::to_owned);
-                *m.entry(pid).or_default().entry(name).or_default() += 1;
-                continue;
-            }
-            let name: String = rest
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                .collect();
-            if !name.is_empty() && rest[name.len()..].starts_with('(') {
-                *m.entry(pid).or_default().entry(name).or_default() += 1;
-            }
-        }
-    }
-    m
+    common::parse_strace_streams_of(Arch::Mips, streams)
 }
 
 /// QEMU prints a few names differently from the kernel's table.

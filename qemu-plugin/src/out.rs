@@ -85,8 +85,10 @@ impl OutTrace {
             arch: self.arch.name().into(),
             pc: p.pc,
             nr: p.nr,
-            args: p.args,
-            ret,
+            // What the guest's registers hold (QEMU sign-extends a 32-bit
+            // guest's values).
+            args: p.args.map(|a| self.arch.guest_word(a)),
+            ret: ret.map(|r| self.arch.guest_ret(r)),
             t_enter_ns: p.t_enter_ns,
             t_exit_ns,
             verdict: "guest-only".into(),

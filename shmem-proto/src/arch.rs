@@ -91,6 +91,43 @@ impl Arch {
     pub fn big_endian(self) -> bool {
         matches!(self, Arch::Mips | Arch::Ppc)
     }
+
+    /// Are the guest's registers (and pointers) 64 bits wide?
+    pub fn is_64bit(self) -> bool {
+        matches!(
+            self,
+            Arch::Aarch64 | Arch::Ppc64le | Arch::Riscv64 | Arch::X86_64
+        )
+    }
+
+    /// A syscall argument as the guest's register holds it. QEMU hands a
+    /// 32-bit guest's `abi_long` arguments to plugins sign-extended to 64
+    /// bits (`AT_FDCWD` arrives as `0xffffffffffffff9c`, a pointer above
+    /// 2 GiB as `0xffffffff8…`); the register has the low 32 bits only.
+    pub fn guest_word(self, v: u64) -> u64 {
+        if self.is_64bit() {
+            v
+        } else {
+            v & 0xffff_ffff
+        }
+    }
+
+    /// A syscall result as the guest's ABI reads it. On a 32-bit guest the
+    /// 64-bit value QEMU reports is the 32-bit result sign-extended: values
+    /// in the error range (-4095..=-1) are errors and stay negative, every
+    /// other value is the unsigned 32-bit word (an address above 2 GiB is
+    /// not negative).
+    pub fn guest_ret(self, r: i64) -> i64 {
+        if self.is_64bit() {
+            return r;
+        }
+        let low = r as i32;
+        if (-4095..0).contains(&low) {
+            i64::from(low)
+        } else {
+            i64::from(low as u32)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -105,5 +142,28 @@ mod tests {
             assert_eq!(Arch::from_qemu_target(a.name()), Some(a));
         }
         assert_eq!(Arch::from_id(0), None);
+    }
+
+    #[test]
+    fn thirty_two_bit_guests_see_thirty_two_bit_words() {
+        for a in [Arch::Mips, Arch::Mipsel, Arch::Arm, Arch::Ppc] {
+            assert!(!a.is_64bit());
+            assert_eq!(a.guest_word(0xffff_ffff_ffff_ff9c), 0xffff_ff9c, "{a:?}");
+            assert_eq!(a.guest_word(0x4a10a0), 0x4a10a0);
+            // errors stay negative, addresses above 2 GiB do not
+            assert_eq!(a.guest_ret(-2), -2);
+            assert_eq!(a.guest_ret(-4095), -4095);
+            assert_eq!(a.guest_ret(-4096), 0xffff_f000);
+            assert_eq!(a.guest_ret(0xffff_ffff_b6f0_0000_u64 as i64), 0xb6f0_0000);
+            assert_eq!(a.guest_ret(0xb6f0_0000), 0xb6f0_0000, "already unsigned");
+            assert_eq!(a.guest_ret(0xffff_fffe), -2, "an error however it came");
+            assert_eq!(a.guest_ret(7), 7);
+        }
+        for a in [Arch::Aarch64, Arch::Ppc64le, Arch::Riscv64, Arch::X86_64] {
+            assert!(a.is_64bit());
+            assert_eq!(a.guest_word(0xffff_ffff_ffff_ff9c), 0xffff_ffff_ffff_ff9c);
+            assert_eq!(a.guest_ret(-4096), -4096);
+            assert_eq!(a.guest_ret(0x7f00_0000_0000), 0x7f00_0000_0000);
+        }
     }
 }

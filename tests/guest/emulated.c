@@ -1,22 +1,38 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-/* emulated: syscalls that qemu-mips 7.2 answers itself, with NO host syscall.
+/* emulated: syscalls that QEMU 7.2 answers itself, with NO host syscall.
  *
- * Verified on qemu-mips 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18) by running
- *   strace -f -o host.txt qemu-mips -strace ./emulated
+ * Verified on QEMU 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18) by running
+ *   strace -f -o host.txt qemu-<arch> -strace ./emulated
  * and joining QEMU's own -strace lines (written to fd 2, so visible in
  * host.txt) with the host calls between them; with -strace, QEMU itself calls
  * getpid() once per guest syscall to print the PID, ignore those.
- * Host-call-free on mips o32 (number = 4000 + n):
+ * Host-call-free on every architecture (mips o32 numbers = 4000 + n):
  *   brk(0)                      4045   returns the current break
  *   brk(cur - 16), brk(cur)     4045   shrink and regrow inside the pages QEMU
  *                                      already mapped (growing past them gives
  *                                      a host mmap(MAP_FIXED): "translated")
- *   set_thread_area(tp)         4283   only sets CPU state
  *   sigaltstack(NULL, &old)     4206   query
  *   sigaltstack(&ss, NULL)      4206   set, and disable again
  *   rt_sigprocmask(SIG_BLOCK, NULL, &old) 4195  query of the guest mask
- *   cacheflush(buf, len, BCACHE) 4147  MIPS-only, QEMU returns 0
  *   madvise(p, len, MADV_WILLNEED) 4218  hint, QEMU 7.2 returns 0 itself
+ * and the architecture's own, from QEMU 7.2's linux-user source:
+ *   mips     set_thread_area(tp) (4283): only sets CPU state;
+ *            cacheflush(buf, len, BCACHE) (4147): QEMU returns 0.
+ *   aarch64  prctl(PR_SVE_GET_VL) (167): do_prctl_sve_get_vl() in
+ *            linux-user/aarch64/target_prctl.h reads the vector length from
+ *            the CPU state.
+ *   ppc, ppc64le  swapcontext(&ctx, NULL, size) (249):
+ *            do_swapcontext() in linux-user/ppc/signal.c saves the registers
+ *            into guest memory.
+ *   x86_64   arch_prctl(ARCH_GET_FS, &fs) (158): do_arch_prctl() reads the
+ *            FS base from the CPU state.
+ *   arm      none that the guest can see: ARM's private calls (set_tls
+ *            0xf0005, cacheflush 0xf0002, get_tls 0xf0006) are answered in
+ *            linux-user/arm/cpu_loop.c before do_syscall(), so neither
+ *            -strace nor a plugin ever sees them.
+ *   riscv64  none that the guest can see: riscv_flush_icache (259) is
+ *            answered with 0 in linux-user/riscv/cpu_loop.c before
+ *            do_syscall(), so neither -strace nor a plugin sees it.
  * NOT host-call-free, for contrast (not called here): rt_sigaction, even a
  * query, does host rt_sigprocmask (QEMU's block_signals()); rt_sigprocmask
  * that changes the mask does host rt_sigprocmask; set_tid_address becomes a
@@ -28,7 +44,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
+#if defined(__powerpc__)
+#include <ucontext.h>
+#endif
+#if defined(__x86_64__)
+#include <asm/prctl.h>
+#endif
 #include <unistd.h>
 
 static int fails;
@@ -84,6 +107,30 @@ int main(void)
 #if defined(__mips__) && defined(__NR_cacheflush)
     CHECK(syscall(__NR_cacheflush, altstack, 64, 3 /* BCACHE */) == 0,
           "cacheflush");
+#endif
+
+#if defined(__aarch64__)
+    /* QEMU's default CPU (max) has SVE: a vector length in bytes, else EINVAL */
+    errno = 0;
+    long vl = syscall(__NR_prctl, PR_SVE_GET_VL, 0L, 0L, 0L, 0L);
+    CHECK(vl > 0 || errno == EINVAL, "prctl(PR_SVE_GET_VL)");
+#endif
+
+#if defined(__powerpc__)
+    /* Room for the kernel's ucontext with every register set (glibc's
+     * ucontext_t is smaller than QEMU's ppc64 target_ucontext: EINVAL). */
+    static union {
+        ucontext_t uc;
+        char room[8192];
+    } ctx __attribute__((aligned(16)));
+    CHECK(syscall(__NR_swapcontext, &ctx, NULL, (long)sizeof ctx) == 0,
+          "swapcontext(save only)");
+#endif
+
+#if defined(__x86_64__)
+    unsigned long fs = 0;
+    CHECK(syscall(__NR_arch_prctl, ARCH_GET_FS, &fs) == 0 && fs != 0,
+          "arch_prctl(ARCH_GET_FS)");
 #endif
 
     void *m = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,

@@ -73,11 +73,14 @@ int main(int argc, char **argv)
         closedir(d);
     }
     CHECK(seen, "readdir finds renamed file");
+#ifdef __NR_getdents
+    /* aarch64 and riscv64 (the generic syscall table) have no getdents. */
     fd = open(dir, O_RDONLY | O_DIRECTORY);
     CHECK(fd >= 0, "open dir");
     long n = syscall(__NR_getdents, fd, a, sizeof a); /* reuse a[] as buffer */
     CHECK(n > 0, "getdents");
     close(fd);
+#endif
 
     CHECK(unlink(b) == 0, "unlink");
     errno = 0;
