@@ -305,6 +305,9 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
         trace,
         quiet: opts.quiet,
         last_trace_flush: monotonic_ns(),
+        // Until the guest runs, events wait: if the plugin refuses this
+        // QEMU, its one line is all the user sees.
+        held: Some(Vec::new()),
     };
     sink.emit(TraceEvent::Run(info))?;
 
@@ -398,6 +401,9 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
         for ev in settled.drain(..) {
             sink.emit(ev)?;
         }
+        if views.guest_started {
+            sink.release()?;
+        }
         sink.end_pass()?;
         while let Some((pid, st)) = launch::reap_any() {
             if pid as u32 == child {
@@ -424,6 +430,16 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
     // every host event classifiable, then settle the rest.
     views.pass();
     views.pass();
+    let status = main_status.expect("loop ends only after the main child is reaped");
+    if !views.guest_started && status == Reaped::Exited(2) {
+        // The plugin refused this QEMU (or its arguments), said why in one
+        // line on stderr and exited 2: nothing to add.
+        return Err(GuestviewError::Reported(format!(
+            "{} exited with status 2 before the guest started: the plugin refused it",
+            launched.display()
+        )));
+    }
+    sink.release()?;
     for ev in views.joiner.finish() {
         sink.emit(ev)?;
     }
@@ -435,7 +451,6 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
         .unwrap_or_default();
     sink.emit(Joiner::lost(&host_stats, &ring_stats))?;
     let js = views.joiner.stats();
-    let status = main_status.expect("loop ends only after the main child is reaped");
     sink.emit(TraceEvent::Summary(SummaryEvent {
         syscalls: js.syscalls,
         host_syscalls: js.host_syscalls,
@@ -444,6 +459,7 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
         exit_code: Some(status.code()),
         wall_ns: monotonic_ns() - t0,
         ring_waits: ring_stats.waits,
+        qemu_plugin: views.joiner.first_plugin(),
     }))?;
     sink.finish()?;
     tracing::debug!(
@@ -473,10 +489,27 @@ struct Sink {
     trace: Option<TraceWriter>,
     quiet: bool,
     last_trace_flush: u64,
+    /// Events kept back until [`Sink::release`] (`None`: written at once).
+    held: Option<Vec<TraceEvent>>,
 }
 
 impl Sink {
+    /// Write the events held back so far, and from now on write at once.
+    fn release(&mut self) -> Result<(), GuestviewError> {
+        for ev in self.held.take().unwrap_or_default() {
+            self.emit(ev)?;
+        }
+        Ok(())
+    }
+
     fn emit(&mut self, ev: TraceEvent) -> Result<(), GuestviewError> {
+        if let Some(h) = &mut self.held {
+            h.push(ev);
+            return Ok(());
+        }
+        if let TraceEvent::Plugin(p) = &ev {
+            tracing::debug!("{}", crate::output::plugin_text(p));
+        }
         if !self.quiet {
             match self.output.write(&ev) {
                 Ok(()) => {}
@@ -725,6 +758,7 @@ pub fn watch(opts: &WatchOptions) -> Result<i32, GuestviewError> {
         trace,
         quiet: opts.quiet,
         last_trace_flush: monotonic_ns(),
+        held: None,
     };
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     sink.emit(TraceEvent::Run(RunInfo {
@@ -815,6 +849,7 @@ pub fn watch(opts: &WatchOptions) -> Result<i32, GuestviewError> {
         exit_code: code,
         wall_ns: monotonic_ns() - t0,
         ring_waits: ring_stats.waits,
+        qemu_plugin: views.joiner.plugin_info(pid),
     }))?;
     sink.finish()?;
     if let Some(e) = views.host_err {
