@@ -195,7 +195,16 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
                     None => crate::rootfs::build_cached(arch, false)
                         .map_err(|e| setup(e.to_string()))?,
                 };
-                let runtime = crate::sandbox::runtime_of(&q.path).map_err(setup)?;
+                let mut runtime = crate::sandbox::runtime_of(&q.path).map_err(setup)?;
+                // The plugin's own libraries too (libgcc_s: Debian's 7.2
+                // links it, our 10.2 does not; without it the loader would
+                // find the guest root's).
+                let (_, plugin_libs) = crate::sandbox::runtime_of(&plugin).map_err(setup)?;
+                for lib in plugin_libs {
+                    if !runtime.1.contains(&lib) {
+                        runtime.1.push(lib);
+                    }
+                }
                 std::fs::create_dir_all(crate::sandbox::STAGING).map_err(|e| {
                     setup(format!("cannot create {}: {e}", crate::sandbox::STAGING))
                 })?;

@@ -1323,6 +1323,35 @@ fn root_guest_paths_and_what_the_qemu_offers(q: Qemu) {
     assert_eq!(r.lost_total(), 0);
 }
 
+/// Regression: in the sandbox the plugin's own libraries must be there
+/// too (our 10.2, unlike Debian's 7.2, does not link libgcc_s, and the
+/// loader then found the MIPS guest root's: "wrong ELF class").
+#[test]
+fn root_sandboxed_run_on_qemu_102_loads_the_plugin_with_its_own_libraries() {
+    let Some(qemu) = root_on(Qemu::Ours102) else {
+        return;
+    };
+    let jsonl = tmp("sandbox-qemu102.jsonl");
+    let out = Command::new(GV)
+        .args(["run", "--sandbox", "--format", "jsonl", "--output"])
+        .arg(&jsonl)
+        .arg("--qemu")
+        .arg(&qemu)
+        .arg(guest("hello"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let events: Vec<Value> = std::fs::read_to_string(&jsonl)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let r = Run { events, out };
+    assert!(r.syscalls().len() > 15, "{:?}", r.out);
+    assert_eq!(r.of_type("plugin")[0]["api_version"], 5);
+    assert_eq!(r.lost_total(), 0);
+}
+
 on_both_qemus!(
     plugin_rejects_bad_arguments_clearly,
     root_guest_faults_become_fault_records,
