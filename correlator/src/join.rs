@@ -170,6 +170,9 @@ pub struct Joiner {
     /// Faults that ended their process, waiting for the kernel to say
     /// with which signal.
     fatal_faults: HashMap<u32, Vec<FaultEvent>>,
+    /// Processes the kernel saw end, and the host signal that ended them
+    /// (a fault record can be drained after its process's end).
+    ended: HashMap<u32, Option<i32>>,
 }
 
 fn host_call(h: &HostSyscall) -> HostCall {
@@ -250,6 +253,7 @@ impl Joiner {
             unmapped: Vec::new(),
             plugins: HashMap::default(),
             fatal_faults: HashMap::default(),
+            ended: HashMap::default(),
         }
     }
 
@@ -526,11 +530,24 @@ impl Joiner {
             fatal: handler.is_none(),
             t_ns: at.t_ns,
         };
-        if ev.fatal && ev.signal.is_none() {
-            self.fatal_faults.entry(at.pid).or_default().push(ev);
-        } else {
-            self.ready.push((at.t_ns, TraceEvent::Fault(ev)));
+        match self.ended.get(&at.pid) {
+            _ if !ev.fatal || ev.signal.is_some() => {
+                self.ready.push((at.t_ns, TraceEvent::Fault(ev)))
+            }
+            Some(&host_signal) => self.fatal_signal(ev, host_signal),
+            None => self.fatal_faults.entry(at.pid).or_default().push(ev),
         }
+    }
+
+    /// A fatal fault gets the signal its process died of, in the guest's numbering.
+    fn fatal_signal(&mut self, mut f: FaultEvent, host_signal: Option<i32>) {
+        let arch = self.arch_of(f.pid);
+        let guest = host_signal.and_then(|s| tables::host_signal_to_guest(arch, i64::from(s)));
+        f.signal = guest.map(|s| s as i32);
+        f.signal_name = guest
+            .and_then(|s| tables::signal_name(arch, s))
+            .map(str::to_owned);
+        self.ready.push((f.t_ns, TraceEvent::Fault(f)));
     }
 
     /// A host event from the kernel.
@@ -625,15 +642,9 @@ impl Joiner {
                     } else {
                         (None, Some(exit_code & 0x7f))
                     };
-                    let arch = self.arch_of(tgid);
-                    for mut f in self.fatal_faults.remove(&tgid).unwrap_or_default() {
-                        let guest =
-                            signal.and_then(|s| tables::host_signal_to_guest(arch, i64::from(s)));
-                        f.signal = guest.map(|s| s as i32);
-                        f.signal_name = guest
-                            .and_then(|s| tables::signal_name(arch, s))
-                            .map(str::to_owned);
-                        self.ready.push((f.t_ns, TraceEvent::Fault(f)));
+                    self.ended.insert(tgid, signal);
+                    for f in self.fatal_faults.remove(&tgid).unwrap_or_default() {
+                        self.fatal_signal(f, signal);
                     }
                     self.ready.push((
                         t_ns,
@@ -1204,6 +1215,23 @@ mod tests {
             (Some(10), Some("SIGBUS"))
         );
         assert!(f[0].fatal && f[0].handler.is_none());
+        // The other order: the fault is drained after its process's end.
+        let mut j = Joiner::new(Arch::Mips);
+        j.host(HostEvent::Exit {
+            tgid: 100,
+            tid: 1,
+            exit_code: 11,
+            group_dead: true,
+            t_ns: 20,
+        });
+        j.guest(GuestRecord::Fault {
+            at: at(1, 10),
+            pc: 0x400960,
+            handler: None,
+            signal: None,
+        });
+        let f = faults(&j.finish());
+        assert_eq!(f[0].signal_name.as_deref(), Some("SIGSEGV"));
     }
 
     #[test]
