@@ -397,13 +397,17 @@ extern "C" fn on_syscall(
         };
         // Reading guest memory takes QEMU's mmap lock: before the entry
         // timestamp, so that nothing it might wait for lands in the window.
-        let path = match (plugin.read_paths, plugin.paths.arg(nr), ts.buf.as_mut()) {
-            (true, Some(i), Some(buf)) => Some(GuestPath::read(
-                i,
-                plugin.regs.address(args[usize::from(i)]),
-                buf,
-            )),
-            _ => None,
+        let path = if plugin.read_paths {
+            match (plugin.paths.arg(nr), ts.buf.as_mut()) {
+                (Some(i), Some(buf)) => Some(GuestPath::read(
+                    i,
+                    plugin.regs.address(args[usize::from(i)]),
+                    buf,
+                )),
+                _ => None,
+            }
+        } else {
+            None
         };
         ts.reserve(path.as_ref().map_or(0, GuestPath::chunks));
         // Everything above may make syscalls; from here to the return
