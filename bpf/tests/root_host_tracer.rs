@@ -212,11 +212,18 @@ fn root_untimed_processes_are_placed_by_ring_position() {
     let pid = child.id();
     tracer.trace_pid(pid).expect("trace_pid");
     // The shell may still be on its way into /bin/sh (an exec clears the
-    // mark): mark it once that exec is seen.
-    let mut events = collect_until(
-        &mut tracer,
-        |ev| matches!(ev, HostEvent::Exec { tgid, filename, .. } if *tgid == pid && filename == "/bin/sh"),
-    );
+    // mark): mark it once it sleeps in sh, waiting for its line.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if stat.contains("(sh) S") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the shell never waited: {stat}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let mut events = Vec::new();
+    tracer.drain(&mut |ev| events.push(ev)).expect("drain");
     tracer.set_untimed(pid);
     assert!(tracer.is_untimed(pid));
     let mark = events.len();

@@ -21,10 +21,15 @@ use crate::tables;
 use crate::verdict;
 use guestview_bpf::{HostEvent, HostSyscall};
 use rustc_hash::FxHashMap as HashMap;
-use shmem_proto::trace::{
-    HostCall, InternalEvent, LostEvent, Name, ProcessEvent, SyscallEvent, ThreadEvent, TraceEvent,
+use shmem_proto::record::{
+    PluginInfo, CAP_DISCON, CAP_MEMORY_READ, CAP_PC_REGISTER, CAP_REGISTER_READ,
+    CAP_SIGNAL_REGISTER, CAP_SYSCALL_FILTER, MAX_GUEST_PATH, PATH_LAST, PATH_UNREADABLE,
 };
-use shmem_proto::{Arch, GuestRecord};
+use shmem_proto::trace::{
+    FaultEvent, HostCall, InternalEvent, LostEvent, Name, PluginEvent, ProcessEvent, SyscallEvent,
+    ThreadEvent, TraceEvent,
+};
+use shmem_proto::{Arch, GuestRecord, Origin};
 use std::borrow::Cow;
 use std::collections::VecDeque;
 
@@ -49,6 +54,52 @@ struct GuestCall {
     p_exit: Option<u64>,
     exit_pass: u64,
     host: Vec<HostCall>,
+    /// The path argument as the plugin read it from guest memory.
+    guest_path: GuestPath,
+}
+
+/// A path argument arriving in chunks after its call's entry record.
+#[derive(Debug, Default)]
+enum GuestPath {
+    /// None sent (API v1, no path argument), or refused.
+    #[default]
+    None,
+    /// Chunks so far.
+    Partial(Vec<u8>),
+    /// Complete.
+    Done(String),
+}
+
+impl GuestPath {
+    /// Add a chunk; chunks out of order or for another call are dropped
+    /// (with what came before: the path is not shown).
+    fn add(&mut self, offset: u16, bytes: &[u8], flags: u16) {
+        let so_far = match std::mem::take(self) {
+            GuestPath::None if offset == 0 => Vec::with_capacity(bytes.len()),
+            GuestPath::Partial(v) if v.len() == usize::from(offset) => v,
+            _ => return,
+        };
+        let mut v = so_far;
+        v.extend_from_slice(bytes);
+        if v.len() > MAX_GUEST_PATH {
+            return;
+        }
+        *self = if flags & PATH_UNREADABLE != 0 {
+            // The guest named an address it cannot read (EFAULT).
+            GuestPath::None
+        } else if flags & PATH_LAST != 0 {
+            GuestPath::Done(String::from_utf8_lossy(&v).into_owned())
+        } else {
+            GuestPath::Partial(v)
+        };
+    }
+
+    fn take(&mut self) -> Option<String> {
+        match std::mem::take(self) {
+            GuestPath::Done(p) => Some(p),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Default, Debug)]
@@ -133,6 +184,14 @@ pub struct Joiner {
     /// Guest records whose ids are not mapped yet (their fork event comes
     /// in a later host drain), in arrival order.
     unmapped: Vec<GuestRecord>,
+    /// What each process's QEMU offered the plugin.
+    plugins: HashMap<u32, PluginEvent>,
+    /// Faults that ended their process, waiting for the kernel to say
+    /// with which signal.
+    fatal_faults: HashMap<u32, Vec<FaultEvent>>,
+    /// Processes the kernel saw end, and the host signal that ended them
+    /// (a fault record can be drained after its process's end).
+    ended: HashMap<u32, Option<i32>>,
 }
 
 fn host_call(h: &HostSyscall) -> HostCall {
@@ -147,6 +206,29 @@ fn host_call(h: &HostSyscall) -> HostCall {
         tid: h.tid,
         t_enter_ns: h.t_enter_ns,
         t_exit_ns: h.t_exit_ns,
+    }
+}
+
+/// The `plugin` record for what a process's QEMU offers.
+fn plugin_event(at: Origin, p: PluginInfo) -> PluginEvent {
+    let has = |c: u32| p.caps & c != 0;
+    PluginEvent {
+        pid: at.pid,
+        api_version: u32::from(p.api),
+        qemu_api_min: u32::from(p.qemu_min),
+        qemu_api_max: u32::from(p.qemu_max),
+        register_read: has(CAP_REGISTER_READ),
+        pc_from: if has(CAP_PC_REGISTER) {
+            "register"
+        } else {
+            "instrumentation"
+        }
+        .into(),
+        memory_read: has(CAP_MEMORY_READ),
+        discon: has(CAP_DISCON),
+        handled_fault_signal: has(CAP_SIGNAL_REGISTER),
+        syscall_filter: has(CAP_SYSCALL_FILTER),
+        t_ns: at.t_ns,
     }
 }
 
@@ -192,6 +274,9 @@ impl Joiner {
             host_view_from: 0,
             ns_ids: None,
             unmapped: Vec::new(),
+            plugins: HashMap::default(),
+            fatal_faults: HashMap::default(),
+            ended: HashMap::default(),
         }
     }
 
@@ -298,6 +383,7 @@ impl Joiner {
                 verdict: Cow::Borrowed(crate::diff::NATIVE_VERDICT),
                 policy_action: Cow::Borrowed("allow"),
                 policy_rule: None,
+                guest_path: None,
             })),
         ));
     }
@@ -343,6 +429,16 @@ impl Joiner {
             }
         }
         let at = *rec.origin();
+        if let GuestRecord::Fault {
+            pc,
+            handler,
+            signal,
+            ..
+        } = rec
+        {
+            self.fault(at, pc, handler, signal);
+            return;
+        }
         let th = self.threads.entry(at.tid).or_default();
         th.pid = at.pid;
         let first = !th.seen_guest;
@@ -382,7 +478,21 @@ impl Joiner {
                     // Nearly every call gets one host call: room for it
                     // now is cheaper than growing from nothing.
                     host: Vec::with_capacity(1),
+                    guest_path: GuestPath::None,
                 });
+            }
+            GuestRecord::GuestPath {
+                nr,
+                offset,
+                bytes,
+                len,
+                flags,
+                ..
+            } => {
+                // It follows its call's entry on the same ring.
+                if let Some(g) = th.open.as_mut().filter(|g| g.nr == nr) {
+                    g.guest_path.add(offset, &bytes[..usize::from(len)], flags);
+                }
             }
             GuestRecord::SysExit { nr, ret, hpos, .. } => match th.open.take() {
                 Some(mut g) if g.nr == nr => {
@@ -429,13 +539,69 @@ impl Joiner {
                     th.pspans.push_back(p);
                 }
             }
-            GuestRecord::ProcessStart { arch, .. } => {
+            GuestRecord::ProcessStart { arch, plugin, .. } => {
                 if let Some(a) = Arch::from_id(arch) {
                     self.arch_of_pid.insert(at.pid, a);
                 }
+                let ev = plugin_event(at, plugin);
+                if self.plugins.get(&at.pid) != Some(&ev) {
+                    self.plugins.insert(at.pid, ev.clone());
+                    self.ready.push((at.t_ns, TraceEvent::Plugin(ev)));
+                }
             }
-            GuestRecord::ProcessExit { .. } => {}
+            GuestRecord::ProcessExit { .. } | GuestRecord::Fault { .. } => {}
         }
+    }
+
+    /// What process `pid`'s QEMU offered the plugin, if it said.
+    pub fn plugin_info(&self, pid: u32) -> Option<PluginEvent> {
+        self.plugins.get(&pid).cloned()
+    }
+
+    /// What the first QEMU process to announce itself offered the plugin.
+    pub fn first_plugin(&self) -> Option<PluginEvent> {
+        self.plugins.values().min_by_key(|p| p.t_ns).cloned()
+    }
+
+    /// A guest exception. One that ended its process waits for the kernel
+    /// to say by which signal (the plugin cannot read it: QEMU kills itself
+    /// with the host signal that has the guest signal's name).
+    fn fault(&mut self, at: Origin, pc: u64, handler: Option<u64>, signal: Option<u32>) {
+        let arch = self.arch_of(at.pid);
+        let signal = signal.map(i64::from);
+        let ev = FaultEvent {
+            pid: at.pid,
+            tid: at.tid,
+            vcpu: at.vcpu,
+            arch: arch.name().into(),
+            pc,
+            pc_sym: self.pc_symbol(at.pid, Some(pc)).map(Cow::into_owned),
+            signal: signal.map(|s| s as i32),
+            signal_name: signal
+                .and_then(|s| tables::signal_name(arch, s))
+                .map(str::to_owned),
+            handler,
+            fatal: handler.is_none(),
+            t_ns: at.t_ns,
+        };
+        match self.ended.get(&at.pid) {
+            _ if !ev.fatal || ev.signal.is_some() => {
+                self.ready.push((at.t_ns, TraceEvent::Fault(ev)))
+            }
+            Some(&host_signal) => self.fatal_signal(ev, host_signal),
+            None => self.fatal_faults.entry(at.pid).or_default().push(ev),
+        }
+    }
+
+    /// A fatal fault gets the signal its process died of, in the guest's numbering.
+    fn fatal_signal(&mut self, mut f: FaultEvent, host_signal: Option<i32>) {
+        let arch = self.arch_of(f.pid);
+        let guest = host_signal.and_then(|s| tables::host_signal_to_guest(arch, i64::from(s)));
+        f.signal = guest.map(|s| s as i32);
+        f.signal_name = guest
+            .and_then(|s| tables::signal_name(arch, s))
+            .map(str::to_owned);
+        self.ready.push((f.t_ns, TraceEvent::Fault(f)));
     }
 
     /// A host event from the kernel.
@@ -530,6 +696,10 @@ impl Joiner {
                     } else {
                         (None, Some(exit_code & 0x7f))
                     };
+                    self.ended.insert(tgid, signal);
+                    for f in self.fatal_faults.remove(&tgid).unwrap_or_default() {
+                        self.fatal_signal(f, signal);
+                    }
                     self.ready.push((
                         t_ns,
                         TraceEvent::Process(ProcessEvent {
@@ -654,6 +824,8 @@ impl Joiner {
             verdict::verdict(arch, name, ret, &g.host)
         };
         let pc_sym = self.pc_symbol(g.pid, g.pc);
+        let mut guest_path = g.guest_path;
+        let guest_path = guest_path.take();
         self.stats.syscalls += 1;
         self.ready.push((
             g.t_enter,
@@ -677,6 +849,7 @@ impl Joiner {
                 verdict: Cow::Borrowed(v),
                 policy_action: Cow::Borrowed("allow"),
                 policy_rule: None,
+                guest_path,
             })),
         ));
     }
@@ -704,6 +877,14 @@ impl Joiner {
     }
 
     fn settle_inner(&mut self, all: bool, out: &mut Vec<TraceEvent>) {
+        if all {
+            // Their process's end was never seen: the signal stays unknown.
+            for (_, faults) in self.fatal_faults.drain() {
+                for f in faults {
+                    self.ready.push((f.t_ns, TraceEvent::Fault(f)));
+                }
+            }
+        }
         if all && !self.unmapped.is_empty() {
             // Their fork was never seen: join them under the ids they gave.
             self.ns_ids = None;
@@ -1052,6 +1233,129 @@ mod tests {
         assert_eq!((c[0].pid, c[0].tid), (100, 100), "host ids");
         assert_eq!(c[0].host.len(), 1, "joined with the host getpid");
         assert_eq!(c[0].verdict, "passthrough");
+    }
+
+    fn chunk(t: u64, nr: i64, offset: u16, s: &[u8], flags: u16) -> GuestRecord {
+        let mut bytes = [0u8; 64];
+        bytes[..s.len()].copy_from_slice(s);
+        GuestRecord::GuestPath {
+            at: at(1, t),
+            nr,
+            arg: 1,
+            offset,
+            bytes,
+            len: s.len() as u8,
+            flags,
+        }
+    }
+
+    #[test]
+    fn guest_paths_are_assembled_from_their_chunks_and_nothing_else() {
+        use shmem_proto::record::PATH_TRUNCATED;
+        let mut j = Joiner::new(Arch::Mips);
+        let long: Vec<u8> = (0..100).map(|i| b'a' + (i % 26) as u8).collect();
+        let enter = |t, nr| GuestRecord::SysEnter {
+            at: at(1, t),
+            nr,
+            args: [0; 8],
+            pc: None,
+            hpos: None,
+        };
+        let exit = |t, nr| GuestRecord::SysExit {
+            at: at(1, t),
+            nr,
+            ret: 3,
+            hpos: None,
+        };
+        // openat: a 100-byte path in two chunks.
+        j.guest(enter(10, 4288));
+        j.guest(chunk(11, 4288, 0, &long[..64], 0));
+        j.guest(chunk(11, 4288, 64, &long[64..], PATH_LAST));
+        j.guest(exit(12, 4288));
+        // a chunk for another call number, and one out of order: no path.
+        j.guest(enter(20, 4288));
+        j.guest(chunk(21, 4005, 0, b"/x", PATH_LAST));
+        j.guest(exit(22, 4288));
+        j.guest(enter(30, 4288));
+        j.guest(chunk(31, 4288, 64, b"/y", PATH_LAST));
+        j.guest(exit(32, 4288));
+        // unreadable guest memory (EFAULT): no path; truncated: as read.
+        j.guest(enter(40, 4288));
+        j.guest(chunk(41, 4288, 0, b"", PATH_LAST | PATH_UNREADABLE));
+        j.guest(exit(42, 4288));
+        j.guest(enter(50, 4288));
+        j.guest(chunk(51, 4288, 0, b"/\xffz", PATH_LAST | PATH_TRUNCATED));
+        j.guest(exit(52, 4288));
+        let evs = j.finish();
+        let paths: Vec<Option<&str>> = calls(&evs)
+            .iter()
+            .map(|c| c.guest_path.as_deref())
+            .collect();
+        let long = String::from_utf8(long).unwrap();
+        assert_eq!(
+            paths,
+            [Some(long.as_str()), None, None, None, Some("/\u{fffd}z")]
+        );
+    }
+
+    #[test]
+    fn a_fatal_fault_takes_its_signal_from_the_kernel_in_guest_numbering() {
+        let mut j = Joiner::new(Arch::Mips);
+        j.guest(GuestRecord::Fault {
+            at: at(1, 10),
+            pc: 0x4009a4,
+            handler: None,
+            signal: None,
+        });
+        j.guest(GuestRecord::Fault {
+            at: at(1, 5),
+            pc: 0x400960,
+            handler: Some(0x4009b4),
+            signal: Some(11),
+        });
+        let faults = |evs: &[TraceEvent]| -> Vec<FaultEvent> {
+            evs.iter()
+                .filter_map(|e| match e {
+                    TraceEvent::Fault(f) => Some(f.clone()),
+                    _ => None,
+                })
+                .collect()
+        };
+        let first = faults(&j.settle());
+        assert_eq!(first.len(), 1, "the handled one at once: {first:?}");
+        assert_eq!(first[0].signal_name.as_deref(), Some("SIGSEGV"));
+        // The process dies of host SIGBUS (7), which is MIPS SIGBUS (10).
+        j.host(HostEvent::Exit {
+            tgid: 100,
+            tid: 1,
+            exit_code: 7,
+            group_dead: true,
+            t_ns: 20,
+        });
+        let f = faults(&j.finish());
+        assert_eq!(f.len(), 1);
+        assert_eq!(
+            (f[0].signal, f[0].signal_name.as_deref()),
+            (Some(10), Some("SIGBUS"))
+        );
+        assert!(f[0].fatal && f[0].handler.is_none());
+        // The other order: the fault is drained after its process's end.
+        let mut j = Joiner::new(Arch::Mips);
+        j.host(HostEvent::Exit {
+            tgid: 100,
+            tid: 1,
+            exit_code: 11,
+            group_dead: true,
+            t_ns: 20,
+        });
+        j.guest(GuestRecord::Fault {
+            at: at(1, 10),
+            pc: 0x400960,
+            handler: None,
+            signal: None,
+        });
+        let f = faults(&j.finish());
+        assert_eq!(f[0].signal_name.as_deref(), Some("SIGSEGV"));
     }
 
     #[test]

@@ -24,6 +24,21 @@ pub enum LaunchError {
     /// QEMU built without plugin support.
     #[error("{0} was built without TCG plugin support (no -plugin option); use Debian bookworm's qemu-user 7.2 or a QEMU configured with --enable-plugins")]
     NoPlugins(PathBuf),
+    /// A system emulator, not a user-mode one.
+    #[error("{0} is a system emulator (qemu-system-*): guestview runs Linux user-mode programs under qemu-<arch> (Debian's qemu-user, or patches/build-qemu)")]
+    SystemEmulator(PathBuf),
+    /// A user-mode QEMU for another architecture than the program's.
+    #[error(
+        "{path} emulates {qemu}, but the program is a {program} program: pass a qemu-{program}"
+    )]
+    WrongArch {
+        /// QEMU.
+        path: PathBuf,
+        /// Its target.
+        qemu: String,
+        /// The program's architecture.
+        program: &'static str,
+    },
     /// The plugin library cannot be found.
     #[error("libguestview.so not found next to the guestview binary ({0}); build it with `cargo build --release` or set GUESTVIEW_PLUGIN=/path/to/libguestview.so")]
     PluginMissing(PathBuf),
@@ -59,7 +74,36 @@ fn search_path(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Find and check `qemu-<arch>` (or `explicit`).
+/// What the first line of `qemu -version` says QEMU emulates.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Emulates {
+    /// A user-mode QEMU for this target (`qemu-mips version 10.2.2 …`).
+    User(String),
+    /// A system emulator (`QEMU emulator version 7.2.22 …`).
+    System,
+    /// Something else.
+    Unknown,
+}
+
+/// Read `-version`'s first line: user-mode QEMU prints `qemu-TARGET
+/// version …` (its compiled-in target, whatever the file is called),
+/// system emulators `QEMU emulator version …`.
+pub fn emulates(version: &str) -> Emulates {
+    if version.starts_with("QEMU emulator version") {
+        return Emulates::System;
+    }
+    match version
+        .strip_prefix("qemu-")
+        .and_then(|r| r.split_once(" version "))
+    {
+        Some((target, _)) if !target.is_empty() => Emulates::User(target.to_owned()),
+        _ => Emulates::Unknown,
+    }
+}
+
+/// Find and check `qemu-<arch>` (or `explicit`): it runs, is a user-mode
+/// QEMU for `arch` and has plugin support. (Whether its plugin API version
+/// is one the plugin serves, the plugin itself says when QEMU loads it.)
 pub fn find_qemu(arch: Arch, explicit: Option<&Path>) -> Result<Qemu, LaunchError> {
     let path = match explicit {
         Some(p) if p.is_file() => p.to_owned(),
@@ -69,6 +113,31 @@ pub fn find_qemu(arch: Arch, explicit: Option<&Path>) -> Result<Qemu, LaunchErro
             search_path(&name).ok_or(LaunchError::QemuMissing(name))?
         }
     };
+    let version = Command::new(&path)
+        .arg("-version")
+        .output()
+        .map_err(|source| LaunchError::QemuRun {
+            path: path.clone(),
+            source,
+        })
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .map(str::to_owned)
+                .unwrap_or_default()
+        })?;
+    match emulates(&version) {
+        Emulates::System => return Err(LaunchError::SystemEmulator(path)),
+        Emulates::User(t) if Arch::from_qemu_target(&t) != Some(arch) => {
+            return Err(LaunchError::WrongArch {
+                path,
+                qemu: t,
+                program: arch.name(),
+            })
+        }
+        _ => {}
+    }
     let help = Command::new(&path)
         .arg("-h")
         .output()
@@ -80,18 +149,29 @@ pub fn find_qemu(arch: Arch, explicit: Option<&Path>) -> Result<Qemu, LaunchErro
     if !text.contains("-plugin") {
         return Err(LaunchError::NoPlugins(path));
     }
-    let version = Command::new(&path)
-        .arg("-version")
-        .output()
-        .ok()
-        .and_then(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .next()
-                .map(str::to_owned)
-        })
-        .unwrap_or_default();
     Ok(Qemu { path, version })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_version_line_says_what_qemu_emulates() {
+        assert_eq!(
+            emulates("qemu-mips version 10.2.2 (Debian 1:10.2.2+ds-1)"),
+            Emulates::User("mips".into())
+        );
+        assert_eq!(
+            emulates("qemu-x86_64 version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)"),
+            Emulates::User("x86_64".into())
+        );
+        assert_eq!(
+            emulates("QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)"),
+            Emulates::System
+        );
+        assert_eq!(emulates(""), Emulates::Unknown);
+    }
 }
 
 /// Find `libguestview.so`: `$GUESTVIEW_PLUGIN`, else next to this binary

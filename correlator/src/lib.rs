@@ -27,4 +27,8 @@ pub enum GuestviewError {
     /// The machine is not ready (no root, no BPF, no QEMU, no plugin).
     #[error("{0}")]
     Setup(String),
+    /// Already explained on stderr by someone else (the plugin refused to
+    /// serve this QEMU: its one line is the message); exit code 2.
+    #[error("{0}")]
+    Reported(String),
 }

@@ -259,6 +259,10 @@ fn main() -> ExitCode {
             };
             match run(&opts) {
                 Ok(code) => ExitCode::from(u8::try_from(code & 0xff).unwrap_or(1)),
+                Err(guestview::GuestviewError::Reported(why)) => {
+                    tracing::debug!("{why}");
+                    ExitCode::from(2)
+                }
                 Err(e) => fail(e),
             }
         }

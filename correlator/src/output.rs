@@ -3,7 +3,7 @@
 
 use crate::tables;
 use serde_json::{json, Value};
-use shmem_proto::trace::{HostCall, SyscallEvent, TraceEvent};
+use shmem_proto::trace::{FaultEvent, HostCall, PluginEvent, SyscallEvent, TraceEvent};
 use std::io::{self, Write};
 
 /// Output format.
@@ -63,6 +63,7 @@ pub fn syscall_json(s: &SyscallEvent) -> Value {
         "name": s.name,
         "args": s.args[..n].iter().map(|a| hex(*a)).collect::<Vec<_>>(),
         "path": s.path,
+        "guest_path": s.guest_path,
         "ret": s.ret,
         "errno": s.errno,
         "t_enter_ns": s.t_enter_ns,
@@ -73,10 +74,30 @@ pub fn syscall_json(s: &SyscallEvent) -> Value {
     })
 }
 
+/// JSON for a guest exception (the `fault` record).
+pub fn fault_json(f: &FaultEvent) -> Value {
+    json!({
+        "type": "fault",
+        "pid": f.pid,
+        "tid": f.tid,
+        "vcpu": f.vcpu,
+        "arch": f.arch,
+        "pc": hex(f.pc),
+        "pc_sym": f.pc_sym,
+        "signal": f.signal,
+        "signal_name": f.signal_name,
+        "handler": f.handler.map(hex),
+        "fatal": f.fatal,
+        "t_ns": f.t_ns,
+    })
+}
+
 /// JSON for any event, with its `type`.
 pub fn event_json(ev: &TraceEvent) -> Value {
     let (ty, v) = match ev {
         TraceEvent::Syscall(s) => return syscall_json(s),
+        TraceEvent::Fault(f) => return fault_json(f),
+        TraceEvent::Plugin(p) => ("plugin", serde_json::to_value(p)),
         TraceEvent::Run(r) => ("run", serde_json::to_value(r)),
         TraceEvent::Process(p) => ("process", serde_json::to_value(p)),
         TraceEvent::Thread(t) => ("thread", serde_json::to_value(t)),
@@ -111,6 +132,52 @@ fn push_ret(out: &mut String, ret: Option<i64>, errno: Option<&str>) {
     };
 }
 
+/// The `plugin` record as one line: what the process's QEMU offers.
+pub fn plugin_text(p: &PluginEvent) -> String {
+    let mut has = vec![format!("PC from {}", p.pc_from)];
+    if p.memory_read {
+        has.push("guest paths".into());
+    }
+    if p.discon {
+        has.push(if p.handled_fault_signal {
+            "faults".into()
+        } else {
+            "faults (signal only when fatal)".to_string()
+        });
+    }
+    if p.syscall_filter {
+        has.push("syscall filter".into());
+    }
+    format!(
+        "[{}] QEMU plugin API v{} (QEMU offers v{}-v{}): {}",
+        p.pid,
+        p.api_version,
+        p.qemu_api_min,
+        p.qemu_api_max,
+        has.join(", ")
+    )
+}
+
+/// A guest exception as one line.
+pub fn fault_text(f: &FaultEvent) -> String {
+    use std::fmt::Write as _;
+    let mut line = format!("[{}/{}] fault ", f.pid, f.tid);
+    let _ = match (&f.signal_name, f.signal) {
+        (Some(n), Some(s)) => write!(line, "{n} ({s})"),
+        (None, Some(s)) => write!(line, "signal {s}"),
+        _ => write!(line, "(signal unknown)"),
+    };
+    let _ = write!(line, " @{:#x}", f.pc);
+    if let Some(sym) = &f.pc_sym {
+        let _ = write!(line, " <{sym}>");
+    }
+    let _ = match f.handler {
+        Some(h) => write!(line, ", handler {h:#x}"),
+        None => write!(line, ", no handler: the process dies"),
+    };
+    line
+}
+
 fn push_args(out: &mut String, name: Option<&str>, args: &[u64], path: Option<&str>) {
     use std::fmt::Write as _;
     let n = shown_args(name, args);
@@ -142,7 +209,10 @@ pub fn syscall_text(s: &SyscallEvent) -> String {
         }
     }
     line.push('(');
-    push_args(&mut line, s.name.as_deref(), &s.args, s.path.as_deref());
+    // The path as the guest named it when the plugin could read it, else
+    // as the host saw it (the host calls below show theirs).
+    let path = s.guest_path.as_deref().or(s.path.as_deref());
+    push_args(&mut line, s.name.as_deref(), &s.args, path);
     line.push_str(") = ");
     push_ret(&mut line, s.ret, s.errno.as_deref());
     let _ = write!(line, "  <{}>", s.verdict);
@@ -207,6 +277,8 @@ pub fn event_text(ev: &TraceEvent, show_internal: bool) -> Option<String> {
             )
         }
         TraceEvent::Internal(_) => return None,
+        TraceEvent::Fault(f) => fault_text(f),
+        TraceEvent::Plugin(p) => plugin_text(p),
         TraceEvent::Lost(l) => {
             let total = l.host_dropped + l.guest_dropped + l.guest_no_ring + l.guest_corrupt + l.host_malformed;
             if total == 0 {
@@ -305,6 +377,7 @@ mod tests {
             "name",
             "args",
             "path",
+            "guest_path",
             "ret",
             "errno",
             "t_enter_ns",
@@ -341,11 +414,12 @@ mod tests {
             TraceEvent::Process(Default::default()),
             TraceEvent::Thread(Default::default()),
             TraceEvent::Run(Default::default()),
+            TraceEvent::Fault(Default::default()),
+            TraceEvent::Plugin(Default::default()),
         ];
-        for (ev, ty) in evs
-            .iter()
-            .zip(["lost", "summary", "process", "thread", "run"])
-        {
+        for (ev, ty) in evs.iter().zip([
+            "lost", "summary", "process", "thread", "run", "fault", "plugin",
+        ]) {
             assert_eq!(event_json(ev)["type"], ty);
         }
     }

@@ -3,7 +3,9 @@
 
 use crate::tables;
 use serde::Serialize;
-use shmem_proto::trace::{LostEvent, RunInfo, SummaryEvent, TraceError, TraceEvent, TraceReader};
+use shmem_proto::trace::{
+    FaultEvent, LostEvent, PluginEvent, RunInfo, SummaryEvent, TraceError, TraceEvent, TraceReader,
+};
 use shmem_proto::Arch;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -29,6 +31,12 @@ pub struct Report {
     pub mismatches: Vec<MismatchEntry>,
     /// Processes seen (fork/exec/exit events).
     pub processes: BTreeMap<String, u64>,
+    /// Guest exceptions (the first [`MISMATCHES_KEPT`]).
+    pub faults: Vec<FaultEvent>,
+    /// Guest exceptions in all.
+    pub fault_count: u64,
+    /// What the first QEMU process offered the plugin.
+    pub qemu_plugin: Option<PluginEvent>,
     /// Loss counters.
     pub lost: Option<LostEvent>,
     /// End of run.
@@ -141,6 +149,15 @@ impl Report {
             }
             TraceEvent::Process(p) => *self.processes.entry(p.event).or_default() += 1,
             TraceEvent::Thread(_) => {}
+            TraceEvent::Fault(f) => {
+                self.fault_count += 1;
+                if self.faults.len() < MISMATCHES_KEPT {
+                    self.faults.push(f);
+                }
+            }
+            TraceEvent::Plugin(p) => {
+                self.qemu_plugin.get_or_insert(p);
+            }
             TraceEvent::Lost(l) => self.lost = Some(l),
             TraceEvent::Summary(s) => self.summary = Some(s),
         }
@@ -240,6 +257,22 @@ impl Report {
                 .map(|(k, n)| format!("{k} {n}"))
                 .collect();
             writeln!(w, "\nprocess events: {}", p.join(", "))?;
+        }
+        if self.fault_count > 0 {
+            writeln!(w, "\nguest faults: {}", self.fault_count)?;
+            for f in &self.faults {
+                writeln!(w, "  {}", crate::output::fault_text(f))?;
+            }
+            if self.fault_count > self.faults.len() as u64 {
+                writeln!(
+                    w,
+                    "  ... {} more",
+                    self.fault_count - self.faults.len() as u64
+                )?;
+            }
+        }
+        if let Some(p) = &self.qemu_plugin {
+            writeln!(w, "\n{}", crate::output::plugin_text(p))?;
         }
         match &self.lost {
             Some(l) => writeln!(
@@ -368,6 +401,17 @@ impl Report {
                 writeln!(w, "<tr><td>{}</td><td class=n>{n}</td></tr>", esc(name))?;
             }
             writeln!(w, "</table>")?;
+        }
+        if self.fault_count > 0 {
+            writeln!(w, "<h2>Guest faults: {}</h2><ul>", self.fault_count)?;
+            for f in &self.faults {
+                writeln!(
+                    w,
+                    "<li><code>{}</code></li>",
+                    esc(&crate::output::fault_text(f))
+                )?;
+            }
+            writeln!(w, "</ul>")?;
         }
         match &self.lost {
             Some(l) => writeln!(

@@ -202,7 +202,16 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
                     None => crate::rootfs::build_cached(arch, false)
                         .map_err(|e| setup(e.to_string()))?,
                 };
-                let runtime = crate::sandbox::runtime_of(&q.path).map_err(setup)?;
+                let mut runtime = crate::sandbox::runtime_of(&q.path).map_err(setup)?;
+                // The plugin's own libraries too (libgcc_s: Debian's 7.2
+                // links it, our 10.2 does not; without it the loader would
+                // find the guest root's).
+                let (_, plugin_libs) = crate::sandbox::runtime_of(&plugin).map_err(setup)?;
+                for lib in plugin_libs {
+                    if !runtime.1.contains(&lib) {
+                        runtime.1.push(lib);
+                    }
+                }
                 std::fs::create_dir_all(crate::sandbox::STAGING).map_err(|e| {
                     setup(format!("cannot create {}: {e}", crate::sandbox::STAGING))
                 })?;
@@ -331,6 +340,9 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
         trace,
         quiet: opts.quiet,
         last_trace_flush: monotonic_ns(),
+        // Until the guest runs, events wait: if the plugin refuses this
+        // QEMU, its one line is all the user sees.
+        held: Some(Vec::new()),
     };
     sink.emit(TraceEvent::Run(info))?;
 
@@ -432,6 +444,9 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
         for ev in settled.drain(..) {
             sink.emit(ev)?;
         }
+        if views.guest_started {
+            sink.release()?;
+        }
         sink.end_pass()?;
         while let Some((pid, st)) = launch::reap_any() {
             if pid as u32 == child {
@@ -472,6 +487,16 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
     // every host event classifiable, then settle the rest.
     views.pass();
     views.pass();
+    let status = main_status.expect("loop ends only after the main child is reaped");
+    if !views.guest_started && status == Reaped::Exited(2) {
+        // The plugin refused this QEMU (or its arguments), said why in one
+        // line on stderr and exited 2: nothing to add.
+        return Err(GuestviewError::Reported(format!(
+            "{} exited with status 2 before the guest started: the plugin refused it",
+            launched.display()
+        )));
+    }
+    sink.release()?;
     for ev in views.joiner.finish() {
         sink.emit(ev)?;
     }
@@ -483,7 +508,6 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
         .unwrap_or_default();
     sink.emit(Joiner::lost(&host_stats, &ring_stats))?;
     let js = views.joiner.stats();
-    let status = main_status.expect("loop ends only after the main child is reaped");
     sink.emit(TraceEvent::Summary(SummaryEvent {
         syscalls: js.syscalls,
         host_syscalls: js.host_syscalls,
@@ -492,6 +516,7 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
         exit_code: Some(status.code()),
         wall_ns: monotonic_ns() - t0,
         ring_waits: ring_stats.waits,
+        qemu_plugin: views.joiner.first_plugin(),
     }))?;
     sink.finish()?;
     tracing::debug!(
@@ -521,10 +546,27 @@ struct Sink {
     trace: Option<TraceWriter>,
     quiet: bool,
     last_trace_flush: u64,
+    /// Events kept back until [`Sink::release`] (`None`: written at once).
+    held: Option<Vec<TraceEvent>>,
 }
 
 impl Sink {
+    /// Write the events held back so far, and from now on write at once.
+    fn release(&mut self) -> Result<(), GuestviewError> {
+        for ev in self.held.take().unwrap_or_default() {
+            self.emit(ev)?;
+        }
+        Ok(())
+    }
+
     fn emit(&mut self, ev: TraceEvent) -> Result<(), GuestviewError> {
+        if let Some(h) = &mut self.held {
+            h.push(ev);
+            return Ok(());
+        }
+        if let TraceEvent::Plugin(p) = &ev {
+            tracing::debug!("{}", crate::output::plugin_text(p));
+        }
         if !self.quiet {
             match self.output.write(&ev) {
                 Ok(()) => {}
@@ -779,6 +821,7 @@ pub fn watch(opts: &WatchOptions) -> Result<i32, GuestviewError> {
         trace,
         quiet: opts.quiet,
         last_trace_flush: monotonic_ns(),
+        held: None,
     };
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     sink.emit(TraceEvent::Run(RunInfo {
@@ -869,6 +912,7 @@ pub fn watch(opts: &WatchOptions) -> Result<i32, GuestviewError> {
         exit_code: code,
         wall_ns: monotonic_ns() - t0,
         ring_waits: ring_stats.waits,
+        qemu_plugin: views.joiner.plugin_info(pid),
     }))?;
     sink.finish()?;
     if let Some(e) = views.host_err {

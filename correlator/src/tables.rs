@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! Per-architecture syscall names and errno numbers, from maintained sources.
+//! Per-architecture syscall names, errno and signal numbers, from maintained sources.
 //!
 //! * Syscall names and numbers come from the Linux UAPI `<asm/unistd.h>` of
 //!   each architecture in Debian's `linux-libc-dev` packages, run through
@@ -16,6 +16,8 @@
 //! * Errno numbers come from the Linux UAPI `<asm/errno.h>` of each
 //!   architecture, turned into `tables/errno_gen.rs` by `tools/gen-tables`
 //!   (see that file's header for the exact Debian packages and versions).
+//! * Signal numbers come from each architecture's `<asm/signal.h>`, turned
+//!   into `tables/signal_gen.rs` by `tools/gen-signals`.
 //!
 //! Errno numbers are translated between architectures through their
 //! canonical names (`ENOSYS` …), never by number.
@@ -41,6 +43,11 @@ mod errno_gen {
 mod syscall_gen {
     use super::Arch;
     include!("tables/syscall_gen.rs");
+}
+
+mod signal_gen {
+    use super::{Arch, ErrnoTable as NumberTable};
+    include!("tables/signal_gen.rs");
 }
 
 /// First of ARM's private syscall numbers (`__ARM_NR_BASE`): the numbers
@@ -212,6 +219,29 @@ pub fn host_errno_to_guest(arch: Arch, errno: i64) -> Option<i64> {
     errno_number(arch, host_errno_name(errno)?)
 }
 
+/// Name of signal `sig` in `arch`'s numbering (MIPS numbers many signals
+/// differently: its SIGBUS is 10, SIGUSR1 16).
+pub fn signal_name(arch: Arch, sig: i64) -> Option<&'static str> {
+    let t = signal_gen::signal_table(arch).by_number;
+    t.binary_search_by_key(&sig, |&(n, _)| n)
+        .ok()
+        .map(|i| t[i].1)
+}
+
+/// Number of the signal called `name` in `arch`'s numbering.
+pub fn signal_number(arch: Arch, name: &str) -> Option<i64> {
+    let t = signal_gen::signal_table(arch).by_name;
+    t.binary_search_by(|&(n, _)| n.cmp(name))
+        .ok()
+        .map(|i| t[i].1)
+}
+
+/// The guest signal of `arch` that host (x86-64) signal `sig` is, by name
+/// (QEMU maps guest and host signals by name).
+pub fn host_signal_to_guest(arch: Arch, sig: i64) -> Option<i64> {
+    signal_number(arch, signal_name(Arch::X86_64, sig)?)
+}
+
 /// Syscalls with a path argument, by (guest or host) name → index of the
 /// first path argument (`open` 0, `openat` 1, `stat64` 0, `execve` 0, …),
 /// used to show paths.  `None` for syscalls without a path argument.
@@ -221,94 +251,10 @@ pub fn host_errno_to_guest(arch: Arch, errno: i64) -> Option<i64> {
 pub fn path_arg(name: &str) -> Option<usize> {
     static MAP: std::sync::OnceLock<rustc_hash::FxHashMap<&'static str, usize>> =
         std::sync::OnceLock::new();
-    MAP.get_or_init(|| PATH_ARGS.iter().copied().collect())
+    MAP.get_or_init(|| shmem_proto::paths::PATH_ARGS.iter().copied().collect())
         .get(name)
         .copied()
 }
-
-/// `(syscall name, index of its first path argument)`.
-const PATH_ARGS: &[(&str, usize)] = &[
-    ("open", 0),
-    ("creat", 0),
-    ("stat", 0),
-    ("lstat", 0),
-    ("stat64", 0),
-    ("lstat64", 0),
-    ("oldstat", 0),
-    ("oldlstat", 0),
-    ("access", 0),
-    ("execve", 0),
-    ("chdir", 0),
-    ("chroot", 0),
-    ("mkdir", 0),
-    ("rmdir", 0),
-    ("unlink", 0),
-    ("rename", 0),
-    ("link", 0),
-    ("symlink", 0),
-    ("symlinkat", 0),
-    ("readlink", 0),
-    ("chmod", 0),
-    ("chown", 0),
-    ("lchown", 0),
-    ("chown32", 0),
-    ("lchown32", 0),
-    ("truncate", 0),
-    ("truncate64", 0),
-    ("utime", 0),
-    ("utimes", 0),
-    ("mknod", 0),
-    ("statfs", 0),
-    ("statfs64", 0),
-    ("umount", 0),
-    ("umount2", 0),
-    ("swapon", 0),
-    ("swapoff", 0),
-    ("acct", 0),
-    ("uselib", 0),
-    ("pivot_root", 0),
-    ("getxattr", 0),
-    ("lgetxattr", 0),
-    ("setxattr", 0),
-    ("lsetxattr", 0),
-    ("listxattr", 0),
-    ("llistxattr", 0),
-    ("removexattr", 0),
-    ("lremovexattr", 0),
-    ("openat", 1),
-    ("openat2", 1),
-    ("newfstatat", 1),
-    ("fstatat64", 1),
-    ("statx", 1),
-    ("faccessat", 1),
-    ("faccessat2", 1),
-    ("execveat", 1),
-    ("mkdirat", 1),
-    ("unlinkat", 1),
-    ("renameat", 1),
-    ("renameat2", 1),
-    ("linkat", 1),
-    ("readlinkat", 1),
-    ("fchmodat", 1),
-    ("fchmodat2", 1),
-    ("fchownat", 1),
-    ("futimesat", 1),
-    ("utimensat", 1),
-    ("utimensat_time64", 1),
-    ("mknodat", 1),
-    ("mount", 1),
-    ("inotify_add_watch", 1),
-    ("name_to_handle_at", 1),
-    ("open_tree", 1),
-    ("move_mount", 1),
-    ("mount_setattr", 1),
-    ("getxattrat", 1),
-    ("setxattrat", 1),
-    ("listxattrat", 1),
-    ("removexattrat", 1),
-    ("file_getattr", 1),
-    ("file_setattr", 1),
-];
 
 /// How many arguments syscall `name` takes, for display.
 ///
@@ -533,12 +479,28 @@ mod tests {
         assert_eq!(path_arg("execve"), Some(0));
         assert_eq!(path_arg("read"), None);
         // Every name in the list exists in at least one table.
-        for &(n, i) in PATH_ARGS {
+        for &(n, i) in shmem_proto::paths::PATH_ARGS {
             assert_eq!(path_arg(n), Some(i), "{n}");
             assert!(
                 Arch::ALL.iter().any(|&a| guest_syscall_nr(a, n).is_some()),
                 "{n} is in no syscall table"
             );
+        }
+    }
+
+    #[test]
+    fn signals_are_numbered_per_architecture() {
+        assert_eq!(signal_name(Arch::Mips, 10), Some("SIGBUS"));
+        assert_eq!(signal_name(Arch::X86_64, 10), Some("SIGUSR1"));
+        assert_eq!(signal_name(Arch::Mips, 6), Some("SIGABRT"));
+        assert_eq!(signal_number(Arch::Mips, "SIGIOT"), Some(6));
+        assert_eq!(host_signal_to_guest(Arch::Mips, 7), Some(10), "host SIGBUS");
+        assert_eq!(host_signal_to_guest(Arch::Mipsel, 11), Some(11));
+        assert_eq!(host_signal_to_guest(Arch::Arm, 7), Some(7));
+        for a in Arch::ALL {
+            for s in ["SIGSEGV", "SIGILL", "SIGTRAP", "SIGFPE", "SIGBUS", "SIGSYS"] {
+                assert!(signal_number(a, s).is_some(), "{a:?} {s}");
+            }
         }
     }
 

@@ -5,6 +5,14 @@
 //! shared-memory ring (`ring=PATH`), or into a trace file of its own
 //! (`out=FILE`), or into a ring it creates and announces.
 //!
+//! One library serves every QEMU guestview supports: it declares its plugin
+//! API version when it is loaded (see [`sys`]). On API v1 (Debian's QEMU
+//! 7.2) the guest PC comes from instrumenting syscall instructions; from v4
+//! on (guestview's QEMU 10.2 is v5) it is read from the PC register where
+//! QEMU exposes it, path arguments are read from guest memory, and guest
+//! exceptions (faults, illegal instructions, traps) are recorded with their
+//! PC and signal through the discontinuity callbacks.
+//!
 //! The hot path makes no syscalls: timestamps come from the vDSO, records go
 //! to shared memory. Whatever the plugin must do that makes syscalls (thread
 //! set-up, waiting for ring space, writing `out=`) happens outside the
@@ -18,30 +26,44 @@
 mod args;
 mod insn;
 mod out;
+mod paths;
+mod regs;
 mod sys;
 
 use parking_lot::Mutex;
-use shmem_proto::record::{SPAN_FILE_OUTPUT, SPAN_RING_WAIT, SPAN_SETUP};
+use shmem_proto::record::{
+    PluginInfo, CAP_DISCON, CAP_MEMORY_READ, CAP_PC_REGISTER, CAP_REGISTER_READ,
+    CAP_SIGNAL_REGISTER, CAP_SYSCALL_FILTER, SPAN_FILE_OUTPUT, SPAN_RING_WAIT, SPAN_SETUP,
+};
 use shmem_proto::{
     monotonic_ns, Arch, GuestRecord, Origin, Producer, Pushed, Region, RegionParams,
 };
 use std::cell::{Cell, RefCell};
 use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::OnceLock;
-
-/// The plugin API version this library asks for (QEMU reads it on load).
-#[no_mangle]
-pub static qemu_plugin_version: c_int = 1;
 
 struct Plugin {
     arch: Arch,
+    regs: regs::ArchRegs,
     region: Option<&'static Region>,
     out: Option<Mutex<out::OutTrace>>,
     /// Guest numbers of calls after which this process image may be gone
     /// (exec, exit, signals): `out=` is flushed before them.
     flush_before: Vec<i64>,
+    /// What this QEMU offers (announced in every ProcessStart record).
+    info: PluginInfo,
+    /// Path arguments are read from guest memory (API v4+).
+    read_paths: bool,
+    /// Which argument of each guest syscall is a path.
+    paths: paths::PathArgs,
 }
+
+/// Every vCPU so far has a readable PC register: syscall instructions need
+/// no instrumentation. Until the first vCPU init says so (and always on API
+/// v1, and on QEMUs that expose no PC register, such as 10.2 for MIPS) the
+/// plugin instruments them.
+static PC_FROM_REGISTER: AtomicBool = AtomicBool::new(false);
 
 static PLUGIN: OnceLock<Plugin> = OnceLock::new();
 /// The host ring buffer's producer position (a read-only mapping of its
@@ -122,6 +144,10 @@ struct ThreadState {
     tid: u32,
     vcpu: u32,
     fork_gen: u64,
+    /// This vCPU's registers (API v4+; all `None` on v1).
+    regs: regs::VcpuRegs,
+    /// Scratch buffer for register and memory reads (API v4+).
+    buf: Option<sys::ByteBuf>,
     /// Entry of the current guest call (for `out=`).
     pending: Option<out::Pending>,
     last_exit_arg: Option<i64>,
@@ -164,17 +190,18 @@ impl ThreadState {
         }
     }
 
-    /// Make sure the call's entry and exit records can be pushed without
-    /// waiting. A wait makes syscalls; between the call's return timestamp
-    /// and the publication of its exit record the correlator would take
-    /// them for the call's own (the call still looks open). Room for three:
-    /// the span that announces a wait here, the entry and the exit.
-    fn reserve(&mut self) {
+    /// Make sure the call's entry and exit records (and `extra` more) can be
+    /// pushed without waiting. A wait makes syscalls; between the call's
+    /// return timestamp and the publication of its exit record the
+    /// correlator would take them for the call's own (the call still looks
+    /// open). Room for the span that announces a wait here, the entry, the
+    /// exit and the extra records.
+    fn reserve(&mut self, extra: u64) {
         let Some(p) = self.producer.as_mut() else {
             return;
         };
         let p0 = hpos();
-        if let Pushed::Waited { start_ns, end_ns } = p.reserve_n(3) {
+        if let Pushed::Waited { start_ns, end_ns } = p.reserve_n(3 + extra) {
             let span = GuestRecord::PluginSpan {
                 at: self.origin(start_ns),
                 end_ns,
@@ -217,21 +244,42 @@ fn set_up_thread(vcpu: u32, gen: u64, parent: Option<u32>) -> ThreadState {
     let producer = plugin
         .and_then(|p| p.region)
         .and_then(|r| r.claim(pid, tid, vcpu));
+    let register_api = plugin.is_some_and(|p| p.info.caps & CAP_REGISTER_READ != 0);
+    let regs = match (plugin, register_api) {
+        // Filled by this vCPU's init callback; a vCPU beyond the table
+        // looks its registers up now (we run in its context).
+        (Some(p), true) => regs::load(vcpu).unwrap_or_else(|| regs::VcpuRegs::find(&p.regs)),
+        _ => regs::VcpuRegs::default(),
+    };
     let mut ts = ThreadState {
         producer,
         pid,
         tid,
         vcpu,
         fork_gen: gen,
+        regs,
+        buf: if register_api {
+            sys::ByteBuf::new()
+        } else {
+            None
+        },
         pending: None,
         last_exit_arg: None,
     };
     if ANNOUNCED_PID.swap(pid, Ordering::AcqRel) != pid {
         let arch = plugin.map_or(0, |p| p.arch.id());
+        let mut info = plugin.map(|p| p.info).unwrap_or_default();
+        if ts.regs.pc.is_some() {
+            info.caps |= CAP_PC_REGISTER;
+        }
+        if ts.regs.signal_arg.is_some() && info.caps & CAP_DISCON != 0 {
+            info.caps |= CAP_SIGNAL_REGISTER;
+        }
         ts.push(&GuestRecord::ProcessStart {
             at: ts.origin(t0),
             ppid: parent.unwrap_or(ppid),
             arch,
+            plugin: info,
         });
     }
     ts.push(&GuestRecord::ThreadStart { at: ts.origin(t0) });
@@ -290,30 +338,110 @@ extern "C" fn on_tb_trans(_id: sys::qemu_plugin_id_t, tb: *mut sys::qemu_plugin_
         before_guest();
     }
     let Some(plugin) = PLUGIN.get() else { return };
-    // SAFETY: `tb` is the live handle QEMU passed to this translation callback.
-    let n = unsafe { sys::qemu_plugin_tb_n_insns(tb) };
+    if PC_FROM_REGISTER.load(Ordering::Relaxed) {
+        return;
+    }
+    // SAFETY: `tb` is the live handle QEMU passed to this translation
+    // callback, and the wrapper does not outlive it.
+    let tb = unsafe { sys::Tb::new(tb) };
     let mut buf = [0u8; insn::MAX_LEN];
-    for i in 0..n {
-        // SAFETY: i < n_insns, as the API requires.
-        let insn = unsafe { sys::qemu_plugin_tb_get_insn(tb, i) };
-        if insn.is_null() {
-            continue;
-        }
-        let len = sys::insn_bytes(insn, &mut buf);
+    for insn in tb.insns() {
+        let len = insn.bytes(&mut buf);
         if insn::is_syscall(plugin.arch, &buf[..len]) {
-            // SAFETY: insn is live during this callback.
-            let vaddr = unsafe { sys::qemu_plugin_insn_vaddr(insn) };
-            // SAFETY: insn is live; the callback and its userdata (the PC as
-            // an integer, never dereferenced) stay valid for the TB's life.
-            unsafe {
-                sys::qemu_plugin_register_vcpu_insn_exec_cb(
-                    insn,
-                    on_syscall_insn,
-                    sys::QEMU_PLUGIN_CB_NO_REGS,
-                    vaddr as usize as *mut c_void,
-                )
-            };
+            sys::register::insn_exec_with_vaddr(insn, on_syscall_insn);
         }
+    }
+}
+
+/// A vCPU starts (on its own thread, before any other callback of it):
+/// find its registers.
+extern "C" fn on_vcpu_init(_id: sys::qemu_plugin_id_t, vcpu: c_uint) {
+    let Some(plugin) = PLUGIN.get() else { return };
+    let r = regs::VcpuRegs::find(&plugin.regs);
+    regs::store(vcpu, r);
+    if r.pc.is_none() {
+        // This QEMU does not expose this architecture's PC (10.2: MIPS):
+        // instrument syscall instructions, for good.
+        NO_PC_REGISTER.store(true, Ordering::Relaxed);
+    }
+    PC_FROM_REGISTER.store(!NO_PC_REGISTER.load(Ordering::Relaxed), Ordering::Relaxed);
+}
+
+/// Some vCPU had no readable PC register.
+static NO_PC_REGISTER: AtomicBool = AtomicBool::new(false);
+
+/// A path argument read from guest memory, split into ring records.
+struct GuestPath {
+    arg: u8,
+    bytes: [u8; MAX_GUEST_PATH],
+    len: usize,
+    flags: u16,
+}
+
+use shmem_proto::record::{MAX_GUEST_PATH, PATH_CHUNK, PATH_LAST, PATH_TRUNCATED, PATH_UNREADABLE};
+
+impl GuestPath {
+    /// Read the NUL-terminated string at `addr`, at most [`MAX_GUEST_PATH`]
+    /// bytes, never reading across a 4 KiB boundary in one go (so a string
+    /// that ends before an unmapped page is still read whole).
+    fn read(arg: u8, addr: u64, buf: &mut sys::ByteBuf) -> GuestPath {
+        let mut p = GuestPath {
+            arg,
+            bytes: [0; MAX_GUEST_PATH],
+            len: 0,
+            flags: 0,
+        };
+        while p.len < MAX_GUEST_PATH {
+            let at = addr.wrapping_add(p.len as u64);
+            let in_page = (4096 - (at & 4095)) as usize;
+            let n = in_page.min(MAX_GUEST_PATH - p.len);
+            let chunk = &mut p.bytes[p.len..p.len + n];
+            if !sys::read_memory(at, chunk, buf) {
+                chunk.fill(0);
+                p.flags |= PATH_UNREADABLE;
+                return p;
+            }
+            if let Some(z) = chunk.iter().position(|b| *b == 0) {
+                chunk[z..].fill(0);
+                p.len += z;
+                return p;
+            }
+            p.len += n;
+        }
+        p.flags |= PATH_TRUNCATED;
+        p
+    }
+
+    fn chunks(&self) -> u64 {
+        (self.len.div_ceil(PATH_CHUNK)).max(1) as u64
+    }
+
+    fn push(&self, ts: &mut ThreadState, at: Origin, nr: i64) {
+        let n = self.chunks() as usize;
+        for i in 0..n {
+            let off = i * PATH_CHUNK;
+            let len = (self.len - off.min(self.len)).min(PATH_CHUNK);
+            let mut bytes = [0u8; PATH_CHUNK];
+            bytes[..len].copy_from_slice(&self.bytes[off..off + len]);
+            let last = if i + 1 == n {
+                PATH_LAST | self.flags
+            } else {
+                0
+            };
+            ts.push(&GuestRecord::GuestPath {
+                at,
+                nr,
+                arg: self.arg,
+                offset: off as u16,
+                bytes,
+                len: len as u8,
+                flags: last,
+            });
+        }
+    }
+
+    fn lossy(&self) -> String {
+        String::from_utf8_lossy(&self.bytes[..self.len]).into_owned()
     }
 }
 
@@ -332,22 +460,45 @@ extern "C" fn on_syscall(
     a8: u64,
 ) {
     let Some(plugin) = PLUGIN.get() else { return };
-    let pc = LAST_PC.try_with(|c| c.replace(0)).unwrap_or(0);
+    let insn_pc = LAST_PC.try_with(|c| c.replace(0)).unwrap_or(0);
     with_thread(vcpu, |ts| {
-        ts.reserve();
+        let args = [a1, a2, a3, a4, a5, a6, a7, a8];
+        let pc = match (ts.regs.pc, ts.buf.as_mut()) {
+            (Some(_), Some(buf)) => ts
+                .regs
+                .syscall_pc(&plugin.regs, plugin.arch.big_endian(), buf),
+            _ => (insn_pc != 0).then_some(insn_pc),
+        };
+        // Reading guest memory takes QEMU's mmap lock: before the entry
+        // timestamp, so that nothing it might wait for lands in the window.
+        let path = if plugin.read_paths {
+            match (plugin.paths.arg(nr), ts.buf.as_mut()) {
+                (Some(i), Some(buf)) => Some(GuestPath::read(
+                    i,
+                    plugin.regs.address(args[usize::from(i)]),
+                    buf,
+                )),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        ts.reserve(path.as_ref().map_or(0, GuestPath::chunks));
         // Everything above may make syscalls; from here to the return
         // callback's position and timestamp, nothing of ours does.
         let p0 = hpos();
         let t = monotonic_ns();
-        let args = [a1, a2, a3, a4, a5, a6, a7, a8];
-        let pc = (pc != 0).then_some(pc);
+        let at = ts.origin(t);
         ts.push(&GuestRecord::SysEnter {
-            at: ts.origin(t),
+            at,
             nr,
             args,
             pc,
             hpos: p0,
         });
+        if let Some(p) = &path {
+            p.push(ts, at, nr);
+        }
         ts.last_exit_arg = Some(a1 as i64);
         if plugin.out.is_some() {
             ts.pending = Some(out::Pending {
@@ -357,6 +508,7 @@ extern "C" fn on_syscall(
                 nr,
                 args,
                 pc,
+                guest_path: path.as_ref().map(GuestPath::lossy),
                 t_enter_ns: t,
             });
             if plugin.flush_before.contains(&nr) {
@@ -400,6 +552,53 @@ extern "C" fn on_syscall_ret(_id: sys::qemu_plugin_id_t, vcpu: c_uint, nr: i64, 
                         hpos: p0.zip(hpos()),
                     });
                 }
+            }
+        }
+    });
+}
+
+/// A guest exception (with guestview's QEMU patch series, linux-user
+/// reports each guest signal QEMU raises for an instruction: `from` is that
+/// instruction, `to` the handler, or `from` again when the signal ends the
+/// process).
+extern "C" fn on_exception(
+    _id: sys::qemu_plugin_id_t,
+    vcpu: c_uint,
+    kind: c_int,
+    from: u64,
+    to: u64,
+) {
+    if kind != sys::QEMU_PLUGIN_DISCON_EXCEPTION {
+        return;
+    }
+    let Some(plugin) = PLUGIN.get() else { return };
+    let handler = (to != from).then_some(to);
+    with_thread(vcpu, |ts| {
+        // In a handler's first instruction its first argument register
+        // holds the signal; with no handler the correlator takes the signal
+        // from the kernel's account of how the process died.
+        let signal = match (handler, ts.buf.as_mut()) {
+            (Some(_), Some(buf)) => {
+                ts.regs
+                    .handler_signal(&plugin.regs, plugin.arch.big_endian(), buf)
+            }
+            _ => None,
+        };
+        ts.reserve(0);
+        let at = ts.origin(monotonic_ns());
+        ts.push(&GuestRecord::Fault {
+            at,
+            pc: from,
+            handler,
+            signal,
+        });
+        if let Some(out) = &plugin.out {
+            let mut o = out.lock();
+            o.fault(at, from, handler, signal);
+            if handler.is_none() {
+                // QEMU ends the process next (its atexit flush may not run
+                // if dumping core fails).
+                o.flush();
             }
         }
     });
@@ -539,10 +738,12 @@ fn install(
 ) -> Result<(), String> {
     if info.system_emulation {
         return Err(
-            "guestview records Linux user-mode guests: load it into qemu-<arch>, not qemu-system-*"
+            "QEMU is a system emulator (qemu-system-*): guestview records Linux user-mode guests; run the program under qemu-<arch>"
                 .into(),
         );
     }
+    let api = sys::check_api(sys::declared(), info.version_min, info.version_cur)?;
+    let probes = sys::probes();
     if info.target_name.is_null() {
         return Err("QEMU did not say which guest architecture it emulates".into());
     }
@@ -600,12 +801,36 @@ fn install(
     .iter()
     .filter_map(|n| out::syscall_nr(arch, n))
     .collect();
+    let mut caps = 0;
+    let register_api = api >= 4 && probes.read_register;
+    if register_api {
+        caps |= CAP_REGISTER_READ;
+    }
+    if api >= 4 && probes.read_memory {
+        caps |= CAP_MEMORY_READ;
+    }
+    if probes.discon {
+        caps |= CAP_DISCON;
+    }
+    if probes.syscall_filter {
+        caps |= CAP_SYSCALL_FILTER;
+    }
+    let version = |v: c_int| u8::try_from(v).unwrap_or(0);
     PLUGIN
         .set(Plugin {
             arch,
+            regs: regs::of(arch),
             region,
             out,
             flush_before,
+            info: PluginInfo {
+                api: version(api),
+                qemu_min: version(info.version_min),
+                qemu_max: version(info.version_cur),
+                caps,
+            },
+            read_paths: caps & CAP_MEMORY_READ != 0,
+            paths: paths::PathArgs::new(arch),
         })
         .map_err(|_| "loaded twice into one QEMU".to_string())?;
     if let Some(path) = &announce {
@@ -634,14 +859,15 @@ fn install(
             Some(on_fork_child),
         )
     };
-    // SAFETY: registering callbacks with the id QEMU gave us, from within
-    // qemu_plugin_install, as the API requires.
-    unsafe {
-        sys::qemu_plugin_register_vcpu_tb_trans_cb(id, on_tb_trans);
-        sys::qemu_plugin_register_vcpu_syscall_cb(id, on_syscall);
-        sys::qemu_plugin_register_vcpu_syscall_ret_cb(id, on_syscall_ret);
-        sys::qemu_plugin_register_atexit_cb(id, on_atexit, std::ptr::null_mut());
+    if register_api {
+        sys::register::vcpu_init(id, on_vcpu_init);
     }
+    sys::register::tb_trans(id, on_tb_trans);
+    sys::register::syscalls(id, on_syscall, on_syscall_ret);
+    if api >= 4 {
+        sys::register::exceptions(id, on_exception);
+    }
+    sys::register::atexit(id, on_atexit);
     Ok(())
 }
 
@@ -669,15 +895,14 @@ pub unsafe extern "C" fn qemu_plugin_install(
         // SAFETY: info is non-null and points to QEMU's qemu_info_t for this call.
         install(id, unsafe { &*info }, &args)
     });
-    match result {
-        Ok(Ok(())) => 0,
-        Ok(Err(msg)) => {
-            eprintln!("guestview plugin: {msg}");
-            -1
-        }
-        Err(_) => {
-            eprintln!("guestview plugin: internal error during installation");
-            -1
-        }
-    }
+    let msg = match result {
+        Ok(Ok(())) => return 0,
+        Ok(Err(msg)) => msg,
+        Err(_) => "internal error during installation".to_string(),
+    };
+    // One line and exit code 2 (bad input or a QEMU we cannot serve):
+    // returning an error would make QEMU add a line of its own and exit 1.
+    eprintln!("guestview plugin: {msg}");
+    // SAFETY: _exit ends the process at once; nothing of the guest has run.
+    unsafe { libc::_exit(2) }
 }

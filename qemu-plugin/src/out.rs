@@ -2,8 +2,8 @@
 //! `out=FILE`: the plugin alone writes a guest-side trace (no host view)
 //! that `guestview report` reads.
 
-use shmem_proto::trace::{RunInfo, SyscallEvent, TraceEvent, TraceWriter};
-use shmem_proto::Arch;
+use shmem_proto::trace::{FaultEvent, RunInfo, SyscallEvent, TraceEvent, TraceWriter};
+use shmem_proto::{Arch, Origin};
 use std::path::Path;
 
 /// A guest call that has entered but not returned.
@@ -15,6 +15,7 @@ pub struct Pending {
     pub nr: i64,
     pub args: [u64; 8],
     pub pc: Option<u64>,
+    pub guest_path: Option<String>,
     pub t_enter_ns: u64,
 }
 
@@ -88,6 +89,7 @@ impl OutTrace {
             // What the guest's registers hold (QEMU sign-extends a 32-bit
             // guest's values).
             args: p.args.map(|a| self.arch.guest_word(a)),
+            guest_path: p.guest_path.clone(),
             ret: ret.map(|r| self.arch.guest_ret(r)),
             t_enter_ns: p.t_enter_ns,
             t_exit_ns,
@@ -131,6 +133,23 @@ impl OutTrace {
     /// A call that will not return (exit, exec, thread or process end).
     pub fn unfinished(&mut self, p: Pending) {
         let ev = self.event(&p, None, 0);
+        self.push(ev);
+    }
+
+    /// A guest exception (the signal's name is left to `report`).
+    pub fn fault(&mut self, at: Origin, pc: u64, handler: Option<u64>, signal: Option<u32>) {
+        let ev = TraceEvent::Fault(FaultEvent {
+            pid: at.pid,
+            tid: at.tid,
+            vcpu: at.vcpu,
+            arch: self.arch.name().into(),
+            pc,
+            signal: signal.map(|s| s as i32),
+            handler,
+            fatal: handler.is_none(),
+            t_ns: at.t_ns,
+            ..Default::default()
+        });
         self.push(ev);
     }
 

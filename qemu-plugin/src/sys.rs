@@ -1,24 +1,35 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 //! The QEMU plugin C API (qemu-plugin.h), the part guestview uses. All FFI
-//! of the plugin lives here. Declarations follow QEMU 7.2's header (plugin
-//! API version 1); entry points of newer versions are resolved at load time
-//! with `dlsym` so one `.so` can serve several QEMUs.
+//! of the plugin lives here.
+//!
+//! One library serves QEMUs with different plugin API versions (Debian's
+//! QEMU 7.2 offers v1, guestview's QEMU 10.2 v5). The functions every
+//! version has are declared `extern "C"` (their signatures are the same in
+//! 7.2's and 10.2's headers); everything newer than v1 is looked up with
+//! `dlsym(RTLD_DEFAULT, …)` when the library is loaded, and a constructor
+//! (an `.init_array` entry, run by the dynamic loader before QEMU reads
+//! `qemu_plugin_version`) declares the version those look-ups found. A
+//! function whose signature changed between versions
+//! (`qemu_plugin_insn_data`) is called the way the declared version says.
 
 #![allow(non_camel_case_types)]
 
-use std::ffi::{c_char, c_int, c_uint, c_void};
+use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::OnceLock;
 
 /// `qemu_plugin_id_t`.
 pub type qemu_plugin_id_t = u64;
 
-/// `qemu_info_t` (the part common to every API version).
+/// `qemu_info_t` (the part common to every API version: 7.2's and 10.2's
+/// layouts agree up to `system_emulation`).
 #[repr(C)]
 pub struct qemu_info_t {
     /// Guest architecture (`"mips"`, …).
     pub target_name: *const c_char,
-    /// Plugin API versions QEMU supports.
+    /// Oldest plugin API version QEMU accepts.
     pub version_min: c_int,
-    /// Current API version of QEMU.
+    /// Newest plugin API version QEMU offers.
     pub version_cur: c_int,
     /// System emulation (true) or user mode (false).
     pub system_emulation: bool,
@@ -36,11 +47,43 @@ pub struct qemu_plugin_insn {
     _opaque: [u8; 0],
 }
 
+/// Opaque register handle (API v2+).
+#[repr(C)]
+pub struct qemu_plugin_register {
+    _opaque: [u8; 0],
+}
+
+/// glib's `GByteArray`.
+#[repr(C)]
+struct GByteArray {
+    data: *mut u8,
+    len: c_uint,
+}
+
+/// glib's `GArray`.
+#[repr(C)]
+struct GArray {
+    data: *mut c_char,
+    len: c_uint,
+}
+
+/// `qemu_plugin_reg_descriptor` (API v2+).
+#[repr(C)]
+struct qemu_plugin_reg_descriptor {
+    handle: *mut qemu_plugin_register,
+    name: *const c_char,
+    feature: *const c_char,
+}
+
 /// `QEMU_PLUGIN_CB_NO_REGS`.
 pub const QEMU_PLUGIN_CB_NO_REGS: c_int = 0;
+/// `QEMU_PLUGIN_DISCON_EXCEPTION`.
+pub const QEMU_PLUGIN_DISCON_EXCEPTION: c_int = 1 << 1;
 
 /// `void (*)(unsigned int vcpu_index, void *userdata)`.
 pub type vcpu_udata_cb = extern "C" fn(c_uint, *mut c_void);
+/// `void (*)(qemu_plugin_id_t, unsigned int vcpu_index)`.
+pub type vcpu_simple_cb = extern "C" fn(qemu_plugin_id_t, c_uint);
 /// `void (*)(qemu_plugin_id_t, void *userdata)`.
 pub type udata_cb = extern "C" fn(qemu_plugin_id_t, *mut c_void);
 /// Translation callback.
@@ -50,66 +93,446 @@ pub type syscall_cb =
     extern "C" fn(qemu_plugin_id_t, c_uint, i64, u64, u64, u64, u64, u64, u64, u64, u64);
 /// Syscall return: number and return value.
 pub type syscall_ret_cb = extern "C" fn(qemu_plugin_id_t, c_uint, i64, i64);
+/// Discontinuity: vCPU, `enum qemu_plugin_discon_type`, from PC, to PC.
+pub type discon_cb = extern "C" fn(qemu_plugin_id_t, c_uint, c_int, u64, u64);
 
+// Present in every plugin API version, with the same signature.
 extern "C" {
-    pub fn qemu_plugin_register_vcpu_tb_trans_cb(id: qemu_plugin_id_t, cb: tb_trans_cb);
-    pub fn qemu_plugin_register_vcpu_insn_exec_cb(
+    fn qemu_plugin_register_vcpu_tb_trans_cb(id: qemu_plugin_id_t, cb: tb_trans_cb);
+    fn qemu_plugin_register_vcpu_insn_exec_cb(
         insn: *mut qemu_plugin_insn,
         cb: vcpu_udata_cb,
         flags: c_int,
         userdata: *mut c_void,
     );
-    pub fn qemu_plugin_tb_n_insns(tb: *const qemu_plugin_tb) -> usize;
-    pub fn qemu_plugin_tb_get_insn(tb: *const qemu_plugin_tb, idx: usize) -> *mut qemu_plugin_insn;
-    pub fn qemu_plugin_insn_vaddr(insn: *const qemu_plugin_insn) -> u64;
-    pub fn qemu_plugin_insn_size(insn: *const qemu_plugin_insn) -> usize;
-    pub fn qemu_plugin_register_vcpu_syscall_cb(id: qemu_plugin_id_t, cb: syscall_cb);
-    pub fn qemu_plugin_register_vcpu_syscall_ret_cb(id: qemu_plugin_id_t, cb: syscall_ret_cb);
-    pub fn qemu_plugin_register_atexit_cb(
-        id: qemu_plugin_id_t,
-        cb: udata_cb,
-        userdata: *mut c_void,
-    );
+    fn qemu_plugin_tb_n_insns(tb: *const qemu_plugin_tb) -> usize;
+    fn qemu_plugin_tb_get_insn(tb: *const qemu_plugin_tb, idx: usize) -> *mut qemu_plugin_insn;
+    fn qemu_plugin_insn_vaddr(insn: *const qemu_plugin_insn) -> u64;
+    fn qemu_plugin_insn_size(insn: *const qemu_plugin_insn) -> usize;
+    fn qemu_plugin_register_vcpu_init_cb(id: qemu_plugin_id_t, cb: vcpu_simple_cb);
+    fn qemu_plugin_register_vcpu_syscall_cb(id: qemu_plugin_id_t, cb: syscall_cb);
+    fn qemu_plugin_register_vcpu_syscall_ret_cb(id: qemu_plugin_id_t, cb: syscall_ret_cb);
+    fn qemu_plugin_register_atexit_cb(id: qemu_plugin_id_t, cb: udata_cb, userdata: *mut c_void);
+}
+
+// glib, which every plugin-enabled QEMU links dynamically (the plugin API
+// hands out GArray and takes GByteArray).
+extern "C" {
+    fn g_byte_array_sized_new(reserved: c_uint) -> *mut GByteArray;
+    fn g_byte_array_set_size(array: *mut GByteArray, len: c_uint) -> *mut GByteArray;
+    fn g_byte_array_free(array: *mut GByteArray, free_segment: c_int) -> *mut u8;
+    fn g_array_free(array: *mut GArray, free_segment: c_int) -> *mut c_char;
 }
 
 /// API v1 `const void *qemu_plugin_insn_data(const struct qemu_plugin_insn *)`.
 type InsnDataV1 = unsafe extern "C" fn(*const qemu_plugin_insn) -> *const c_void;
+/// API v3+ `size_t qemu_plugin_insn_data(const struct qemu_plugin_insn *, void *dest, size_t len)`.
+type InsnDataV3 = unsafe extern "C" fn(*const qemu_plugin_insn, *mut c_void, usize) -> usize;
+/// API v2+ `GArray *qemu_plugin_get_registers(void)`.
+type GetRegisters = unsafe extern "C" fn() -> *mut GArray;
+/// API v2–v5 `int qemu_plugin_read_register(struct qemu_plugin_register *, GByteArray *)`
+/// (v6 made it return bool: [`check_api`] refuses v6).
+type ReadRegister = unsafe extern "C" fn(*mut qemu_plugin_register, *mut GByteArray) -> c_int;
+/// API v4+ `bool qemu_plugin_read_memory_vaddr(uint64_t addr, GByteArray *data, size_t len)`.
+type ReadMemoryVaddr = unsafe extern "C" fn(u64, *mut GByteArray, usize) -> bool;
+/// `void qemu_plugin_register_vcpu_discon_cb(qemu_plugin_id_t, enum qemu_plugin_discon_type, cb)`.
+type RegisterDiscon = unsafe extern "C" fn(qemu_plugin_id_t, c_int, discon_cb);
 
-/// Copy up to `out.len()` bytes of an instruction's encoding into `out`;
-/// returns how many were copied. Only call during a translation callback.
-pub fn insn_bytes(insn: *mut qemu_plugin_insn, out: &mut [u8]) -> usize {
-    // SAFETY: `insn` is a live handle handed to us by QEMU in the current
-    // translation callback.
-    let size = unsafe { qemu_plugin_insn_size(insn) };
-    let n = size.min(out.len());
-    let f = insn_data_v1();
-    let Some(f) = f else { return 0 };
-    // SAFETY: v1's qemu_plugin_insn_data returns a pointer to `size` bytes
-    // owned by QEMU, valid during the translation callback.
-    let p = unsafe { f(insn) }.cast::<u8>();
-    if p.is_null() {
-        return 0;
-    }
-    // SAFETY: p points to at least `size` >= n readable bytes (see above).
-    out[..n].copy_from_slice(unsafe { std::slice::from_raw_parts(p, n) });
-    n
+/// The plugin API entry points this QEMU exports beyond v1, found at load time.
+struct Entry {
+    insn_data: *mut c_void,
+    get_registers: Option<GetRegisters>,
+    read_register: Option<ReadRegister>,
+    read_memory_vaddr: Option<ReadMemoryVaddr>,
+    register_discon: Option<RegisterDiscon>,
+    write_register: bool,
+    syscall_filter: bool,
 }
 
-fn insn_data_v1() -> Option<InsnDataV1> {
-    use std::sync::OnceLock;
-    static F: OnceLock<Option<InsnDataV1>> = OnceLock::new();
-    *F.get_or_init(|| {
-        // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name is always
-        // safe to call; a non-null result is the address of QEMU's exported
-        // function with the v1 signature declared above.
-        let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"qemu_plugin_insn_data".as_ptr()) };
-        if p.is_null() {
-            None
-        } else {
-            // SAFETY: see above: p is QEMU's qemu_plugin_insn_data.
-            Some(unsafe { std::mem::transmute::<*mut c_void, InsnDataV1>(p) })
+// SAFETY: the entry holds addresses of QEMU functions, valid and callable
+// from any thread for the life of the process.
+unsafe impl Send for Entry {}
+// SAFETY: as above; it is never written after its initialisation.
+unsafe impl Sync for Entry {}
+
+fn lookup(name: &CStr) -> *mut c_void {
+    // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name is always
+    // safe to call; it returns null when the symbol does not exist.
+    unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) }
+}
+
+fn entry() -> &'static Entry {
+    static ENTRY: OnceLock<Entry> = OnceLock::new();
+    ENTRY.get_or_init(|| {
+        let p = |n: &CStr| {
+            let f = lookup(n);
+            (!f.is_null()).then_some(f)
+        };
+        // SAFETY (each transmute below): the address is the symbol of that
+        // name in QEMU's plugin API, whose C signature is the type named.
+        // read_register's v6 signature differs; check_api refuses v6.
+        Entry {
+            insn_data: lookup(c"qemu_plugin_insn_data"),
+            get_registers: p(c"qemu_plugin_get_registers")
+                // SAFETY: see above.
+                .map(|f| unsafe { std::mem::transmute::<*mut c_void, GetRegisters>(f) }),
+            read_register: p(c"qemu_plugin_read_register")
+                // SAFETY: see above.
+                .map(|f| unsafe { std::mem::transmute::<*mut c_void, ReadRegister>(f) }),
+            read_memory_vaddr: p(c"qemu_plugin_read_memory_vaddr")
+                // SAFETY: see above.
+                .map(|f| unsafe { std::mem::transmute::<*mut c_void, ReadMemoryVaddr>(f) }),
+            register_discon: p(c"qemu_plugin_register_vcpu_discon_cb")
+                // SAFETY: see above.
+                .map(|f| unsafe { std::mem::transmute::<*mut c_void, RegisterDiscon>(f) }),
+            write_register: p(c"qemu_plugin_write_register").is_some(),
+            syscall_filter: p(c"qemu_plugin_register_vcpu_syscall_filter_cb").is_some(),
         }
     })
+}
+
+/// Which plugin API entry points this QEMU exports (what the load-time
+/// probes found).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Probes {
+    /// `qemu_plugin_read_register` and `qemu_plugin_get_registers` (v2+).
+    pub read_register: bool,
+    /// `qemu_plugin_read_memory_vaddr` (v4+).
+    pub read_memory: bool,
+    /// `qemu_plugin_write_register` (v5+).
+    pub write_register: bool,
+    /// `qemu_plugin_register_vcpu_discon_cb`.
+    pub discon: bool,
+    /// `qemu_plugin_register_vcpu_syscall_filter_cb` (our patch series, QEMU 11).
+    pub syscall_filter: bool,
+}
+
+/// What this QEMU exports.
+pub fn probes() -> Probes {
+    let e = entry();
+    Probes {
+        read_register: e.read_register.is_some() && e.get_registers.is_some(),
+        read_memory: e.read_memory_vaddr.is_some(),
+        write_register: e.write_register,
+        discon: e.register_discon.is_some(),
+        syscall_filter: e.syscall_filter,
+    }
+}
+
+/// The plugin API version to declare for what the probes found: 1 without
+/// register access (QEMU 7.2), 5 with `write_register`, 4 with memory read
+/// but no `write_register`; 2 for a QEMU with registers but no memory read,
+/// which QEMU accepts and [`check_api`] then refuses with a clear message.
+pub fn declared_version(p: &Probes) -> c_int {
+    if !p.read_register {
+        1
+    } else if p.write_register {
+        5
+    } else if p.read_memory {
+        4
+    } else {
+        2
+    }
+}
+
+/// API versions this library can serve.
+pub const SUPPORTED: &str = "v1 (Debian's QEMU 7.2) and v4-v5 (guestview's QEMU 10.2 is v5)";
+
+/// Can this library serve a QEMU that offers API versions `min..=cur`,
+/// having declared `declared`? `Err` says which version and why not.
+pub fn check_api(declared: c_int, min: c_int, cur: c_int) -> Result<c_int, String> {
+    if cur > 5 {
+        return Err(format!(
+            "QEMU offers plugin API v{cur}, newer than this libguestview.so knows (it serves {SUPPORTED}; v6 changed how registers are read): use a guestview built for that QEMU"
+        ));
+    }
+    if !(min..=cur).contains(&declared) {
+        return Err(format!(
+            "QEMU accepts plugin API v{min}-v{cur} but this libguestview.so could only declare v{declared} for it (it serves {SUPPORTED})"
+        ));
+    }
+    match declared {
+        1 | 4 | 5 => Ok(declared),
+        v => Err(format!(
+            "QEMU offers plugin API v{cur} with register access but without qemu_plugin_read_memory_vaddr (v{v}); this libguestview.so serves {SUPPORTED}"
+        )),
+    }
+}
+
+/// `qemu_plugin_version`: the API version this library asks for. QEMU reads
+/// it right after loading the library; [`choose_api_at_load`] sets it first.
+#[no_mangle]
+pub static qemu_plugin_version: AtomicI32 = AtomicI32::new(1);
+
+/// The version declared at load time.
+pub fn declared() -> c_int {
+    qemu_plugin_version.load(Ordering::Relaxed)
+}
+
+/// Runs when the dynamic loader maps the library (`.init_array`), before
+/// QEMU reads `qemu_plugin_version`: declare the version QEMU's exports say.
+extern "C" fn choose_api_at_load() {
+    let v = declared_version(&probes());
+    qemu_plugin_version.store(v, Ordering::Relaxed);
+}
+
+#[used]
+#[link_section = ".init_array"]
+static CHOOSE_API_AT_LOAD: extern "C" fn() = choose_api_at_load;
+
+/// Registering callbacks. Only call from `qemu_plugin_install` (or later
+/// from a callback), with the id QEMU gave.
+pub mod register {
+    use super::*;
+
+    /// `qemu_plugin_register_vcpu_tb_trans_cb`.
+    pub fn tb_trans(id: qemu_plugin_id_t, cb: tb_trans_cb) {
+        // SAFETY: a plain extern "C" fn with QEMU's id, as the API requires.
+        unsafe { qemu_plugin_register_vcpu_tb_trans_cb(id, cb) }
+    }
+
+    /// `qemu_plugin_register_vcpu_init_cb`.
+    pub fn vcpu_init(id: qemu_plugin_id_t, cb: vcpu_simple_cb) {
+        // SAFETY: as above.
+        unsafe { qemu_plugin_register_vcpu_init_cb(id, cb) }
+    }
+
+    /// `qemu_plugin_register_vcpu_syscall_cb` and `…_syscall_ret_cb`.
+    pub fn syscalls(id: qemu_plugin_id_t, enter: syscall_cb, ret: syscall_ret_cb) {
+        // SAFETY: as above.
+        unsafe {
+            qemu_plugin_register_vcpu_syscall_cb(id, enter);
+            qemu_plugin_register_vcpu_syscall_ret_cb(id, ret);
+        }
+    }
+
+    /// `qemu_plugin_register_atexit_cb` (no user data).
+    pub fn atexit(id: qemu_plugin_id_t, cb: udata_cb) {
+        // SAFETY: as above; the user data is null and never dereferenced.
+        unsafe { qemu_plugin_register_atexit_cb(id, cb, std::ptr::null_mut()) }
+    }
+
+    /// Exception discontinuities; `false` if this QEMU has no discon API.
+    pub fn exceptions(id: qemu_plugin_id_t, cb: discon_cb) -> bool {
+        let Some(f) = entry().register_discon else {
+            return false;
+        };
+        // SAFETY: f is QEMU's qemu_plugin_register_vcpu_discon_cb.
+        unsafe { f(id, QEMU_PLUGIN_DISCON_EXCEPTION, cb) };
+        true
+    }
+
+    /// Call `cb` when the instruction executes, with its address as the user
+    /// data. Only during a translation callback, with its live handle.
+    pub fn insn_exec_with_vaddr(insn: Insn<'_>, cb: vcpu_udata_cb) {
+        // SAFETY: the handle is live in this translation callback; the
+        // user data is the address as an integer, never dereferenced.
+        unsafe {
+            qemu_plugin_register_vcpu_insn_exec_cb(
+                insn.0,
+                cb,
+                QEMU_PLUGIN_CB_NO_REGS,
+                insn.vaddr() as usize as *mut c_void,
+            )
+        }
+    }
+}
+
+/// A translation block, valid during its translation callback only.
+#[derive(Clone, Copy)]
+pub struct Tb<'a>(*mut qemu_plugin_tb, std::marker::PhantomData<&'a ()>);
+
+/// An instruction of a translation block, valid as long as the block is.
+#[derive(Clone, Copy)]
+pub struct Insn<'a>(*mut qemu_plugin_insn, std::marker::PhantomData<&'a ()>);
+
+impl<'a> Tb<'a> {
+    /// Wrap the handle QEMU passed to a translation callback.
+    ///
+    /// # Safety
+    /// `tb` must be the live handle of the current translation callback,
+    /// and the result must not outlive it.
+    pub unsafe fn new(tb: *mut qemu_plugin_tb) -> Tb<'a> {
+        Tb(tb, std::marker::PhantomData)
+    }
+
+    /// Its instructions.
+    pub fn insns(self) -> impl Iterator<Item = Insn<'a>> {
+        // SAFETY: the handle is live (see `new`).
+        let n = unsafe { qemu_plugin_tb_n_insns(self.0) };
+        (0..n).filter_map(move |i| {
+            // SAFETY: i < n_insns, as the API requires.
+            let p = unsafe { qemu_plugin_tb_get_insn(self.0, i) };
+            (!p.is_null()).then_some(Insn(p, std::marker::PhantomData))
+        })
+    }
+}
+
+impl Insn<'_> {
+    /// Guest virtual address.
+    pub fn vaddr(self) -> u64 {
+        // SAFETY: the handle is live (see `Tb::new`).
+        unsafe { qemu_plugin_insn_vaddr(self.0) }
+    }
+
+    /// Copy up to `out.len()` bytes of the instruction's encoding into
+    /// `out`; returns how many were copied.
+    pub fn bytes(self, out: &mut [u8]) -> usize {
+        // SAFETY: the handle is live (see `Tb::new`).
+        let size = unsafe { qemu_plugin_insn_size(self.0) };
+        let n = size.min(out.len());
+        let f = entry().insn_data;
+        if f.is_null() || n == 0 {
+            return 0;
+        }
+        if declared() >= 3 {
+            // SAFETY: from v3 on qemu_plugin_insn_data copies at most `n`
+            // bytes into `out`, which has room for them.
+            let g = unsafe { std::mem::transmute::<*mut c_void, InsnDataV3>(f) };
+            // SAFETY: as above.
+            return unsafe { g(self.0, out.as_mut_ptr().cast(), n) }.min(n);
+        }
+        // SAFETY: in v1 qemu_plugin_insn_data returns a pointer to `size`
+        // bytes owned by QEMU, valid during the translation callback.
+        let g = unsafe { std::mem::transmute::<*mut c_void, InsnDataV1>(f) };
+        // SAFETY: as above.
+        let p = unsafe { g(self.0) }.cast::<u8>();
+        if p.is_null() {
+            return 0;
+        }
+        // SAFETY: p points to at least `size` >= n readable bytes.
+        out[..n].copy_from_slice(unsafe { std::slice::from_raw_parts(p, n) });
+        n
+    }
+}
+
+/// A register of the current vCPU (API v2+), from [`registers`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Register(usize);
+
+impl Register {
+    /// As an integer, to keep in an atomic (never 0).
+    pub fn to_bits(self) -> usize {
+        self.0
+    }
+
+    /// From [`Register::to_bits`]; `None` for 0.
+    pub fn from_bits(b: usize) -> Option<Register> {
+        (b != 0).then_some(Register(b))
+    }
+}
+
+/// The current vCPU's registers by name. Call in vCPU context (a vCPU
+/// init or syscall callback); empty without the register API.
+pub fn registers() -> Vec<(String, Register)> {
+    let Some(get) = entry().get_registers else {
+        return Vec::new();
+    };
+    // SAFETY: called in vCPU context, as the API requires; the result is a
+    // GArray of qemu_plugin_reg_descriptor that we own and free below.
+    let arr = unsafe { get() };
+    if arr.is_null() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    // SAFETY: arr is a valid GArray whose data holds `len` descriptors.
+    let (data, len) = unsafe { ((*arr).data, (*arr).len) };
+    for i in 0..len as usize {
+        // SAFETY: i < len; the descriptors are plain structs in `data`.
+        let d = unsafe { &*data.cast::<qemu_plugin_reg_descriptor>().add(i) };
+        if d.handle.is_null() || d.name.is_null() {
+            continue;
+        }
+        // SAFETY: QEMU's names are interned NUL-terminated strings.
+        let name = unsafe { CStr::from_ptr(d.name) }
+            .to_string_lossy()
+            .into_owned();
+        out.push((name, Register(d.handle as usize)));
+    }
+    // SAFETY: freeing the array we own (its strings are QEMU's, not freed).
+    unsafe { g_array_free(arr, 1) };
+    out
+}
+
+/// A glib byte buffer for register and memory reads, one per thread.
+pub struct ByteBuf(*mut GByteArray);
+
+impl ByteBuf {
+    /// A new buffer (glib allocates; no syscall unless malloc needs memory).
+    pub fn new() -> Option<ByteBuf> {
+        // SAFETY: g_byte_array_sized_new has no preconditions.
+        let p = unsafe { g_byte_array_sized_new(64) };
+        (!p.is_null()).then_some(ByteBuf(p))
+    }
+
+    fn reset(&mut self) {
+        // SAFETY: self.0 is a live GByteArray we own.
+        unsafe { g_byte_array_set_size(self.0, 0) };
+    }
+
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: a live GByteArray holds `len` initialised bytes at `data`.
+        unsafe {
+            let a = &*self.0;
+            if a.data.is_null() {
+                return &[];
+            }
+            std::slice::from_raw_parts(a.data, a.len as usize)
+        }
+    }
+}
+
+impl Drop for ByteBuf {
+    fn drop(&mut self) {
+        // SAFETY: freeing the array we own, with its data.
+        unsafe { g_byte_array_free(self.0, 1) };
+    }
+}
+
+/// Read a register of the current vCPU (in a callback that may read
+/// registers: syscall, vCPU init, discontinuity). The value is in the
+/// guest's byte order (`big_endian`); `None` if QEMU refused.
+pub fn read_register(reg: Register, buf: &mut ByteBuf, big_endian: bool) -> Option<u64> {
+    let f = entry().read_register?;
+    buf.reset();
+    // SAFETY: reg came from qemu_plugin_get_registers; buf is a live
+    // GByteArray; we are in a callback allowed to read registers.
+    let n = unsafe { f(reg.0 as *mut qemu_plugin_register, buf.0) };
+    let b = buf.bytes();
+    let n = usize::try_from(n)
+        .ok()
+        .filter(|n| (1..=8).contains(n) && *n <= b.len())?;
+    let mut w = [0u8; 8];
+    Some(if big_endian {
+        w[8 - n..].copy_from_slice(&b[..n]);
+        u64::from_be_bytes(w)
+    } else {
+        w[..n].copy_from_slice(&b[..n]);
+        u64::from_le_bytes(w)
+    })
+}
+
+/// Copy `out.len()` bytes of guest memory at `addr` (API v4+; in vCPU
+/// context). `false` if any of them is not readable.
+pub fn read_memory(addr: u64, out: &mut [u8], buf: &mut ByteBuf) -> bool {
+    let Some(f) = entry().read_memory_vaddr else {
+        return false;
+    };
+    if out.is_empty() {
+        return true;
+    }
+    buf.reset();
+    // SAFETY: buf is a live GByteArray that QEMU grows to `len` bytes; we
+    // are in vCPU context.
+    if !unsafe { f(addr, buf.0, out.len()) } {
+        return false;
+    }
+    let b = buf.bytes();
+    if b.len() < out.len() {
+        return false;
+    }
+    out.copy_from_slice(&b[..out.len()]);
+    true
 }
 
 /// Receive one file descriptor (SCM_RIGHTS) from the unix socket `sock`
@@ -189,4 +612,40 @@ fn recv_fd(sock: c_int) -> Result<c_int, String> {
     }
     // SAFETY: the control message holds at least one int (checked above).
     Ok(unsafe { libc::CMSG_DATA(cmsg).cast::<c_int>().read_unaligned() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probes(read_register: bool, read_memory: bool, write_register: bool) -> Probes {
+        Probes {
+            read_register,
+            read_memory,
+            write_register,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_declared_version_follows_what_qemu_exports() {
+        assert_eq!(declared_version(&probes(false, false, false)), 1);
+        assert_eq!(declared_version(&probes(true, true, true)), 5);
+        assert_eq!(declared_version(&probes(true, true, false)), 4);
+        assert_eq!(declared_version(&probes(true, false, false)), 2);
+    }
+
+    #[test]
+    fn qemus_outside_the_supported_versions_are_refused_by_version() {
+        // Debian's 7.2 (min 0, cur 1) and our 10.2 (min 2, cur 5).
+        assert_eq!(check_api(1, 0, 1), Ok(1));
+        assert_eq!(check_api(5, 2, 5), Ok(5));
+        assert_eq!(check_api(4, 2, 4), Ok(4));
+        let e = check_api(5, 2, 6).unwrap_err();
+        assert!(e.contains("plugin API v6"), "{e}");
+        let e = check_api(2, 2, 3).unwrap_err();
+        assert!(e.contains("v3") && e.contains("read_memory_vaddr"), "{e}");
+        let e = check_api(1, 2, 5).unwrap_err();
+        assert!(e.contains("v2-v5"), "{e}");
+    }
 }

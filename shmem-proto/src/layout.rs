@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64};
 /// First eight bytes of every region: `GVRING` + two version-independent bytes.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"GVRING\x00\x01");
 /// Version of this layout. The consumer refuses any other.
-pub const ABI_VERSION: u32 = 4;
+pub const ABI_VERSION: u32 = 5;
 /// Size of one record in bytes.
 pub const RECORD_SIZE: usize = 128;
 /// Size of the region header in bytes.
@@ -156,8 +156,15 @@ pub const KIND_PLUGIN_SPAN: u16 = 5;
 pub const KIND_PROCESS_START: u16 = 6;
 /// The QEMU process is exiting (`ret` = guest exit code).
 pub const KIND_PROCESS_EXIT: u16 = 7;
+/// Bytes of a path argument of the call entered just before, read from
+/// guest memory (`nr` = that call's number, `ret` = byte offset, `pc` =
+/// argument index | chunk length << 8, `args` = up to 64 bytes).
+pub const KIND_GUEST_PATH: u16 = 8;
+/// A guest exception (fault, illegal instruction, trap): `pc` = the
+/// interrupted guest PC, `args[0]` = the handler, `args[1]` = the signal.
+pub const KIND_FAULT: u16 = 9;
 /// Highest valid kind.
-pub const KIND_MAX: u16 = 7;
+pub const KIND_MAX: u16 = 9;
 
 /// Checksum of a record's first 120 bytes. Cheap (one multiply per word),
 /// not cryptographic: it catches torn and random writes, and makes a forged

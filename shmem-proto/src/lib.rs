@@ -5,11 +5,13 @@
 //!   the validating consumer;
 //! * [`record`]: raw records become domain types, with validation;
 //! * [`trace`]: the trace file container and its event types;
-//! * [`arch`]: guest architecture ids shared by both sides.
+//! * [`arch`]: guest architecture ids shared by both sides;
+//! * [`paths`]: which syscall argument is a path.
 #![deny(missing_docs)]
 
 pub mod arch;
 pub mod layout;
+pub mod paths;
 pub mod record;
 pub mod ring;
 pub mod trace;

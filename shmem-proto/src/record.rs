@@ -62,6 +62,40 @@ pub enum GuestRecord {
         ppid: u32,
         /// Guest architecture id (see [`crate::arch`]).
         arch: u32,
+        /// What the QEMU running this process offers the plugin.
+        plugin: PluginInfo,
+    },
+    /// Up to [`PATH_CHUNK`] bytes of a path argument of the call this
+    /// thread entered last, as the guest named it (read from guest memory;
+    /// untrusted). A path is sent in chunks at offsets 0, 64, 128 … up to
+    /// [`MAX_GUEST_PATH`] bytes, right after the call's entry record.
+    GuestPath {
+        /// Common fields.
+        at: Origin,
+        /// Guest number of the call the path belongs to.
+        nr: i64,
+        /// Index of the path argument.
+        arg: u8,
+        /// Byte offset of this chunk in the path.
+        offset: u16,
+        /// The bytes (`len` of them are valid; no NUL among them).
+        bytes: [u8; PATH_CHUNK],
+        /// Valid bytes in `bytes`.
+        len: u8,
+        /// `PATH_*` flags: last chunk, truncated, unreadable.
+        flags: u16,
+    },
+    /// A guest exception: QEMU raised a signal for the instruction the
+    /// guest was executing (a fault, an illegal instruction, a trap).
+    Fault {
+        /// Common fields.
+        at: Origin,
+        /// Guest PC the exception interrupted (the faulting instruction).
+        pc: u64,
+        /// The guest handler that runs next; `None` when the signal ends the process.
+        handler: Option<u64>,
+        /// Guest signal number, when the plugin could read it.
+        signal: Option<u32>,
     },
     /// The QEMU process is exiting.
     ProcessExit {
@@ -97,6 +131,63 @@ pub const FLAG_PC_VALID: u16 = 1;
 /// `flags` bit: the record carries host ring positions (`ret` of an
 /// entry, `pc` of a return, `args[2..4]` of a span).
 pub const FLAG_HPOS_VALID: u16 = 2;
+
+/// Bytes of a path per [`GuestRecord::GuestPath`] record.
+pub const PATH_CHUNK: usize = 64;
+/// Longest guest path the plugin sends (longer ones are truncated to it).
+pub const MAX_GUEST_PATH: usize = 256;
+/// `GuestPath` flag: the path ends with this chunk.
+pub const PATH_LAST: u16 = 1;
+/// `GuestPath` flag: the path is longer than [`MAX_GUEST_PATH`] (cut).
+pub const PATH_TRUNCATED: u16 = 2;
+/// `GuestPath` flag: guest memory could not be read past this chunk (cut).
+pub const PATH_UNREADABLE: u16 = 4;
+const PATH_FLAGS: u16 = PATH_LAST | PATH_TRUNCATED | PATH_UNREADABLE;
+
+/// `Fault` flag: `handler` is valid (a handler runs next).
+pub const FAULT_HANDLER: u16 = 1;
+/// `Fault` flag: `signal` is valid.
+pub const FAULT_SIGNAL: u16 = 2;
+const FAULT_FLAGS: u16 = FAULT_HANDLER | FAULT_SIGNAL;
+
+/// What the QEMU of a process offers the plugin, and what the plugin uses
+/// (sent in [`GuestRecord::ProcessStart`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct PluginInfo {
+    /// Plugin API version the plugin declared (what QEMU holds it to).
+    pub api: u8,
+    /// Oldest plugin API version QEMU accepts.
+    pub qemu_min: u8,
+    /// Newest plugin API version QEMU offers.
+    pub qemu_max: u8,
+    /// `CAP_*` bits.
+    pub caps: u32,
+}
+
+/// QEMU exports `qemu_plugin_read_register` (API v2+).
+pub const CAP_REGISTER_READ: u32 = 1 << 0;
+/// The plugin reads the guest PC of each syscall from a register (else:
+/// from instruction instrumentation, as on API v1).
+pub const CAP_PC_REGISTER: u32 = 1 << 1;
+/// QEMU exports `qemu_plugin_read_memory_vaddr` (API v4+): path arguments
+/// are read from guest memory.
+pub const CAP_MEMORY_READ: u32 = 1 << 2;
+/// QEMU exports `qemu_plugin_register_vcpu_discon_cb`: guest exceptions
+/// become `Fault` records (linux-user raises them with the patch series).
+pub const CAP_DISCON: u32 = 1 << 3;
+/// QEMU exports `qemu_plugin_register_vcpu_syscall_filter_cb` (our patch
+/// series, upstream QEMU 11): the plugin could answer guest syscalls itself.
+pub const CAP_SYSCALL_FILTER: u32 = 1 << 4;
+/// The signal of a handled fault is read from the handler's first argument register.
+pub const CAP_SIGNAL_REGISTER: u32 = 1 << 5;
+/// Every `CAP_*` bit.
+pub const CAP_ALL: u32 = (1 << 6) - 1;
+
+impl PluginInfo {
+    fn pack_versions(&self) -> u64 {
+        u64::from(self.api) | u64::from(self.qemu_min) << 8 | u64::from(self.qemu_max) << 16
+    }
+}
 
 /// Why a record was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -138,7 +229,9 @@ impl GuestRecord {
             | GuestRecord::ThreadExit { at }
             | GuestRecord::PluginSpan { at, .. }
             | GuestRecord::ProcessStart { at, .. }
-            | GuestRecord::ProcessExit { at, .. } => at,
+            | GuestRecord::ProcessExit { at, .. }
+            | GuestRecord::GuestPath { at, .. }
+            | GuestRecord::Fault { at, .. } => at,
         }
     }
 
@@ -152,7 +245,9 @@ impl GuestRecord {
             | GuestRecord::ThreadExit { at }
             | GuestRecord::PluginSpan { at, .. }
             | GuestRecord::ProcessStart { at, .. }
-            | GuestRecord::ProcessExit { at, .. } => at,
+            | GuestRecord::ProcessExit { at, .. }
+            | GuestRecord::GuestPath { at, .. }
+            | GuestRecord::Fault { at, .. } => at,
         }
     }
 
@@ -208,14 +303,53 @@ impl GuestRecord {
                     r.args[3] = b;
                 }
             }
-            GuestRecord::ProcessStart { ppid, arch, .. } => {
+            GuestRecord::ProcessStart {
+                ppid, arch, plugin, ..
+            } => {
                 r.kind = KIND_PROCESS_START;
                 r.args[0] = u64::from(ppid);
                 r.args[1] = u64::from(arch);
+                r.args[2] = u64::from(plugin.caps);
+                r.args[3] = plugin.pack_versions();
             }
             GuestRecord::ProcessExit { code, .. } => {
                 r.kind = KIND_PROCESS_EXIT;
                 r.ret = code;
+            }
+            GuestRecord::GuestPath {
+                nr,
+                arg,
+                offset,
+                bytes,
+                len,
+                flags,
+                ..
+            } => {
+                r.kind = KIND_GUEST_PATH;
+                r.flags = flags;
+                r.nr = nr;
+                r.ret = i64::from(offset);
+                r.pc = u64::from(arg) | u64::from(len) << 8;
+                for (w, c) in r.args.iter_mut().zip(bytes.chunks_exact(8)) {
+                    *w = u64::from_le_bytes(c.try_into().unwrap_or_default());
+                }
+            }
+            GuestRecord::Fault {
+                pc,
+                handler,
+                signal,
+                ..
+            } => {
+                r.kind = KIND_FAULT;
+                r.pc = pc;
+                if let Some(h) = handler {
+                    r.flags |= FAULT_HANDLER;
+                    r.args[0] = h;
+                }
+                if let Some(sig) = signal {
+                    r.flags |= FAULT_SIGNAL;
+                    r.args[1] = u64::from(sig);
+                }
             }
         }
         r
@@ -294,15 +428,92 @@ impl TryFrom<&RawRecord> for GuestRecord {
                     hpos: hpos.then_some((r.args[2], r.args[3])),
                 }
             }
-            KIND_PROCESS_START => GuestRecord::ProcessStart {
-                at,
-                ppid: u32::try_from(r.args[0]).map_err(|_| RecordError::Field("ppid"))?,
-                arch: u32::try_from(r.args[1]).map_err(|_| RecordError::Field("arch"))?,
-            },
+            KIND_PROCESS_START => {
+                let caps = u32::try_from(r.args[2])
+                    .ok()
+                    .filter(|c| c & !CAP_ALL == 0)
+                    .ok_or(RecordError::Field("plugin capabilities"))?;
+                if r.args[3] >> 24 != 0 {
+                    return Err(RecordError::Field("plugin API versions"));
+                }
+                let v = |shift: u32| (r.args[3] >> shift) as u8;
+                GuestRecord::ProcessStart {
+                    at,
+                    ppid: u32::try_from(r.args[0]).map_err(|_| RecordError::Field("ppid"))?,
+                    arch: u32::try_from(r.args[1]).map_err(|_| RecordError::Field("arch"))?,
+                    plugin: PluginInfo {
+                        api: v(0),
+                        qemu_min: v(8),
+                        qemu_max: v(16),
+                        caps,
+                    },
+                }
+            }
             KIND_PROCESS_EXIT => GuestRecord::ProcessExit { at, code: r.ret },
+            KIND_GUEST_PATH => guest_path(r, at)?,
+            KIND_FAULT => {
+                if r.flags & !FAULT_FLAGS != 0 {
+                    return Err(RecordError::Field("fault flags"));
+                }
+                let signal = if r.flags & FAULT_SIGNAL != 0 {
+                    Some(
+                        u32::try_from(r.args[1])
+                            .ok()
+                            .filter(|s| (1..=64).contains(s))
+                            .ok_or(RecordError::Field("fault signal"))?,
+                    )
+                } else {
+                    None
+                };
+                GuestRecord::Fault {
+                    at,
+                    pc: r.pc,
+                    handler: (r.flags & FAULT_HANDLER != 0).then_some(r.args[0]),
+                    signal,
+                }
+            }
             k => return Err(RecordError::Kind(k)),
         })
     }
+}
+
+/// A `GuestPath` record, checked: a chunk is where a path can be, holds
+/// no NUL, is full unless it is the last, and has nothing after its bytes.
+fn guest_path(r: &RawRecord, at: Origin) -> Result<GuestRecord, RecordError> {
+    let bad = |what| Err(RecordError::Field(what));
+    if r.flags & !PATH_FLAGS != 0 {
+        return bad("path flags");
+    }
+    let offset = match u16::try_from(r.ret) {
+        Ok(o) if usize::from(o) % PATH_CHUNK == 0 && usize::from(o) < MAX_GUEST_PATH => o,
+        _ => return bad("path offset"),
+    };
+    if r.pc >> 16 != 0 || r.pc & 0xff >= 8 {
+        return bad("path argument");
+    }
+    let arg = r.pc as u8;
+    let len = (r.pc >> 8) as u8;
+    let last = r.flags & PATH_LAST != 0;
+    if usize::from(len) > PATH_CHUNK || (!last && usize::from(len) != PATH_CHUNK) {
+        return bad("path chunk length");
+    }
+    let mut bytes = [0u8; PATH_CHUNK];
+    for (c, w) in bytes.chunks_exact_mut(8).zip(r.args) {
+        c.copy_from_slice(&w.to_le_bytes());
+    }
+    let (used, rest) = bytes.split_at(usize::from(len));
+    if used.contains(&0) || rest.iter().any(|b| *b != 0) {
+        return bad("path bytes");
+    }
+    Ok(GuestRecord::GuestPath {
+        at,
+        nr: r.nr,
+        arg,
+        offset,
+        bytes,
+        len,
+        flags: r.flags,
+    })
 }
 
 #[cfg(test)]
@@ -372,12 +583,114 @@ mod tests {
                 at: at(),
                 ppid: 3,
                 arch: 1,
+                plugin: PluginInfo {
+                    api: 5,
+                    qemu_min: 2,
+                    qemu_max: 5,
+                    caps: CAP_REGISTER_READ | CAP_MEMORY_READ | CAP_SYSCALL_FILTER,
+                },
             },
             GuestRecord::ProcessExit { at: at(), code: 7 },
+            path_chunk(0, b"/etc/passwd", PATH_LAST),
+            path_chunk(64, &[b'a'; 64], 0),
+            path_chunk(192, &[b'b'; 64], PATH_LAST | PATH_TRUNCATED),
+            path_chunk(0, b"", PATH_LAST | PATH_UNREADABLE),
+            GuestRecord::Fault {
+                at: at(),
+                pc: 0x400890,
+                handler: Some(0x4008a4),
+                signal: Some(11),
+            },
+            GuestRecord::Fault {
+                at: at(),
+                pc: 0x400890,
+                handler: None,
+                signal: None,
+            },
         ];
         for (i, rec) in recs.iter().enumerate() {
             let raw = sealed(rec, i as u64);
             assert_eq!(decode(&raw, i as u64, 11).as_ref(), Ok(rec));
+        }
+    }
+
+    fn path_chunk(offset: u16, s: &[u8], flags: u16) -> GuestRecord {
+        let mut bytes = [0u8; PATH_CHUNK];
+        bytes[..s.len()].copy_from_slice(s);
+        GuestRecord::GuestPath {
+            at: at(),
+            nr: 4005,
+            arg: 0,
+            offset,
+            bytes,
+            len: s.len() as u8,
+            flags,
+        }
+    }
+
+    fn resealed(mut r: RawRecord, f: impl FnOnce(&mut RawRecord)) -> RawRecord {
+        f(&mut r);
+        r.check = checksum(&r);
+        r
+    }
+
+    #[test]
+    fn hostile_paths_faults_and_capabilities_are_refused() {
+        let good = sealed(&path_chunk(64, &[b'x'; 64], 0), 0);
+        assert!(decode(&good, 0, 11).is_ok());
+        let refused = [
+            // not a chunk boundary, or past the limit
+            resealed(good, |r| r.ret = 65),
+            resealed(good, |r| r.ret = MAX_GUEST_PATH as i64),
+            resealed(good, |r| r.ret = -64),
+            // a NUL inside, a short chunk that is not the last, bytes after the end
+            resealed(good, |r| r.args[3] = 0),
+            resealed(good, |r| r.pc = 10 << 8),
+            resealed(good, |r| {
+                r.pc = 8 << 8;
+                r.flags = PATH_LAST;
+            }),
+            // a length over the chunk, an argument index over 7, unknown flags
+            resealed(good, |r| r.pc = 65 << 8),
+            resealed(good, |r| r.pc = 8 | 64 << 8),
+            resealed(good, |r| r.flags = 8),
+        ];
+        for (i, r) in refused.iter().enumerate() {
+            assert!(
+                matches!(decode(r, 0, 11), Err(RecordError::Field(_))),
+                "case {i} accepted"
+            );
+        }
+        let fault = sealed(
+            &GuestRecord::Fault {
+                at: at(),
+                pc: 4,
+                handler: None,
+                signal: Some(4),
+            },
+            0,
+        );
+        for bad in [
+            resealed(fault, |r| r.args[1] = 0),
+            resealed(fault, |r| r.args[1] = 65),
+            resealed(fault, |r| r.flags |= 4),
+        ] {
+            assert!(matches!(decode(&bad, 0, 11), Err(RecordError::Field(_))));
+        }
+        let start = sealed(
+            &GuestRecord::ProcessStart {
+                at: at(),
+                ppid: 1,
+                arch: 1,
+                plugin: PluginInfo::default(),
+            },
+            0,
+        );
+        for bad in [
+            resealed(start, |r| r.args[2] = u64::from(CAP_ALL) + 1),
+            resealed(start, |r| r.args[3] = 1 << 24),
+        ] {
+            assert!(matches!(decode(&bad, 0, 11), Err(RecordError::Field(_))));
         }
     }
 

@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 /// First eight bytes of a trace file.
 pub const TRACE_MAGIC: [u8; 8] = *b"GVTRACE\0";
 /// Version of the trace format.
-pub const TRACE_VERSION: u32 = 3;
+pub const TRACE_VERSION: u32 = 4;
 /// Largest frame a reader accepts (a hostile length cannot make it allocate more).
 pub const MAX_FRAME: u32 = 64 << 20;
 /// Events per frame the writer aims at.
@@ -55,6 +55,10 @@ pub enum TraceEvent {
     Lost(LostEvent),
     /// Written last.
     Summary(SummaryEvent),
+    /// A guest exception (fault, illegal instruction, trap) and its signal.
+    Fault(FaultEvent),
+    /// What a QEMU process offers the plugin (its plugin API), once per process.
+    Plugin(PluginEvent),
 }
 
 /// What ran.
@@ -136,6 +140,9 @@ pub struct SyscallEvent {
     pub policy_action: Name,
     /// The rule that decided, if any.
     pub policy_rule: Option<String>,
+    /// The path argument as the guest named it, read from guest memory by
+    /// the plugin (QEMU plugin API v4+; untrusted, lossy UTF-8).
+    pub guest_path: Option<String>,
 }
 
 /// A process event.
@@ -185,6 +192,63 @@ pub struct InternalEvent {
     pub host: Vec<HostCall>,
 }
 
+/// A guest exception: QEMU raised a signal for the instruction the guest
+/// was executing.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct FaultEvent {
+    /// Host process id.
+    pub pid: u32,
+    /// Host thread id.
+    pub tid: u32,
+    /// QEMU vCPU index.
+    pub vcpu: u32,
+    /// Guest architecture.
+    pub arch: String,
+    /// Guest PC of the faulting instruction.
+    pub pc: u64,
+    /// That PC as `function+offset`, from the guest ELF's symbols.
+    pub pc_sym: Option<String>,
+    /// Guest signal number (the guest architecture's numbering), if known.
+    pub signal: Option<i32>,
+    /// Its name (`SIGSEGV`), if known.
+    pub signal_name: Option<String>,
+    /// The guest handler that ran next; `None` when the signal ended the process.
+    pub handler: Option<u64>,
+    /// The signal ended the process (no handler).
+    pub fatal: bool,
+    /// When (CLOCK_MONOTONIC ns).
+    pub t_ns: u64,
+}
+
+/// What the QEMU running a process offers guestview's plugin.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct PluginEvent {
+    /// Host process id.
+    pub pid: u32,
+    /// Plugin API version the plugin declared.
+    pub api_version: u32,
+    /// Oldest plugin API version this QEMU accepts.
+    pub qemu_api_min: u32,
+    /// Newest plugin API version this QEMU offers.
+    pub qemu_api_max: u32,
+    /// QEMU exports `qemu_plugin_read_register`.
+    pub register_read: bool,
+    /// Where guest PCs of syscalls come from: `register` or `instrumentation`.
+    pub pc_from: String,
+    /// QEMU exports `qemu_plugin_read_memory_vaddr`: `guest_path` is filled.
+    pub memory_read: bool,
+    /// QEMU exports the discontinuity callbacks: guest faults are recorded.
+    pub discon: bool,
+    /// The signal of a fault that ran a handler is known (read from the
+    /// handler's first argument register; a fatal fault's signal comes from
+    /// the kernel's account of the process's death).
+    pub handled_fault_signal: bool,
+    /// QEMU exports `qemu_plugin_register_vcpu_syscall_filter_cb` (guest-layer enforcement possible).
+    pub syscall_filter: bool,
+    /// When the plugin announced it.
+    pub t_ns: u64,
+}
+
 /// Loss and validation counters.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 pub struct LostEvent {
@@ -217,6 +281,8 @@ pub struct SummaryEvent {
     pub wall_ns: u64,
     /// Producer waits on a full ring.
     pub ring_waits: u64,
+    /// What the main QEMU process offered the plugin (`None`: no plugin, or it never started).
+    pub qemu_plugin: Option<PluginEvent>,
 }
 
 /// Why a trace could not be (fully) read.
@@ -718,6 +784,7 @@ mod tests {
             verdict: ["passthrough", "translated", "mismatch"][i as usize % 3].into(),
             policy_action: "allow".into(),
             policy_rule: (i.is_multiple_of(4)).then(|| "no-shadow".into()),
+            guest_path: (i % 3 == 1).then(|| format!("../g\u{e9}st-{i}")),
         }))
     }
 
@@ -732,6 +799,37 @@ mod tests {
                     host_dropped: i,
                     ..Default::default()
                 })
+            } else if i % 1000 == 18 {
+                TraceEvent::Fault(FaultEvent {
+                    pid: 9,
+                    tid: 10,
+                    arch: "mips".into(),
+                    pc: 0x400890,
+                    signal: Some(11),
+                    signal_name: Some("SIGSEGV".into()),
+                    handler: (i % 2 == 0).then_some(0x4008a4),
+                    fatal: i % 2 == 1,
+                    t_ns: i,
+                    ..Default::default()
+                })
+            } else if i % 1000 == 19 {
+                let plugin = PluginEvent {
+                    pid: 9,
+                    api_version: 5,
+                    qemu_api_min: 2,
+                    qemu_api_max: 5,
+                    pc_from: "register".into(),
+                    memory_read: true,
+                    ..Default::default()
+                };
+                if i % 2 == 0 {
+                    TraceEvent::Plugin(plugin)
+                } else {
+                    TraceEvent::Summary(SummaryEvent {
+                        qemu_plugin: Some(plugin),
+                        ..Default::default()
+                    })
+                }
             } else {
                 rich(i)
             };

@@ -12,6 +12,7 @@
 //! syscall : flags u8 | seq | pid | tid | vcpu | arch@ | [pc] | [pc_sym@] | nr~ | [name@]
 //!           | args[8] | [path$] | [ret~] | [errno@] | t_enter | t_exit-t_enter~
 //!           | host count | host* | verdict@ | policy_action@ | [policy_rule$]
+//!           | [guest_path$]
 //! host    : flags u8 | nr~ | name@ | args[6] | [ret~] | [path$] | tid-g.tid~
 //!           | [t_enter-g.t_enter~] | t_exit-g.t_enter~
 //! ```
@@ -46,6 +47,7 @@ const F_PATH: u8 = 1 << 3;
 const F_RET: u8 = 1 << 4;
 const F_ERRNO: u8 = 1 << 5;
 const F_RULE: u8 = 1 << 6;
+const F_GUEST_PATH: u8 = 1 << 7;
 
 /// Item tags of a frame payload: a bincode-encoded [`crate::trace::TraceEvent`].
 pub(crate) const TAG_EVENT: u8 = 0;
@@ -188,6 +190,7 @@ fn max_len(s: &SyscallEvent) -> usize {
         + 10 * 24
         + strs(&s.path)
         + strs(&s.policy_rule)
+        + strs(&s.guest_path)
         + s.host
             .iter()
             .map(|h| 1 + 10 * 12 + strs(&h.path))
@@ -230,6 +233,11 @@ pub(crate) fn encode_syscall(out: &mut Vec<u8>, names: &mut NameTable, s: &Sysca
     flags |= if s.ret.is_some() { F_RET } else { 0 };
     flags |= if errno.is_some() { F_ERRNO } else { 0 };
     flags |= if s.policy_rule.is_some() { F_RULE } else { 0 };
+    flags |= if s.guest_path.is_some() {
+        F_GUEST_PATH
+    } else {
+        0
+    };
     w.u8(flags);
     w.uv(s.seq);
     w.uv(u64::from(s.pid));
@@ -288,6 +296,9 @@ pub(crate) fn encode_syscall(out: &mut Vec<u8>, names: &mut NameTable, s: &Sysca
     w.uv(u64::from(action));
     if let Some(r) = &s.policy_rule {
         w.str(r);
+    }
+    if let Some(p) = &s.guest_path {
+        w.str(p);
     }
     let used = w.pos;
     out.truncate(start + used);
@@ -390,9 +401,6 @@ impl<'a> Cursor<'a> {
 /// Decodes one syscall record (after its tag) with the frame's `names`.
 pub(crate) fn decode_syscall(c: &mut Cursor<'_>, names: &[Name]) -> Result<SyscallEvent, String> {
     let flags = c.u8()?;
-    if flags & 0x80 != 0 {
-        return Err(format!("unknown syscall flags {flags:#x}"));
-    }
     let has = |f: u8| flags & f != 0;
     let seq = c.uv()?;
     let pid = c.u32("pid")?;
@@ -478,6 +486,11 @@ pub(crate) fn decode_syscall(c: &mut Cursor<'_>, names: &[Name]) -> Result<Sysca
     } else {
         None
     };
+    let guest_path = if has(F_GUEST_PATH) {
+        Some(c.str()?.to_owned())
+    } else {
+        None
+    };
     Ok(SyscallEvent {
         seq,
         pid,
@@ -498,6 +511,7 @@ pub(crate) fn decode_syscall(c: &mut Cursor<'_>, names: &[Name]) -> Result<Sysca
         verdict,
         policy_action,
         policy_rule,
+        guest_path,
     })
 }
 
@@ -537,6 +551,7 @@ mod tests {
             verdict: "v".into(),
             policy_action: "a".into(),
             policy_rule: Some("r".repeat(100)),
+            guest_path: Some("g".repeat(300)),
         };
         let mut names = NameTable::default();
         let mut out = Vec::new();
