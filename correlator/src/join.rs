@@ -21,8 +21,12 @@ use crate::tables;
 use crate::verdict;
 use guestview_bpf::{HostEvent, HostSyscall};
 use rustc_hash::FxHashMap as HashMap;
+use shmem_proto::record::{
+    note_text, EXEC_REFUSED_FOREIGN, EXEC_REFUSED_NATIVE, NOTE_EXEC, NOTE_EXEC_REFUSED,
+};
 use shmem_proto::trace::{
-    HostCall, InternalEvent, LostEvent, Name, ProcessEvent, SyscallEvent, ThreadEvent, TraceEvent,
+    AlertEvent, HostCall, InternalEvent, LostEvent, Name, ProcessEvent, SyscallEvent, ThreadEvent,
+    TraceEvent,
 };
 use shmem_proto::{Arch, GuestRecord};
 use std::borrow::Cow;
@@ -44,6 +48,9 @@ struct GuestCall {
     t_enter: u64,
     exit: Option<(u64, i64)>,
     exit_pass: u64,
+    /// An exec that replaced the image at this time: host calls that begin
+    /// later are the new image's, not this call's.
+    end: Option<u64>,
     host: Vec<HostCall>,
 }
 
@@ -101,10 +108,18 @@ pub struct Joiner {
     native: bool,
     /// Native mode: the launched process, whose calls count from its exec on.
     native_waiting_exec: Option<u32>,
-    /// Symbols of the guest program, and the process QEMU was launched as.
-    symbols: Option<(Symbolizer, u32)>,
-    /// Execs seen per process (the launched one's first is QEMU's own).
-    execs: HashMap<u32, u32>,
+    /// Symbols of the guest program.
+    symbols: Option<Symbolizer>,
+    /// Processes whose image is the launched program (the first exec of
+    /// the run, and what it forks until they exec again).
+    launched_image: HashMap<u32, ()>,
+    /// The run's first exec was seen (QEMU starting on the program).
+    first_exec_seen: bool,
+    /// What the guest side said each process is about to exec
+    /// ([`NOTE_EXEC`]), for its `process` exec event.
+    exec_notes: HashMap<u32, String>,
+    /// Exec events waiting one guest drain for their note.
+    exec_pending: Vec<(u64, u64, ProcessEvent)>,
     /// The host view starts here (`watch` attaching to a running QEMU):
     /// calls entered before it are judged `guest-only`.
     host_view_from: u64,
@@ -165,7 +180,10 @@ impl Joiner {
             native: false,
             native_waiting_exec: None,
             symbols: None,
-            execs: HashMap::default(),
+            launched_image: HashMap::default(),
+            first_exec_seen: false,
+            exec_notes: HashMap::default(),
+            exec_pending: Vec::new(),
             host_view_from: 0,
             ns_ids: None,
             unmapped: Vec::new(),
@@ -208,21 +226,23 @@ impl Joiner {
         self.host_view_from = t_ns;
     }
 
-    /// Name guest PCs from the program's symbols, in process `launched`
-    /// and the processes it forks, until one of them execs another image.
-    pub fn set_symbols(&mut self, symbols: Symbolizer, launched: u32) {
-        self.symbols = Some((symbols, launched));
+    /// Name guest PCs from the program's symbols, in the process the run's
+    /// first exec starts QEMU in and the processes it forks, until one of
+    /// them execs another image.
+    pub fn set_symbols(&mut self, symbols: Symbolizer) {
+        self.symbols = Some(symbols);
     }
 
     fn pc_symbol(&mut self, pid: u32, pc: Option<u64>) -> Option<Name> {
-        let (sym, launched) = self.symbols.as_mut()?;
-        let execs = self.execs.get(&pid).copied().unwrap_or(0);
-        let same_image = if pid == *launched {
-            execs <= 1
-        } else {
-            execs == 0
-        };
-        same_image.then(|| sym.name(pc?)).flatten()
+        let sym = self.symbols.as_mut()?;
+        if !self.launched_image.contains_key(&pid) {
+            return None;
+        }
+        sym.name(pc?)
+    }
+
+    fn alert(&mut self, t_ns: u64, a: AlertEvent) {
+        self.ready.push((t_ns, TraceEvent::Alert(a)));
     }
 
     /// A join for a host program traced natively, without QEMU: each host
@@ -331,6 +351,7 @@ impl Joiner {
                     t_enter: at.t_ns,
                     exit: None,
                     exit_pass: 0,
+                    end: None,
                     // Nearly every call gets one host call: room for it
                     // now is cheaper than growing from nothing.
                     host: Vec::with_capacity(1),
@@ -381,6 +402,45 @@ impl Joiner {
                 }
             }
             GuestRecord::ProcessExit { .. } => {}
+            GuestRecord::Note {
+                code: NOTE_EXEC,
+                text,
+                ..
+            } => {
+                self.exec_notes.insert(at.pid, note_text(&text));
+            }
+            GuestRecord::Note {
+                code: NOTE_EXEC_REFUSED,
+                detail,
+                text,
+                ..
+            } => {
+                let path = note_text(&text);
+                let (rule, why) = match detail {
+                    EXEC_REFUSED_NATIVE => ("exec-native", "is host-native code (an x86 ELF)"),
+                    EXEC_REFUSED_FOREIGN => (
+                        "exec-foreign",
+                        "is a program for another architecture than this QEMU's",
+                    ),
+                    _ => (
+                        "exec-unfollowed",
+                        "could not be started under QEMU with the plugin",
+                    ),
+                };
+                self.alert(
+                    at.t_ns,
+                    AlertEvent {
+                        rule: rule.into(),
+                        action: "deny".into(),
+                        pid: at.pid,
+                        tid: at.tid,
+                        message: format!("exec of {path} refused: it {why}"),
+                        path: Some(path),
+                        t_ns: at.t_ns,
+                    },
+                );
+            }
+            GuestRecord::Note { .. } => {}
         }
     }
 
@@ -421,39 +481,84 @@ impl Joiner {
             HostEvent::Fork {
                 parent_tgid,
                 child_tgid,
+                child_ns_tgid,
                 is_thread: false,
                 t_ns,
                 ..
-            } => self.ready.push((
-                t_ns,
-                TraceEvent::Process(ProcessEvent {
-                    event: "fork".into(),
-                    pid: child_tgid,
-                    ppid: Some(parent_tgid),
+            } => {
+                if self.launched_image.contains_key(&parent_tgid) {
+                    self.launched_image.insert(child_tgid, ());
+                }
+                self.ready.push((
                     t_ns,
-                    ..Default::default()
-                }),
-            )),
+                    TraceEvent::Process(ProcessEvent {
+                        event: "fork".into(),
+                        pid: child_tgid,
+                        ppid: Some(parent_tgid),
+                        ns_pid: self.ns_ids.is_some().then_some(child_ns_tgid),
+                        t_ns,
+                        ..Default::default()
+                    }),
+                ))
+            }
             HostEvent::Fork { .. } => {}
             HostEvent::Exec {
                 tgid,
+                old_tid,
                 filename,
+                killed,
                 t_ns,
                 ..
             } => {
                 if self.native_waiting_exec == Some(tgid) {
                     self.native_waiting_exec = None;
                 }
-                *self.execs.entry(tgid).or_default() += 1;
-                self.ready.push((
+                if self.first_exec_seen {
+                    self.launched_image.remove(&tgid);
+                } else {
+                    self.first_exec_seen = true;
+                    self.launched_image.insert(tgid, ());
+                }
+                // The exec that replaced the image ends the guest call that
+                // asked for it: what the new image does is not that call's.
+                let pass = self.pass;
+                if let Some(th) = self.threads.get_mut(&old_tid) {
+                    if th.open.as_ref().is_some_and(|g| g.t_enter <= t_ns) {
+                        if let Some(mut g) = th.open.take() {
+                            g.end = Some(t_ns);
+                            g.exit_pass = pass;
+                            th.done.push_back(g);
+                        }
+                    }
+                }
+                if killed {
+                    self.alert(
+                        t_ns,
+                        AlertEvent {
+                            rule: "exec-untraced".into(),
+                            action: "kill".into(),
+                            pid: tgid,
+                            tid: old_tid,
+                            message: format!(
+                                "exec of {filename} would have run outside QEMU with the plugin: killed before its first instruction"
+                            ),
+                            path: Some(filename.clone()),
+                            t_ns,
+                        },
+                    );
+                }
+                // Its note (what guest program QEMU now runs) was sent
+                // before the exec: it is there after the next guest drain.
+                self.exec_pending.push((
+                    self.pass,
                     t_ns,
-                    TraceEvent::Process(ProcessEvent {
+                    ProcessEvent {
                         event: "exec".into(),
                         pid: tgid,
                         filename: Some(filename),
                         t_ns,
                         ..Default::default()
-                    }),
+                    },
                 ));
             }
             HostEvent::Exit {
@@ -525,7 +630,9 @@ impl Joiner {
             th.hint = th.popped + idx.saturating_sub(1) as u64;
             if idx > 0 {
                 let g = &mut th.done[idx - 1];
-                if g.exit.is_some_and(|(t_exit, _)| h.t_exit_ns <= t_exit) {
+                if g.exit.is_some_and(|(t_exit, _)| h.t_exit_ns <= t_exit)
+                    || g.end.is_some_and(|end| start <= end)
+                {
                     g.host.push(call);
                     self.stats.host_attributed += 1;
                     return;
@@ -630,11 +737,22 @@ impl Joiner {
             self.classify(h);
         }
         let pass = self.pass;
+        let mut i = 0;
+        while i < self.exec_pending.len() {
+            if all || self.exec_pending[i].0 < pass {
+                let (_, t, mut ev) = self.exec_pending.swap_remove(i);
+                ev.program = self.exec_notes.remove(&ev.pid);
+                self.ready.push((t, TraceEvent::Process(ev)));
+            } else {
+                i += 1;
+            }
+        }
         let horizon = self.last_host_drain_ns.saturating_sub(VISIBILITY_MARGIN_NS);
         let mut finals = std::mem::take(&mut self.finals);
         for th in self.threads.values_mut() {
             while let Some(g) = th.done.front() {
-                let ok = all || (g.exit_pass < pass && g.exit.is_none_or(|(t, _)| t <= horizon));
+                let last = g.exit.map(|(t, _)| t).or(g.end);
+                let ok = all || (g.exit_pass < pass && last.is_none_or(|t| t <= horizon));
                 if !ok {
                     break;
                 }

@@ -196,16 +196,28 @@ const STEP_HOSTNAME: i32 = -4;
 const STEP_LOOPBACK: i32 = -5;
 const STEP_CWD: i32 = -6;
 const STEP_EXEC: i32 = -7;
+const STEP_USERNS: i32 = -8;
+const STEP_IDMAP: i32 = -9;
+const STEP_IDS: i32 = -10;
+const STEP_CAPS: i32 = -11;
+const STEP_MOUNTNS: i32 = -12;
+const STEP_SYSCTL: i32 = -13;
 
 fn step_name(step: i32, steps: &[String]) -> String {
     match step {
-        STEP_UNSHARE => "unshare (new mount, PID, IPC, UTS and network namespaces)".into(),
+        STEP_UNSHARE => "unshare (new PID, IPC, UTS and network namespaces)".into(),
+        STEP_MOUNTNS => "unshare (new mount namespace)".into(),
         STEP_FORK => "fork into the new PID namespace".into(),
         STEP_PIVOT => "pivot_root into the guest root".into(),
         STEP_HOSTNAME => "sethostname".into(),
         STEP_LOOPBACK => "bringing up loopback".into(),
         STEP_CWD => "chdir to the working directory".into(),
         STEP_EXEC => "exec QEMU".into(),
+        STEP_USERNS => "unshare (new user namespace)".into(),
+        STEP_IDMAP => "writing the user namespace's uid_map and gid_map".into(),
+        STEP_IDS => "becoming root of the user namespace".into(),
+        STEP_CAPS => "dropping capabilities".into(),
+        STEP_SYSCTL => "setting the user namespace's limits".into(),
         i => steps
             .get(i as usize)
             .cloned()
@@ -252,11 +264,133 @@ unsafe fn child_fail(fd: libc::c_int, step: i32) -> ! {
     }
 }
 
-/// Like [`spawn_held`], but once released the child enters new mount, PID,
-/// IPC, UTS and network namespaces, forks the namespace's first process,
-/// which builds the sandbox `plan` describes, pivots into it and execs the
-/// plan's command. The returned pid is the outer child, which waits for the
-/// sandbox and exits with its status (128 + signal if it was killed).
+/// Write `value` into the file `path` (a sysctl or an id map).
+///
+/// # Safety
+/// Only raw syscalls: callable after fork.
+unsafe fn write_file(path: *const libc::c_char, value: &CString) -> bool {
+    // SAFETY: open/write/close on a NUL-terminated path and a live buffer.
+    unsafe {
+        let fd = libc::open(path, libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return false;
+        }
+        let b = value.as_bytes();
+        let ok = libc::write(fd, b.as_ptr().cast(), b.len()) == b.len() as isize;
+        libc::close(fd) == 0 && ok
+    }
+}
+
+/// `/proc/PID/NAME` into `buf`, NUL-terminated, without allocating.
+fn proc_path(buf: &mut [u8; 64], pid: libc::pid_t, name: &[u8]) -> *const libc::c_char {
+    let mut n = 0;
+    for b in b"/proc/" {
+        buf[n] = *b;
+        n += 1;
+    }
+    let mut digits = [0u8; 12];
+    let mut d = 0;
+    let mut v = pid.unsigned_abs();
+    loop {
+        digits[d] = b'0' + (v % 10) as u8;
+        d += 1;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    while d > 0 {
+        d -= 1;
+        buf[n] = digits[d];
+        n += 1;
+    }
+    buf[n] = b'/';
+    n += 1;
+    for b in name.iter().take(buf.len() - n - 1) {
+        buf[n] = *b;
+        n += 1;
+    }
+    buf[n] = 0;
+    buf.as_ptr().cast()
+}
+
+/// Give up every capability for good: no bounding set, no ambient set,
+/// root (uid 0) gains none at exec, no new privileges. (A seccomp filter of
+/// the enforcement layer goes in right after this, before the exec.)
+///
+/// # Safety
+/// Only raw syscalls on stack memory: callable after fork.
+unsafe fn drop_capabilities() -> bool {
+    // SECBIT_NOROOT, SECBIT_NO_SETUID_FIXUP, SECBIT_NO_CAP_AMBIENT_RAISE
+    // and the lock of each, and the lock of SECBIT_KEEP_CAPS (left off).
+    const SECURE_BITS: libc::c_ulong = 0b1110_1111;
+    #[repr(C)]
+    struct CapHeader {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct CapData {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    // SAFETY: prctl and capset with valid pointers to stack values.
+    unsafe {
+        if libc::prctl(libc::PR_SET_SECUREBITS, SECURE_BITS, 0, 0, 0) != 0 {
+            return false;
+        }
+        for cap in 0..64 {
+            if libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) != 0
+                && *libc::__errno_location() != libc::EINVAL
+            {
+                return false;
+            }
+        }
+        if libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        ) != 0
+        {
+            return false;
+        }
+        let hdr = CapHeader {
+            version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
+            pid: 0,
+        };
+        let data = [CapData {
+            effective: 0,
+            permitted: 0,
+            inheritable: 0,
+        }; 2];
+        if libc::syscall(libc::SYS_capset, &hdr, data.as_ptr()) != 0 {
+            return false;
+        }
+        libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
+    }
+}
+
+/// Like [`spawn_held`], but the released child builds the sandbox `plan`
+/// describes and execs the plan's command in it:
+///
+/// 1. the child (outer, in the host's PID and mount namespaces) enters new
+///    PID, IPC, UTS and network namespaces and forks the new PID
+///    namespace's first process;
+/// 2. that process, still real root, enters a new mount namespace, makes
+///    every mount of the plan (so they are locked once a user namespace
+///    owns the mount namespace), pivots into the root, sets the host name,
+///    brings up loopback and sets the PID namespace's sysctls;
+/// 3. it enters a new user namespace (with a new mount namespace: the
+///    copy's mounts are locked); the outer child, which is outside, writes
+///    its uid and gid maps; it becomes uid and gid 0 inside, limits the
+///    namespace, drops every capability and execs.
+///
+/// The returned pid is the outer child, which waits for the sandbox and
+/// exits with its status (128 + signal if it was killed).
 pub fn spawn_held_sandboxed(plan: &crate::sandbox::Plan) -> Result<Held, LaunchError> {
     use crate::sandbox::Op;
     let mut argv: Vec<*const libc::c_char> = plan.argv.iter().map(|a| a.as_ptr()).collect();
@@ -270,12 +404,14 @@ pub fn spawn_held_sandboxed(plan: &crate::sandbox::Plan) -> Result<Held, LaunchE
     let slash = c"/".as_ptr();
     let mut go = [0 as libc::c_int; 2];
     let mut err = [0 as libc::c_int; 2];
-    // SAFETY: pipe2 writes two fds into arrays of two ints.
-    if unsafe { libc::pipe2(go.as_mut_ptr(), libc::O_CLOEXEC) } != 0
-        // SAFETY: as above.
-        || unsafe { libc::pipe2(err.as_mut_ptr(), libc::O_CLOEXEC) } != 0
-    {
-        return Err(LaunchError::Spawn(std::io::Error::last_os_error()));
+    // Hand-shake of the id maps: inner -> outer "unshared", outer -> inner "mapped".
+    let mut up = [0 as libc::c_int; 2];
+    let mut down = [0 as libc::c_int; 2];
+    for p in [&mut go, &mut err, &mut up, &mut down] {
+        // SAFETY: pipe2 writes two fds into an array of two ints.
+        if unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return Err(LaunchError::Spawn(std::io::Error::last_os_error()));
+        }
     }
     // SAFETY: after the fork the children only make raw syscalls on memory
     // prepared before it (the plan's C strings and pointer arrays).
@@ -292,11 +428,8 @@ pub fn spawn_held_sandboxed(plan: &crate::sandbox::Plan) -> Result<Held, LaunchE
             if libc::read(go[0], std::ptr::addr_of_mut!(b).cast(), 1) != 1 {
                 libc::_exit(126);
             }
-            let ns = libc::CLONE_NEWNS
-                | libc::CLONE_NEWPID
-                | libc::CLONE_NEWIPC
-                | libc::CLONE_NEWUTS
-                | libc::CLONE_NEWNET;
+            let ns =
+                libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS | libc::CLONE_NEWNET;
             if libc::unshare(ns) != 0 {
                 child_fail(err[1], STEP_UNSHARE);
             }
@@ -306,6 +439,11 @@ pub fn spawn_held_sandboxed(plan: &crate::sandbox::Plan) -> Result<Held, LaunchE
             }
             if inner == 0 {
                 // PID 1 of the new namespace: build the world, enter it.
+                libc::close(up[0]);
+                libc::close(down[1]);
+                if libc::unshare(libc::CLONE_NEWNS) != 0 {
+                    child_fail(err[1], STEP_MOUNTNS);
+                }
                 for (i, op) in plan.ops.iter().enumerate() {
                     let ok = match op {
                         Op::Mkdir(p) => {
@@ -339,6 +477,15 @@ pub fn spawn_held_sandboxed(plan: &crate::sandbox::Plan) -> Result<Held, LaunchE
                             libc::symlink(t.as_ptr(), p.as_ptr()) == 0
                                 || *libc::__errno_location() == libc::EEXIST
                         }
+                        Op::Own {
+                            path,
+                            uid,
+                            gid,
+                            mode,
+                        } => {
+                            libc::chown(path.as_ptr(), *uid, *gid) == 0
+                                && libc::chmod(path.as_ptr(), *mode) == 0
+                        }
                     };
                     if !ok {
                         child_fail(err[1], i as i32);
@@ -358,13 +505,57 @@ pub fn spawn_held_sandboxed(plan: &crate::sandbox::Plan) -> Result<Held, LaunchE
                 if !loopback_up() {
                     child_fail(err[1], STEP_LOOPBACK);
                 }
+                // Best effort: an older kernel may not have the knob; the
+                // exec guard stops a memory file's native code anyway.
+                for (path, value) in &plan.pid_ns_sysctls {
+                    write_file(path.as_ptr(), value);
+                }
+                if libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS) != 0 {
+                    child_fail(err[1], STEP_USERNS);
+                }
+                let one = 1u8;
+                libc::write(up[1], std::ptr::addr_of!(one).cast(), 1);
+                let mut b = 0u8;
+                if libc::read(down[0], std::ptr::addr_of_mut!(b).cast(), 1) != 1 || b != 1 {
+                    libc::_exit(126);
+                }
+                if libc::setresgid(0, 0, 0) != 0
+                    || libc::setgroups(0, std::ptr::null()) != 0
+                    || libc::setresuid(0, 0, 0) != 0
+                {
+                    child_fail(err[1], STEP_IDS);
+                }
+                for (path, value) in &plan.user_ns_sysctls {
+                    if !write_file(path.as_ptr(), value) {
+                        child_fail(err[1], STEP_SYSCTL);
+                    }
+                }
+                if plan.drop_caps && !drop_capabilities() {
+                    child_fail(err[1], STEP_CAPS);
+                }
                 if libc::chdir(plan.cwd.as_ptr()) != 0 {
                     child_fail(err[1], STEP_CWD);
                 }
                 libc::execve(argv[0], argv.as_ptr(), envp.as_ptr());
                 child_fail(err[1], STEP_EXEC);
             }
-            // The outer child: wait for the sandbox, pass its status on.
+            // The outer child: map the inner one's ids once it has its user
+            // namespace, then wait for the sandbox and pass its status on.
+            libc::close(up[1]);
+            libc::close(down[0]);
+            let mut b = 0u8;
+            if libc::read(up[0], std::ptr::addr_of_mut!(b).cast(), 1) == 1 {
+                let mut buf = [0u8; 64];
+                let mapped = write_file(proc_path(&mut buf, inner, b"uid_map"), &plan.id_map)
+                    && write_file(proc_path(&mut buf, inner, b"gid_map"), &plan.id_map);
+                let reply = u8::from(mapped);
+                if !mapped {
+                    let e = *libc::__errno_location();
+                    let msg = [e, STEP_IDMAP];
+                    libc::write(err[1], msg.as_ptr().cast(), 8);
+                }
+                libc::write(down[1], std::ptr::addr_of!(reply).cast(), 1);
+            }
             libc::close(err[1]);
             let mut st = 0;
             while libc::waitpid(inner, &mut st, 0) < 0 {
@@ -378,10 +569,11 @@ pub fn spawn_held_sandboxed(plan: &crate::sandbox::Plan) -> Result<Held, LaunchE
             libc::_exit(128 + libc::WTERMSIG(st));
         }
     }
-    // SAFETY: closing our copies of the child's ends.
+    // SAFETY: closing our copies of the children's ends.
     unsafe {
-        libc::close(go[0]);
-        libc::close(err[1]);
+        for fd in [go[0], err[1], up[0], up[1], down[0], down[1]] {
+            libc::close(fd);
+        }
     }
     Ok(Held {
         pid,

@@ -3,7 +3,9 @@
 
 use crate::tables;
 use serde::Serialize;
-use shmem_proto::trace::{LostEvent, RunInfo, SummaryEvent, TraceError, TraceEvent, TraceReader};
+use shmem_proto::trace::{
+    AlertEvent, LostEvent, RunInfo, SummaryEvent, TraceError, TraceEvent, TraceReader,
+};
 use shmem_proto::Arch;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -29,6 +31,8 @@ pub struct Report {
     pub mismatches: Vec<MismatchEntry>,
     /// Processes seen (fork/exec/exit events).
     pub processes: BTreeMap<String, u64>,
+    /// Alerts (execs refused or stopped), the first [`MISMATCHES_KEPT`].
+    pub alerts: Vec<AlertEvent>,
     /// Loss counters.
     pub lost: Option<LostEvent>,
     /// End of run.
@@ -141,6 +145,11 @@ impl Report {
             }
             TraceEvent::Process(p) => *self.processes.entry(p.event).or_default() += 1,
             TraceEvent::Thread(_) => {}
+            TraceEvent::Alert(a) => {
+                if self.alerts.len() < MISMATCHES_KEPT {
+                    self.alerts.push(a);
+                }
+            }
             TraceEvent::Lost(l) => self.lost = Some(l),
             TraceEvent::Summary(s) => self.summary = Some(s),
         }
@@ -240,6 +249,16 @@ impl Report {
                 .map(|(k, n)| format!("{k} {n}"))
                 .collect();
             writeln!(w, "\nprocess events: {}", p.join(", "))?;
+        }
+        if !self.alerts.is_empty() {
+            writeln!(w, "\nalerts: {}", self.alerts.len())?;
+            for a in &self.alerts {
+                writeln!(
+                    w,
+                    "  [{}/{}] {} ({}): {}",
+                    a.pid, a.tid, a.rule, a.action, a.message
+                )?;
+            }
         }
         match &self.lost {
             Some(l) => writeln!(

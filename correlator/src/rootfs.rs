@@ -16,7 +16,8 @@ use std::process::Command;
 
 /// Bump when the layout of a built root changes: old cached roots are then
 /// rebuilt, not reused.
-const LAYOUT_VERSION: u32 = 1;
+/// 2: owned by the sandbox's root ([`crate::sandbox::ID_BASE`]).
+const LAYOUT_VERSION: u32 = 2;
 
 /// Debian's cross triple and cross libc package of a guest architecture.
 pub fn cross_libc(arch: Arch) -> (&'static str, &'static str) {
@@ -188,7 +189,41 @@ fn write_root(dir: &Path, libdir: &Path) -> Result<usize, RootfsError> {
         fs::set_permissions(&p, fs::Permissions::from_mode(*mode))
             .map_err(io_err("setting the mode of", &p))?;
     }
+    shift_owner(dir)?;
     Ok(copied)
+}
+
+/// Hand a root to the sandbox's root: every entry owned by uid/gid `n`
+/// (0 here) becomes `ID_BASE + n`, which is uid `n` inside the sandbox's
+/// user namespace. The guest's root then owns its files (and can write
+/// them, in its throw-away overlay); outside, they belong to no one.
+fn shift_owner(dir: &Path) -> Result<(), RootfsError> {
+    use std::os::unix::fs::MetadataExt;
+    let base = crate::sandbox::ID_BASE;
+    let shift = |p: &Path| -> Result<(), RootfsError> {
+        let m = fs::symlink_metadata(p).map_err(io_err("reading", p))?;
+        let id = |v: u32| {
+            if v < crate::sandbox::ID_COUNT {
+                base + v
+            } else {
+                v
+            }
+        };
+        std::os::unix::fs::lchown(p, Some(id(m.uid())), Some(id(m.gid())))
+            .map_err(io_err("handing to the sandbox", p))
+    };
+    shift(dir)?;
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).map_err(io_err("reading", &d))?.flatten() {
+            let p = e.path();
+            shift(&p)?;
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(p);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The cached root for `arch`, built first if needed. Progress on stderr

@@ -39,8 +39,11 @@ pub struct RunOptions {
     /// syscall is its own call, verdict `native` (to diff against a guest).
     pub native: bool,
     /// Run QEMU in a sandbox (see [`crate::sandbox`]): its own namespaces,
-    /// the guest root under a throw-away overlay as `/`.
+    /// the guest root under a throw-away overlay as `/`. The default;
+    /// `--no-sandbox` turns it off.
     pub sandbox: bool,
+    /// Host paths shown inside the sandbox (`--bind`).
+    pub binds: Vec<crate::sandbox::Bind>,
     /// Guest program.
     pub program: PathBuf,
     /// Its arguments.
@@ -62,6 +65,9 @@ struct Prepared {
     child: Child,
     /// What was executed (for messages).
     launched: PathBuf,
+    /// In a sandbox: the file (inode, device) and argument prefix every
+    /// exec must have (the exec guard).
+    guard: Option<(u64, u64, Vec<u8>)>,
 }
 
 /// The launched process: already running (held by the plugin until the
@@ -113,9 +119,10 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
             ));
         }
     }
-    if opts.sandbox && opts.native {
+    let sandbox = opts.sandbox && !opts.native;
+    if !sandbox && !opts.binds.is_empty() {
         return Err(GuestviewError::Input(
-            "--sandbox runs QEMU in a sandbox; --native runs no QEMU: choose one".into(),
+            "--bind shows host paths inside the sandbox: it does not apply with --no-sandbox or --native".into(),
         ));
     }
     if let Some(want) = opts.arch {
@@ -146,6 +153,24 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
         Some(p) => Some(TraceWriter::create(p).map_err(|e| GuestviewError::Input(e.to_string()))?),
         None => None,
     };
+    if sandbox {
+        if !launch::is_root() {
+            return Err(GuestviewError::Setup(
+                "the sandbox and the eBPF view need root: run guestview as root (sudo)".into(),
+            ));
+        }
+        if !crate::sandbox::readable_inside(&program) {
+            return Err(GuestviewError::Input(format!(
+                "{} is not readable by the sandbox's user (uid {}): make it readable by others (chmod o+r), or run with --no-sandbox",
+                program.display(),
+                crate::sandbox::ID_BASE
+            )));
+        }
+    } else if !opts.native {
+        eprintln!(
+            "guestview: warning: --no-sandbox: the guest runs with the host's files, processes and network, and an exec of a host program runs natively; this is not isolation"
+        );
+    }
     launch::become_subreaper();
     launch::catch_interrupts();
 
@@ -169,7 +194,7 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
     // PID namespace, and must be traced from that fork on.
     let prepare = (!opts.native).then(|| {
         let explicit = opts.qemu.clone();
-        let sandbox = opts.sandbox;
+        let binds = opts.binds.clone();
         let rootfs = opts.rootfs.clone();
         let ring_path = ring_path.clone();
         let program = program.clone();
@@ -190,6 +215,18 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
             .map_err(|e| setup(e.to_string()))?;
             let launched = q.path.clone();
             if sandbox {
+                // The sandbox's QEMU runs as the sandbox's user.
+                std::os::unix::fs::chown(
+                    &ring_path,
+                    Some(crate::sandbox::ID_BASE),
+                    Some(crate::sandbox::ID_BASE),
+                )
+                .map_err(|e| {
+                    setup(format!(
+                        "cannot hand {} to the sandbox: {e}",
+                        ring_path.display()
+                    ))
+                })?;
                 let root = match rootfs {
                     Some(r) => r,
                     None => crate::rootfs::build_cached(arch, false)
@@ -208,17 +245,25 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
                     program: &program,
                     args: &args,
                     workdir: workdir.as_deref(),
+                    binds: &binds,
                     qemu_env: std::env::vars()
                         .filter(|(k, _)| k.starts_with("QEMU_"))
                         .collect(),
                 };
                 let plan = crate::sandbox::plan(&spec).map_err(setup)?;
+                let guard = std::fs::metadata(&plan.guard_file)
+                    .map(|m| {
+                        use std::os::unix::fs::MetadataExt;
+                        (m.ino(), m.dev(), plan.guard_prefix.clone())
+                    })
+                    .map_err(|e| setup(format!("{}: {e}", plan.guard_file.display())))?;
                 let held = launch::spawn_held_sandboxed(&plan).map_err(|e| setup(e.to_string()))?;
                 return Ok(Prepared {
                     qemu: q,
                     region,
                     child: Child::Held(held),
                     launched,
+                    guard: Some(guard),
                 });
             }
             let mut plugin_arg = plugin.as_os_str().to_owned();
@@ -244,6 +289,7 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
                 region,
                 child: Child::Running(pid),
                 launched,
+                guard: None,
             })
         })
     });
@@ -278,10 +324,26 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
             });
         }
     };
-    let (qemu, region, child_state, launched) = match prepared {
-        Some(p) => (Some(p.qemu), Some(p.region), Some(p.child), p.launched),
-        None => (None, None, None, program.clone()),
+    let (qemu, region, child_state, launched, guard) = match prepared {
+        Some(p) => (
+            Some(p.qemu),
+            Some(p.region),
+            Some(p.child),
+            p.launched,
+            p.guard,
+        ),
+        None => (None, None, None, program.clone(), None),
     };
+    if let Some((ino, dev, prefix)) = &guard {
+        if let Err(e) = tracer.guard_exec(*ino, *dev, prefix) {
+            if let Some(c) = child_state {
+                c.abort();
+            }
+            return Err(GuestviewError::Setup(format!(
+                "cannot guard the sandbox's execs: {e}"
+            )));
+        }
+    }
     let consumer = region.as_ref().map(Consumer::new);
 
     let info = RunInfo {
@@ -366,14 +428,14 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
     } else {
         Joiner::new(arch)
     };
-    if opts.sandbox {
+    if sandbox {
         joiner.in_pid_namespace();
     }
     if let Some(s) = (!opts.native)
         .then(|| crate::symbols::Symbolizer::from_elf(&program))
         .flatten()
     {
-        joiner.set_symbols(s, child);
+        joiner.set_symbols(s);
     }
     let mut views = Views {
         joiner,

@@ -827,8 +827,8 @@ fn root_patched_qemu_filter_api_answers_calls_the_host_never_sees() {
     let out = Command::new(repo().join("patches/tests/run"))
         .output()
         .expect("run patches/tests/run");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned()
-        + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "patches/tests/run failed:\n{text}");
     assert!(text.contains("4 passed, 0 failed"), "{text}");
 }

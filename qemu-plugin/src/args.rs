@@ -20,9 +20,13 @@ pub struct Options {
     /// this directory (the sandbox's `/.guestview`), so the guest can
     /// neither run nor read QEMU's own files.
     pub hide: Option<PathBuf>,
+    /// Follow guest execs: a guest program exec'd by the guest runs under
+    /// QEMU with this plugin again; anything else is refused (see `exec.rs`).
+    pub exec: bool,
 }
 
-const USAGE: &str = "arguments are ring=PATH, out=FILE, wait=on|off, hold=on|off, hide=DIR";
+const USAGE: &str =
+    "arguments are ring=PATH, out=FILE, wait=on|off, hold=on|off, hide=DIR, exec=on|off";
 
 fn boolean(key: &str, v: &str) -> Result<bool, String> {
     match v {
@@ -51,6 +55,7 @@ pub fn parse(argv: &[String]) -> Result<Options, String> {
             "out" => o.out = Some(PathBuf::from(v)),
             "wait" => o.wait = boolean(k, v)?,
             "hold" => o.hold = boolean(k, v)?,
+            "exec" => o.exec = boolean(k, v)?,
             _ => return Err(format!("unknown argument '{k}': {USAGE}")),
         }
     }

@@ -16,12 +16,16 @@
 //! shared between vCPUs on the ring path (per-thread state is thread-local).
 
 mod args;
+mod exec;
 mod insn;
 mod out;
 mod sys;
 
 use parking_lot::Mutex;
-use shmem_proto::record::{SPAN_FILE_OUTPUT, SPAN_RING_WAIT, SPAN_SETUP};
+use shmem_proto::record::{
+    note_bytes, EXEC_REFUSED_UNFOLLOWED, NOTE_EXEC, NOTE_EXEC_REFUSED, SPAN_EXEC_CHECK,
+    SPAN_FILE_OUTPUT, SPAN_RING_WAIT, SPAN_SETUP,
+};
 use shmem_proto::{
     monotonic_ns, Arch, GuestRecord, Origin, Producer, Pushed, Region, RegionParams,
 };
@@ -41,6 +45,8 @@ struct Plugin {
     /// Guest numbers of calls after which this process image may be gone
     /// (exec, exit, signals): `out=` is flushed before them.
     flush_before: Vec<i64>,
+    /// `exec=on`: how to start QEMU again on a program the guest execs.
+    restart: Option<exec::Restart>,
 }
 
 static PLUGIN: OnceLock<Plugin> = OnceLock::new();
@@ -218,6 +224,16 @@ extern "C" fn on_tb_trans(_id: sys::qemu_plugin_id_t, tb: *mut sys::qemu_plugin_
     let Some(plugin) = PLUGIN.get() else { return };
     // SAFETY: `tb` is the live handle QEMU passed to this translation callback.
     let n = unsafe { sys::qemu_plugin_tb_n_insns(tb) };
+    if plugin.restart.is_some() && !exec::guest_base_known() && n > 0 {
+        // SAFETY: index 0 < n_insns.
+        let insn = unsafe { sys::qemu_plugin_tb_get_insn(tb, 0) };
+        if !insn.is_null() {
+            if let Some(h) = sys::insn_haddr(insn) {
+                // SAFETY: insn is live during this callback.
+                exec::note_guest_base(h, unsafe { sys::qemu_plugin_insn_vaddr(insn) });
+            }
+        }
+    }
     let mut buf = [0u8; insn::MAX_LEN];
     for i in 0..n {
         // SAFETY: i < n_insns, as the API requires.
@@ -259,12 +275,25 @@ extern "C" fn on_syscall(
 ) {
     let Some(plugin) = PLUGIN.get() else { return };
     let pc = LAST_PC.try_with(|c| c.replace(0)).unwrap_or(0);
+    let args = [a1, a2, a3, a4, a5, a6, a7, a8];
     with_thread(vcpu, |ts| {
+        // A guest exec is decided before the call's window opens: looking
+        // at the file makes host syscalls of the plugin's own.
+        let exec_decision = plugin.restart.as_ref().filter(|r| r.is_exec(nr)).map(|r| {
+            let t0 = monotonic_ns();
+            let d = r.decide(nr, &args);
+            let span = GuestRecord::PluginSpan {
+                at: ts.origin(t0),
+                end_ns: monotonic_ns(),
+                reason: SPAN_EXEC_CHECK,
+            };
+            ts.push(&span);
+            (r, d)
+        });
         ts.reserve();
         // Everything above may make syscalls; from here to the return
         // callback's timestamp, nothing of ours does.
         let t = monotonic_ns();
-        let args = [a1, a2, a3, a4, a5, a6, a7, a8];
         let pc = (pc != 0).then_some(pc);
         ts.push(&GuestRecord::SysEnter {
             at: ts.origin(t),
@@ -295,7 +324,60 @@ extern "C" fn on_syscall(
                 }
             }
         }
+        if let Some((restart, d)) = exec_decision {
+            follow_exec(plugin, ts, restart, d);
+        }
     });
+}
+
+/// Carry out an exec decision: start QEMU with this plugin on the guest
+/// program (the call never returns then), or note a refusal. After a
+/// refusal QEMU goes on and passes the call to the host (see `exec.rs`).
+fn follow_exec(plugin: &Plugin, ts: &mut ThreadState, restart: &exec::Restart, d: exec::Decision) {
+    let note = |ts: &mut ThreadState, code, detail, path: &[u8]| {
+        let rec = GuestRecord::Note {
+            at: ts.origin(monotonic_ns()),
+            code,
+            detail,
+            text: note_bytes(path),
+        };
+        ts.push(&rec);
+    };
+    match d {
+        exec::Decision::Run {
+            program,
+            argv,
+            env,
+            made_fd,
+        } => {
+            note(ts, NOTE_EXEC, 0, &program);
+            // This image ends here: its rings go back to the consumer.
+            if let Some(r) = plugin.region {
+                r.close_rings_of(ts.pid);
+            }
+            if let Some(p) = ts.producer.take() {
+                std::mem::forget(p);
+            }
+            let errno = restart.run(&program, &argv, &env);
+            if let Some(fd) = made_fd {
+                sys::close_fd(fd);
+            }
+            ts.producer = plugin.region.and_then(|r| r.claim(ts.pid, ts.tid, ts.vcpu));
+            eprintln!(
+                "guestview plugin: cannot restart {} on {}: {}",
+                restart.exe().to_string_lossy(),
+                String::from_utf8_lossy(&program),
+                std::io::Error::from_raw_os_error(errno)
+            );
+            note(ts, NOTE_EXEC_REFUSED, EXEC_REFUSED_UNFOLLOWED, &program);
+        }
+        exec::Decision::Refuse {
+            reason: Some(reason),
+            path,
+            ..
+        } => note(ts, NOTE_EXEC_REFUSED, reason, &path),
+        exec::Decision::Refuse { reason: None, .. } => {}
+    }
 }
 
 extern "C" fn on_syscall_ret(_id: sys::qemu_plugin_id_t, vcpu: c_uint, nr: i64, ret: i64) {
@@ -520,12 +602,18 @@ fn install(
     .iter()
     .filter_map(|n| out::syscall_nr(arch, n))
     .collect();
+    let restart = if opts.exec {
+        Some(exec::Restart::from_self(arch)?)
+    } else {
+        None
+    };
     PLUGIN
         .set(Plugin {
             arch,
             region,
             out,
             flush_before,
+            restart,
         })
         .map_err(|_| "loaded twice into one QEMU".to_string())?;
     if let Some(path) = &announce {

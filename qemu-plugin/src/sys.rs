@@ -111,3 +111,110 @@ fn insn_data_v1() -> Option<InsnDataV1> {
         }
     })
 }
+
+/// API v1 `void *qemu_plugin_insn_haddr(const struct qemu_plugin_insn *)`:
+/// in user mode, the host address of the instruction's bytes.
+type InsnHaddr = unsafe extern "C" fn(*const qemu_plugin_insn) -> *mut c_void;
+
+/// Where QEMU keeps the bytes of a guest instruction, in the host's
+/// address space (user mode: guest address + QEMU's `guest_base`). Only
+/// call during a translation callback.
+pub fn insn_haddr(insn: *mut qemu_plugin_insn) -> Option<u64> {
+    use std::sync::OnceLock;
+    static F: OnceLock<Option<InsnHaddr>> = OnceLock::new();
+    let f = (*F.get_or_init(|| {
+        // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name; a
+        // non-null result is QEMU's exported function of this signature.
+        let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"qemu_plugin_insn_haddr".as_ptr()) };
+        // SAFETY: see above.
+        (!p.is_null()).then(|| unsafe { std::mem::transmute::<*mut c_void, InsnHaddr>(p) })
+    }))?;
+    // SAFETY: `insn` is live during the translation callback.
+    let p = unsafe { f(insn) };
+    (!p.is_null()).then_some(p as u64)
+}
+
+/// Copy bytes of this process's memory at `addr` into `buf` without
+/// faulting on unmapped addresses (guest pointers are not trusted):
+/// returns how many bytes could be read.
+pub fn read_own_memory(addr: u64, buf: &mut [u8]) -> usize {
+    let local = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let remote = libc::iovec {
+        iov_base: addr as usize as *mut c_void,
+        iov_len: buf.len(),
+    };
+    // SAFETY: process_vm_readv on our own pid writes at most buf.len()
+    // bytes into `buf` and reports unreadable remote memory as an error
+    // instead of faulting.
+    let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+    usize::try_from(n).unwrap_or(0)
+}
+
+/// `openat(dirfd, path, O_RDONLY | O_CLOEXEC)`: an owned file or the errno.
+pub fn open_at(dirfd: c_int, path: &std::ffi::CStr) -> Result<std::fs::File, i32> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: openat with a NUL-terminated path; the fd it returns is ours.
+    let fd = unsafe { libc::openat(dirfd, path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO));
+    }
+    // SAFETY: fd is a fresh descriptor owned by nobody else.
+    Ok(unsafe { std::fs::File::from_raw_fd(fd) })
+}
+
+/// A copy of `fd` without close-on-exec at or above `min` (so a path
+/// `/proc/self/fd/N` to it survives into the next image).
+pub fn dup_inheritable(fd: c_int, min: c_int) -> Result<c_int, i32> {
+    // SAFETY: fcntl(F_DUPFD) has no memory arguments.
+    let n = unsafe { libc::fcntl(fd, libc::F_DUPFD, min) };
+    if n < 0 {
+        Err(std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EBADF))
+    } else {
+        Ok(n)
+    }
+}
+
+/// Close a descriptor made by [`dup_inheritable`] (an exec that failed).
+pub fn close_fd(fd: c_int) {
+    // SAFETY: closing a descriptor we made.
+    unsafe { libc::close(fd) };
+}
+
+/// Does the calling process's effective group set contain `gid`?
+pub fn in_group(gid: u32) -> bool {
+    // SAFETY: getegid cannot fail.
+    if unsafe { libc::getegid() } == gid {
+        return true;
+    }
+    let mut groups = [0 as libc::gid_t; 256];
+    // SAFETY: getgroups writes at most groups.len() entries.
+    let n = unsafe { libc::getgroups(groups.len() as c_int, groups.as_mut_ptr()) };
+    groups[..usize::try_from(n).unwrap_or(0)].contains(&gid)
+}
+
+/// The calling process's effective user id.
+pub fn euid() -> u32 {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// `execve(path, argv, envp)`; returns the errno if it failed.
+pub fn execve(path: &std::ffi::CStr, argv: &[std::ffi::CString], env: &[std::ffi::CString]) -> i32 {
+    let mut a: Vec<*const c_char> = argv.iter().map(|s| s.as_ptr()).collect();
+    a.push(std::ptr::null());
+    let mut e: Vec<*const c_char> = env.iter().map(|s| s.as_ptr()).collect();
+    e.push(std::ptr::null());
+    // SAFETY: NUL-terminated path and NULL-terminated arrays of pointers to
+    // NUL-terminated strings that outlive the call.
+    unsafe { libc::execve(path.as_ptr(), a.as_ptr(), e.as_ptr()) };
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
+}

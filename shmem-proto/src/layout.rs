@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64};
 /// First eight bytes of every region: `GVRING` + two version-independent bytes.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"GVRING\x00\x01");
 /// Version of this layout. The consumer refuses any other.
-pub const ABI_VERSION: u32 = 3;
+pub const ABI_VERSION: u32 = 4;
 /// Size of one record in bytes.
 pub const RECORD_SIZE: usize = 128;
 /// Size of the region header in bytes.
@@ -156,8 +156,12 @@ pub const KIND_PLUGIN_SPAN: u16 = 5;
 pub const KIND_PROCESS_START: u16 = 6;
 /// The QEMU process is exiting (`ret` = guest exit code).
 pub const KIND_PROCESS_EXIT: u16 = 7;
+/// Something the plugin did or refused that the correlator should know
+/// (`nr` = a `NOTE_*` code, `ret` = its detail, `args` = up to 64 bytes of
+/// text, NUL-padded: a path).
+pub const KIND_NOTE: u16 = 8;
 /// Highest valid kind.
-pub const KIND_MAX: u16 = 7;
+pub const KIND_MAX: u16 = 8;
 
 /// Checksum of a record's first 120 bytes. Cheap (one multiply per word),
 /// not cryptographic: it catches torn and random writes, and makes a forged

@@ -33,6 +33,22 @@ struct {
 	__type(value, __u8);
 } traced SEC(".maps");
 
+/* The exec guard of a sandboxed run (see struct gv_guard). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct gv_guard);
+} guard SEC(".maps");
+
+/* Scratch for the guard's copy of the new image's arguments. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, char[GV_GUARD_PREFIX_MAX]);
+} guard_buf SEC(".maps");
+
 /* Size set by user space (TracerOptions::ring_bytes) before load. */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -463,23 +479,70 @@ int BPF_PROG(gv_fork, struct task_struct *parent, struct task_struct *child)
 	return 0;
 }
 
+/*
+ * The exec guard: is the image this exec loaded the allowed one (QEMU's
+ * loader, file and arguments as guestview starts it)? Runs after the point
+ * of no return but before the new image's first instruction, so a SIGKILL
+ * sent here is taken before anything of the image runs.
+ */
+static __always_inline int exec_allowed(struct task_struct *p, struct linux_binprm *bprm,
+					const struct gv_guard *g)
+{
+	struct inode *inode = BPF_CORE_READ(bprm, file, f_inode);
+	__u32 zero = 0, n = g->prefix_len;
+	unsigned long start, end;
+	char *buf;
+	int i;
+
+	if (!inode || BPF_CORE_READ(inode, i_ino) != g->ino ||
+	    BPF_CORE_READ(inode, i_sb, s_dev) != g->dev)
+		return 0;
+	if (n == 0 || n > GV_GUARD_PREFIX_MAX)
+		return 0;
+	start = BPF_CORE_READ(p, mm, arg_start);
+	end = BPF_CORE_READ(p, mm, arg_end);
+	if (end < start || end - start < n)
+		return 0;
+	buf = bpf_map_lookup_elem(&guard_buf, &zero);
+	if (!buf)
+		return 0;
+	if (bpf_probe_read_user(buf, n, (const void *)start))
+		return 0;
+	for (i = 0; i < GV_GUARD_PREFIX_MAX; i++) {
+		if (i >= n)
+			break;
+		if (buf[i] != g->prefix[i])
+			return 0;
+	}
+	return 1;
+}
+
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(gv_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
 	__u32 tgid = p->tgid;
 	struct gv_exec_event *e;
 	struct gv_pending *pend;
+	const struct gv_guard *g;
+	__u32 zero = 0;
+	__u16 killed = 0;
 	long n;
 
 	if (!is_traced(tgid))
 		return 0;
+
+	g = bpf_map_lookup_elem(&guard, &zero);
+	if (g && g->enabled && !exec_allowed(p, bprm, g)) {
+		bpf_send_signal(9 /* SIGKILL */);
+		killed = GV_F_EXEC_KILLED;
+	}
 
 	e = bpf_ringbuf_reserve(&rb, sizeof(*e), 0);
 	if (!e) {
 		count_dropped();
 		return 0;
 	}
-	fill_hdr(&e->hdr, GV_OP_EXEC, 0, sizeof(*e), bpf_ktime_get_ns());
+	fill_hdr(&e->hdr, GV_OP_EXEC, killed, sizeof(*e), bpf_ktime_get_ns());
 	e->tgid = tgid;
 	e->tid = p->pid;
 	e->old_tid = old_pid;

@@ -50,6 +50,28 @@ enum gv_flag {
 	GV_F_PATH_FAULT = 1 << 3,
 	/* The thread died while this syscall was in flight (GV_OP_NORETURN). */
 	GV_F_INTERRUPTED = 1 << 4,
+	/* GV_OP_EXEC: the exec guard found the new image is not the one
+	 * allowed (QEMU with the plugin) and sent SIGKILL, which is taken
+	 * before the image's first instruction. */
+	GV_F_EXEC_KILLED = 1 << 5,
+};
+
+/* Bytes of the argument prefix the exec guard compares. */
+#define GV_GUARD_PREFIX_MAX 512
+
+/*
+ * Value of the array `guard` (key 0), set by user space for a sandboxed
+ * run: every exec in the traced tree must load the file (ino, dev) and
+ * start with exactly these argument bytes (argv[0..k] with their NULs), or
+ * it is killed before it runs.
+ */
+struct gv_guard {
+	__u32 enabled;
+	__u32 prefix_len;
+	__u64 ino;
+	__u32 dev; /* the kernel's dev_t: major << 20 | minor */
+	__u32 _pad0;
+	char prefix[GV_GUARD_PREFIX_MAX];
 };
 
 /* Common header of every record (16 bytes). */
@@ -137,6 +159,7 @@ _Static_assert(sizeof(struct gv_fork_event) == 48, "gv_fork_event size");
 _Static_assert(sizeof(struct gv_exec_event) == 288, "gv_exec_event size");
 _Static_assert(sizeof(struct gv_exit_event) == 32, "gv_exit_event size");
 _Static_assert(sizeof(struct gv_stats) == 32, "gv_stats size");
+_Static_assert(sizeof(struct gv_guard) == 24 + GV_GUARD_PREFIX_MAX, "gv_guard size");
 GV_ASSERT_LAYOUT(gv_event_hdr, ktime, 8);
 GV_ASSERT_LAYOUT(gv_syscall_event, nr, 24);
 GV_ASSERT_LAYOUT(gv_syscall_event, args, 32);
