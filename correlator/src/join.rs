@@ -51,6 +51,9 @@ struct GuestCall {
     /// An exec that replaced the image at this time: host calls that begin
     /// later are the new image's, not this call's.
     end: Option<u64>,
+    /// The program a followed exec runs (the plugin's note): the call's
+    /// path, where the host's exec names QEMU's loader.
+    exec_program: Option<String>,
     host: Vec<HostCall>,
 }
 
@@ -352,6 +355,7 @@ impl Joiner {
                     exit: None,
                     exit_pass: 0,
                     end: None,
+                    exec_program: None,
                     // Nearly every call gets one host call: room for it
                     // now is cheaper than growing from nothing.
                     host: Vec::with_capacity(1),
@@ -407,7 +411,11 @@ impl Joiner {
                 text,
                 ..
             } => {
-                self.exec_notes.insert(at.pid, note_text(&text));
+                let program = note_text(&text);
+                if let Some(g) = th.open.as_mut() {
+                    g.exec_program = Some(program.clone());
+                }
+                self.exec_notes.insert(at.pid, program);
             }
             GuestRecord::Note {
                 code: NOTE_EXEC_REFUSED,
@@ -631,7 +639,11 @@ impl Joiner {
             if idx > 0 {
                 let g = &mut th.done[idx - 1];
                 if g.exit.is_some_and(|(t_exit, _)| h.t_exit_ns <= t_exit)
-                    || g.end.is_some_and(|end| start <= end)
+                    || g.end.is_some_and(|end| {
+                        // The exec itself is recorded at its return, in the
+                        // new image, just after `end`.
+                        start <= end || (h.t_enter_ns == 0 && matches!(h.nr, 59 | 322))
+                    })
                 {
                     g.host.push(call);
                     self.stats.host_attributed += 1;
@@ -665,7 +677,10 @@ impl Joiner {
         let name = tables::guest_syscall_name(arch, g.nr);
         let ret = g.exit.map(|(_, r)| r);
         let errno = ret.and_then(|r| verdict::errno_of(arch, r));
-        let path = verdict::path_of(name, &g.host);
+        let path = match g.exec_program {
+            Some(p) => Some(p),
+            None => verdict::path_of(name, &g.host),
+        };
         let v = if g.t_enter < self.host_view_from {
             "guest-only"
         } else {
@@ -752,7 +767,15 @@ impl Joiner {
         for th in self.threads.values_mut() {
             while let Some(g) = th.done.front() {
                 let last = g.exit.map(|(t, _)| t).or(g.end);
-                let ok = all || (g.exit_pass < pass && last.is_none_or(|t| t <= horizon));
+                // An exec's own host call is recorded just after the exec
+                // event that ended the call, maybe a drain later: one more
+                // pass for it.
+                let passes = if g.exit.is_none() && g.end.is_some() {
+                    1
+                } else {
+                    0
+                };
+                let ok = all || (g.exit_pass + passes < pass && last.is_none_or(|t| t <= horizon));
                 if !ok {
                     break;
                 }

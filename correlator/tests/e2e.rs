@@ -113,7 +113,9 @@ fn gv_run_with(
     cmd.args(["run", "--format", "jsonl", "--output"])
         .arg(&jsonl);
     if let Some(q) = qemu {
-        cmd.arg("--qemu").arg(q);
+        // A QEMU wrapped in a host script (strace) can only run outside the
+        // sandbox, which runs nothing of the host's but QEMU itself.
+        cmd.arg("--no-sandbox").arg("--qemu").arg(q);
     }
     let out = cmd
         .arg(prog)
@@ -296,8 +298,9 @@ fn root_host_calls_belong_to_their_guest_call() {
     let arch = shmem_proto::Arch::Mips;
     let mut checked = 0;
     for (name, args) in PROGRAMS {
+        // In the sandbox, /tmp is the guest's own (and gone after the run).
         let args: Vec<&str> = if *name == "fileio" {
-            vec![env!("CARGO_TARGET_TMPDIR")]
+            vec!["/tmp"]
         } else {
             args.to_vec()
         };
@@ -419,14 +422,25 @@ fn root_forked_children_are_joined_in_their_own_process() {
     assert!(pids.len() >= 5, "parent + 4 children, got {pids:?}");
     let main_pid = r.syscalls()[0]["pid"].as_u64().unwrap();
     let children: HashSet<u64> = pids.iter().copied().filter(|p| *p != main_pid).collect();
-    // every wait4 in the parent returned one of the children seen
+    // Every wait4 in the parent returned one of the children seen. The
+    // guest sees the ids of its PID namespace (the sandbox's); records
+    // carry host ids, and each fork record says the child's id inside.
+    let inside: HashMap<u64, u64> = r
+        .of_type("process")
+        .iter()
+        .filter(|p| p["event"] == "fork")
+        .map(|p| {
+            let pid = p["pid"].as_u64().unwrap();
+            (p["ns_pid"].as_u64().unwrap_or(pid), pid)
+        })
+        .collect();
     let waited: HashSet<u64> = r
         .syscalls()
         .iter()
         .filter(|s| name_of(s) == "wait4" && s["pid"].as_u64() == Some(main_pid))
         .filter_map(|s| s["ret"].as_i64())
         .filter(|r| *r > 0)
-        .map(|r| r as u64)
+        .map(|r| inside[&(r as u64)])
         .collect();
     assert_eq!(waited, children, "wait4 results vs children with calls");
     for c in &children {
@@ -529,12 +543,7 @@ fn root_emulated_and_unsupported_calls_are_judged_so() {
             "{n}: {v:?}"
         );
     }
-    let r = gv_run(
-        "fileio",
-        &guest("fileio"),
-        &[env!("CARGO_TARGET_TMPDIR")],
-        &[],
-    );
+    let r = gv_run("fileio", &guest("fileio"), &["/tmp"], &[]);
     let llseek: Vec<_> = r
         .syscalls()
         .into_iter()
