@@ -369,26 +369,33 @@ fn root_four_threads_each_get_their_own_host_calls() {
     let r = gv_run("threads", &guest("threads"), &[], &[]);
     assert!(r.out.status.success(), "{:?}", r.out);
     let mut per_tid: HashMap<u64, u64> = HashMap::new();
+    let mut ns_tids = HashSet::new();
     let mut gettids = 0;
     for s in r.syscalls() {
         let tid = s["tid"].as_u64().unwrap();
         *per_tid.entry(tid).or_default() += 1;
         if name_of(s) == "gettid" {
             gettids += 1;
+            // The guest's id is its PID namespace's (the sandbox's); the
+            // host gettid QEMU made for it, on the same host thread, saw
+            // the same namespace.
+            let host: Vec<&Value> = s["host"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|h| h["name"] == "gettid")
+                .collect();
+            assert_eq!(host.len(), 1, "{s}");
             assert_eq!(
-                s["ret"].as_u64().unwrap(),
+                host[0]["tid"].as_u64().unwrap(),
                 tid,
+                "host gettid of another thread attributed: {s}"
+            );
+            assert_eq!(
+                host[0]["ret"], s["ret"],
                 "guest gettid returned another thread's id: {s}"
             );
-            for h in s["host"].as_array().unwrap() {
-                if h["name"] == "gettid" {
-                    assert_eq!(
-                        h["ret"].as_u64().unwrap(),
-                        tid,
-                        "host gettid of another thread attributed: {s}"
-                    );
-                }
-            }
+            ns_tids.insert(s["ret"].as_u64().unwrap());
         }
     }
     let busy = per_tid.values().filter(|n| **n >= 100).count();
@@ -397,6 +404,7 @@ fn root_four_threads_each_get_their_own_host_calls() {
         "4 threads with >=100 calls each, got {per_tid:?}"
     );
     assert!(gettids >= 4 * 40, "gettid calls: {gettids}");
+    assert_eq!(ns_tids.len(), 4, "four threads, four ids: {ns_tids:?}");
     assert_eq!(
         r.of_type("thread")
             .iter()

@@ -166,7 +166,10 @@ fn root_sandbox_keeps_the_guest_from_the_host_and_the_join_whole() {
     let cached_root = PathBuf::from(String::from_utf8_lossy(&cached_root.stdout).trim());
     assert!(cached_root.join("etc/passwd").exists());
     for w in writes.iter().chain([&mark]) {
-        assert!(!Path::new(w).exists(), "a guest write reached the host: {w}");
+        assert!(
+            !Path::new(w).exists(),
+            "a guest write reached the host: {w}"
+        );
         let in_root = cached_root.join(w.trim_start_matches('/'));
         assert!(!in_root.exists(), "a guest write reached the root: {w}");
     }
@@ -262,14 +265,20 @@ fn root_sandbox_refuses_host_native_code_and_alerts() {
         "/.guestview/bin/qemu-mips",
         "/.guestview/lib/ld-linux-x86-64.so.2",
     ] {
-        assert!(alerted(path, "exec-native"), "no alert for {path}: {alerts:#?}");
+        assert!(
+            alerted(path, "exec-native"),
+            "no alert for {path}: {alerts:#?}"
+        );
     }
     for a in &alerts {
         assert!(a["action"] == "deny" || a["action"] == "kill", "{a}");
     }
     // What the kernel did load was killed, and said so.
     if p["loader"] == "killed: signal 9" {
-        assert!(alerted("/.guestview/lib/ld-linux-x86-64.so.2", "exec-untraced"));
+        assert!(alerted(
+            "/.guestview/lib/ld-linux-x86-64.so.2",
+            "exec-untraced"
+        ));
     }
     // No exec other than QEMU's own start and what the guard killed.
     for e in of_type(&events, "process")
@@ -323,13 +332,22 @@ fn root_sandbox_runs_a_shell_script_joined_completely() {
     let binds: Vec<&str> = binds.iter().map(String::as_str).collect();
     let (out, events) = gv("shell", &binds, &guest("minish"), &["/opt/sh/main.sh"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(3), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(stdout.matches("hello from MIPS").count(), 4, "{stdout}");
     for f in ["/etc/passwd", "/etc/group", "/etc/hosts"] {
         assert!(stdout.contains(&format!("{f}: ")), "{f}: {stdout}");
     }
     assert!(stdout.contains("minish: notthere: status 127"), "{stdout}");
-    assert!(of_type(&events, "alert").is_empty(), "{:#?}", of_type(&events, "alert"));
+    assert!(
+        of_type(&events, "alert").is_empty(),
+        "{:#?}",
+        of_type(&events, "alert")
+    );
     assert_nothing_lost(&events);
 
     // Every exec is a guest program under QEMU with the plugin, named.
@@ -340,12 +358,18 @@ fn root_sandbox_runs_a_shell_script_joined_completely() {
         .filter_map(|p| p["program"].as_str())
         .collect();
     assert_eq!(
-        programs.iter().filter(|p| **p == "/opt/guest/hello").count(),
+        programs
+            .iter()
+            .filter(|p| **p == "/opt/guest/hello")
+            .count(),
         4,
         "{programs:?}"
     );
     assert_eq!(
-        programs.iter().filter(|p| **p == "/opt/guest/minish").count(),
+        programs
+            .iter()
+            .filter(|p| **p == "/opt/guest/minish")
+            .count(),
         1,
         "{programs:?}"
     );
@@ -361,7 +385,10 @@ fn root_sandbox_runs_a_shell_script_joined_completely() {
     for pid in &exec_pids {
         let mine: Vec<&&Value> = calls.iter().filter(|c| c["pid"] == *pid).collect();
         assert!(
-            mine.iter().filter(|c| !c["host"].as_array().unwrap().is_empty()).count() > 5
+            mine.iter()
+                .filter(|c| !c["host"].as_array().unwrap().is_empty())
+                .count()
+                > 5
                 && mine.iter().any(|c| c["name"] == "exit_group"),
             "process {pid} is not joined: {} calls",
             mine.len()
@@ -369,7 +396,11 @@ fn root_sandbox_runs_a_shell_script_joined_completely() {
         assert!(mine
             .iter()
             .filter(|c| c["name"] == "write")
-            .all(|c| c["host"].as_array().unwrap().iter().any(|h| h["name"] == "write")));
+            .all(|c| c["host"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|h| h["name"] == "write")));
         assert!(procs
             .iter()
             .any(|p| p["event"] == "exit" && p["pid"] == *pid && p["status"] == 0));
@@ -387,9 +418,9 @@ fn root_sandbox_runs_a_shell_script_joined_completely() {
         assert_eq!(c["host"][0]["ret"], 0, "{c}");
     }
     // Through PATH, the missing directory failed first, as on a real system.
-    assert!(calls
-        .iter()
-        .any(|c| c["name"] == "execve" && c["errno"] == "ENOENT" && c["path"] == "/nonexistent/hello"));
+    assert!(calls.iter().any(|c| c["name"] == "execve"
+        && c["errno"] == "ENOENT"
+        && c["path"] == "/nonexistent/hello"));
 }
 
 #[test]
@@ -431,7 +462,10 @@ fn root_sandbox_binds_and_workdir() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("note"), "from the host\n").unwrap();
-    let _ = Command::new("chmod").args(["-R", "a+rwX"]).arg(&dir).status();
+    let _ = Command::new("chmod")
+        .args(["-R", "a+rwX"])
+        .arg(&dir)
+        .status();
     let ro = format!("{}:/data", dir.display());
     let rw = format!("{}:/data:rw", dir.display());
     // Read-only by default: readable, not writable.
@@ -480,7 +514,10 @@ fn root_sandbox_binds_and_workdir() {
         let (out, _) = gv("bad-bind", &["--bind", bad], &guest("hello"), &[]);
         assert_eq!(out.status.code(), Some(2), "{bad}");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("--bind") && err.contains(bad.split(':').next().unwrap()), "{err}");
+        assert!(
+            err.contains("--bind") && err.contains(bad.split(':').next().unwrap()),
+            "{err}"
+        );
     }
 }
 
@@ -497,8 +534,7 @@ fn ownerless_bpf(kind: &str) -> usize {
             a.iter()
                 .filter(|e| {
                     let name = e["name"].as_str().or(e["prog_name"].as_str()).unwrap_or("");
-                    name.starts_with("gv_")
-                        && e["pids"].as_array().is_none_or(|p| p.is_empty())
+                    name.starts_with("gv_") && e["pids"].as_array().is_none_or(|p| p.is_empty())
                 })
                 .count()
         })
@@ -541,7 +577,10 @@ fn root_sandbox_a_hundred_runs_leave_nothing_behind() {
         .unwrap()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| pids.iter().any(|p| n.starts_with(&format!("guestview-{p}-"))))
+        .filter(|n| {
+            pids.iter()
+                .any(|p| n.starts_with(&format!("guestview-{p}-")))
+        })
         .collect();
     assert!(shm.is_empty(), "rings left in /dev/shm: {shm:?}");
     let alive: Vec<String> = std::fs::read_dir("/proc")
@@ -606,7 +645,11 @@ fn root_rootfs_build_covers_every_architecture() {
         ("aarch64", "libc6-arm64-cross", "ld-linux-aarch64.so.1"),
         ("ppc", "libc6-powerpc-cross", "ld.so.1"),
         ("ppc64le", "libc6-ppc64el-cross", "ld64.so.2"),
-        ("riscv64", "libc6-riscv64-cross", "ld-linux-riscv64-lp64d.so.1"),
+        (
+            "riscv64",
+            "libc6-riscv64-cross",
+            "ld-linux-riscv64-lp64d.so.1",
+        ),
         ("x86_64", "libc6-amd64-cross", "ld-linux-x86-64.so.2"),
     ] {
         let installed = Command::new("dpkg-query")
@@ -645,7 +688,11 @@ fn root_rootfs_build_covers_every_architecture() {
         use std::os::unix::fs::MetadataExt;
         for f in ["", "etc/passwd", "lib/libc.so.6", "tmp"] {
             let m = std::fs::symlink_metadata(root.join(f)).unwrap();
-            assert_eq!(m.uid(), SANDBOX_UID, "{arch}: {f} owned by the sandbox's root");
+            assert_eq!(
+                m.uid(),
+                SANDBOX_UID,
+                "{arch}: {f} owned by the sandbox's root"
+            );
         }
         assert_eq!(
             std::fs::metadata(root.join("tmp")).unwrap().mode() & 0o7777,
