@@ -229,11 +229,24 @@ impl Joiner {
         self.host_view_from = t_ns;
     }
 
-    /// Name guest PCs from the program's symbols, in the process the run's
-    /// first exec starts QEMU in and the processes it forks, until one of
+    /// Name guest PCs from the program's symbols, in process `launched`
+    /// (QEMU, already running the program) or else the process the run's
+    /// first exec starts QEMU in, and the processes it forks, until one of
     /// them execs another image.
-    pub fn set_symbols(&mut self, symbols: Symbolizer) {
+    pub fn set_symbols(&mut self, symbols: Symbolizer, launched: Option<u32>) {
         self.symbols = Some(symbols);
+        if let Some(p) = launched {
+            self.launched_image.insert(p, ());
+            self.first_exec_seen = true;
+        }
+    }
+
+    /// In a PID namespace: the guest side's id `ns` is the host's `host`
+    /// (a process whose fork was not traced).
+    pub fn map_ns_id(&mut self, ns: u32, host: u32) {
+        if let Some(m) = &mut self.ns_ids {
+            m.insert(ns, host);
+        }
     }
 
     fn pc_symbol(&mut self, pid: u32, pc: Option<u64>) -> Option<Name> {

@@ -128,6 +128,9 @@ pub struct Held {
     err: libc::c_int,
     /// Sandbox steps, to name the one that failed.
     steps: Vec<String>,
+    /// A sandbox: where the outer child says the host pid of the sandbox's
+    /// first process (the one that execs QEMU).
+    inner: Option<libc::c_int>,
 }
 
 /// Fork a child that will `exec` `argv` (with `cwd` if given) once released.
@@ -185,6 +188,7 @@ pub fn spawn_held(argv: &[OsString], cwd: Option<&Path>) -> Result<Held, LaunchE
         go: go[1],
         err: err[0],
         steps: Vec::new(),
+        inner: None,
     })
 }
 
@@ -407,7 +411,8 @@ pub fn spawn_held_sandboxed(plan: &crate::sandbox::Plan) -> Result<Held, LaunchE
     // Hand-shake of the id maps: inner -> outer "unshared", outer -> inner "mapped".
     let mut up = [0 as libc::c_int; 2];
     let mut down = [0 as libc::c_int; 2];
-    for p in [&mut go, &mut err, &mut up, &mut down] {
+    let mut said = [0 as libc::c_int; 2];
+    for p in [&mut go, &mut err, &mut up, &mut down, &mut said] {
         // SAFETY: pipe2 writes two fds into an array of two ints.
         if unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
             return Err(LaunchError::Spawn(std::io::Error::last_os_error()));
@@ -441,6 +446,7 @@ pub fn spawn_held_sandboxed(plan: &crate::sandbox::Plan) -> Result<Held, LaunchE
                 // PID 1 of the new namespace: build the world, enter it.
                 libc::close(up[0]);
                 libc::close(down[1]);
+                libc::close(said[1]);
                 if libc::unshare(libc::CLONE_NEWNS) != 0 {
                     child_fail(err[1], STEP_MOUNTNS);
                 }
@@ -539,8 +545,11 @@ pub fn spawn_held_sandboxed(plan: &crate::sandbox::Plan) -> Result<Held, LaunchE
                 libc::execve(argv[0], argv.as_ptr(), envp.as_ptr());
                 child_fail(err[1], STEP_EXEC);
             }
-            // The outer child: map the inner one's ids once it has its user
-            // namespace, then wait for the sandbox and pass its status on.
+            // The outer child: say who the inner one is, map its ids once it
+            // has its user namespace, then wait for the sandbox and pass its
+            // status on.
+            libc::write(said[1], std::ptr::addr_of!(inner).cast(), 4);
+            libc::close(said[1]);
             libc::close(up[1]);
             libc::close(down[0]);
             let mut b = 0u8;
@@ -571,7 +580,7 @@ pub fn spawn_held_sandboxed(plan: &crate::sandbox::Plan) -> Result<Held, LaunchE
     }
     // SAFETY: closing our copies of the children's ends.
     unsafe {
-        for fd in [go[0], err[1], up[0], up[1], down[0], down[1]] {
+        for fd in [go[0], err[1], up[0], up[1], down[0], down[1], said[1]] {
             libc::close(fd);
         }
     }
@@ -580,12 +589,20 @@ pub fn spawn_held_sandboxed(plan: &crate::sandbox::Plan) -> Result<Held, LaunchE
         go: go[1],
         err: err[0],
         steps,
+        inner: Some(said[0]),
     })
 }
 
 impl Held {
     /// Let the child exec; reports an exec failure.
     pub fn release(self) -> Result<libc::pid_t, LaunchError> {
+        self.release_all().map(|(pid, _)| pid)
+    }
+
+    /// Let the child exec (a sandbox: build itself and exec QEMU); returns
+    /// its pid and, for a sandbox, the host pid of the sandbox's first
+    /// process, which exec'd QEMU.
+    pub fn release_all(self) -> Result<(libc::pid_t, Option<libc::pid_t>), LaunchError> {
         let b = 1u8;
         // SAFETY: writing one byte from a valid buffer to our pipe end.
         unsafe { libc::write(self.go, std::ptr::addr_of!(b).cast(), 1) };
@@ -594,6 +611,16 @@ impl Held {
         // succeeded (4 bytes: errno of exec, 8: errno and sandbox step).
         let n = unsafe { libc::read(self.err, msg.as_mut_ptr().cast(), 8) };
         let e = msg[0];
+        let mut inner: libc::pid_t = 0;
+        if let Some(fd) = self.inner {
+            // SAFETY: reading 4 bytes into a pid_t; closing our own fd.
+            unsafe {
+                if libc::read(fd, std::ptr::addr_of_mut!(inner).cast(), 4) != 4 {
+                    inner = 0;
+                }
+                libc::close(fd);
+            }
+        }
         // SAFETY: closing our own fds.
         unsafe {
             libc::close(self.go);
@@ -612,7 +639,7 @@ impl Held {
             }
             return Err(LaunchError::Spawn(source));
         }
-        Ok(self.pid)
+        Ok((self.pid, (inner > 0).then_some(inner)))
     }
 
     /// Kill the held child (set-up failed after the fork).
@@ -624,6 +651,9 @@ impl Held {
             libc::waitpid(self.pid, &mut st, 0);
             libc::close(self.go);
             libc::close(self.err);
+            if let Some(fd) = self.inner {
+                libc::close(fd);
+            }
         }
     }
 }

@@ -228,19 +228,23 @@ fn shift_owner(dir: &Path) -> Result<(), RootfsError> {
 
 /// The cached root for `arch`, built first if needed. Progress on stderr
 /// (a reused root is mentioned only when `verbose`).
+///
+/// The cache key is the architecture, the layout version and the identity
+/// of the cross libc (its `libc.so.6`'s size and modification time: a new
+/// package version replaces it), so finding a built root starts no process.
 pub fn build_cached(arch: Arch, verbose: bool) -> Result<PathBuf, RootfsError> {
     let (triple, pkg) = cross_libc(arch);
-    let version = ensure_package(pkg)?;
-    let key: String = format!("{}-{version}-v{LAYOUT_VERSION}", arch.name())
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let libdir = Path::new("/usr").join(triple).join("lib");
+    let libc = libdir.join("libc.so.6");
+    if fs::metadata(&libc).is_err() {
+        ensure_package(pkg)?;
+    }
+    let id = {
+        use std::os::unix::fs::MetadataExt;
+        let m = fs::metadata(&libc).map_err(io_err("reading", &libc))?;
+        format!("{:x}{:x}", m.mtime(), m.size())
+    };
+    let key = format!("{}-{id}-v{LAYOUT_VERSION}", arch.name());
     let cache = cache_dir();
     let done = cache.join(&key);
     if done.join("etc/passwd").exists() {
@@ -253,8 +257,8 @@ pub fn build_cached(arch: Arch, verbose: bool) -> Result<PathBuf, RootfsError> {
         }
         return Ok(done);
     }
+    let version = ensure_package(pkg)?;
     fs::create_dir_all(&cache).map_err(io_err("creating", &cache))?;
-    let libdir = Path::new("/usr").join(triple).join("lib");
     eprintln!(
         "rootfs: building a {} root from {pkg} {version} ({})",
         arch.name(),

@@ -70,22 +70,21 @@ struct Prepared {
     guard: Option<(u64, u64, Vec<u8>)>,
 }
 
-/// The launched process: already running (held by the plugin until the
-/// ring is released) or held before its exec.
+/// The launched process, already running: QEMU held by the plugin until
+/// the ring is released; in a sandbox, the outer child and the sandbox's
+/// first process, which exec'd QEMU.
 enum Child {
-    Running(libc::pid_t),
-    Held(launch::Held),
+    Running(libc::pid_t, Option<libc::pid_t>),
 }
 
 impl Child {
     /// Stop it: set-up failed after the launch.
     fn abort(self) {
         match self {
-            Child::Running(pid) => {
+            Child::Running(pid, _) => {
                 launch::kill(pid as u32, libc::SIGKILL);
                 let _ = launch::reap(pid);
             }
-            Child::Held(h) => h.abort(),
         }
     }
 }
@@ -232,7 +231,7 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
                     None => crate::rootfs::build_cached(arch, false)
                         .map_err(|e| setup(e.to_string()))?,
                 };
-                let runtime = crate::sandbox::runtime_of(&q.path).map_err(setup)?;
+                let runtime = crate::sandbox::runtime_of_cached(&q.path).map_err(setup)?;
                 std::fs::create_dir_all(crate::sandbox::STAGING).map_err(|e| {
                     setup(format!("cannot create {}: {e}", crate::sandbox::STAGING))
                 })?;
@@ -257,11 +256,14 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
                         (m.ino(), m.dev(), plan.guard_prefix.clone())
                     })
                     .map_err(|e| setup(format!("{}: {e}", plan.guard_file.display())))?;
+                // Built and started at once: QEMU (PID 1 inside) loads and
+                // waits in the plugin (hold=on) while eBPF loads.
                 let held = launch::spawn_held_sandboxed(&plan).map_err(|e| setup(e.to_string()))?;
+                let (outer, inner) = held.release_all().map_err(|e| setup(e.to_string()))?;
                 return Ok(Prepared {
                     qemu: q,
                     region,
-                    child: Child::Held(held),
+                    child: Child::Running(outer, inner),
                     launched,
                     guard: Some(guard),
                 });
@@ -287,7 +289,7 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
             Ok(Prepared {
                 qemu: q,
                 region,
-                child: Child::Running(pid),
+                child: Child::Running(pid, None),
                 launched,
                 guard: None,
             })
@@ -374,25 +376,18 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
     let trace_err = |e: guestview_bpf::BpfError| {
         GuestviewError::Setup(format!("cannot trace {}: {e}", launched.display()))
     };
+    // The process QEMU runs in, as the kernel numbers it.
+    let mut qemu_pid = None;
     let child = match child_state {
-        Some(Child::Running(pid)) => {
-            if let Err(e) = tracer.trace_pid(pid as u32) {
-                launch::kill(pid as u32, libc::SIGKILL);
-                return Err(trace_err(e));
-            }
-            pid as u32
-        }
-        Some(Child::Held(held)) => {
-            if let Err(e) = tracer.trace_pid(held.pid as u32) {
-                held.abort();
-                return Err(trace_err(e));
-            }
-            held.release().map_err(|e| match e {
-                LaunchError::Spawn(io) => {
-                    GuestviewError::Setup(format!("cannot execute {}: {io}", launched.display()))
+        Some(Child::Running(pid, inner)) => {
+            for p in std::iter::once(pid).chain(inner) {
+                if let Err(e) = tracer.trace_pid(p as u32) {
+                    launch::kill(pid as u32, libc::SIGKILL);
+                    return Err(trace_err(e));
                 }
-                other => GuestviewError::Setup(other.to_string()),
-            })? as u32
+            }
+            qemu_pid = Some(inner.unwrap_or(pid) as u32);
+            pid as u32
         }
         None => {
             // --native: the program itself, held until it is traced.
@@ -430,12 +425,16 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
     };
     if sandbox {
         joiner.in_pid_namespace();
+        if let Some(p) = qemu_pid {
+            // QEMU is process 1 of the sandbox: its fork was before tracing.
+            joiner.map_ns_id(1, p);
+        }
     }
     if let Some(s) = (!opts.native)
         .then(|| crate::symbols::Symbolizer::from_elf(&program))
         .flatten()
     {
-        joiner.set_symbols(s);
+        joiner.set_symbols(s, qemu_pid);
     }
     let mut views = Views {
         joiner,

@@ -140,6 +140,41 @@ fn c(p: impl AsRef<Path>) -> CString {
     CString::new(p.as_ref().as_os_str().as_bytes()).expect("paths from the file system have no NUL")
 }
 
+/// [`runtime_of`], remembered in guestview's cache (under
+/// `$GUESTVIEW_CACHE/sandbox`, keyed by the binary's path, size, inode and
+/// modification time): `ldd` is a shell script, and start-up time counts.
+pub fn runtime_of_cached(binary: &Path) -> Result<(PathBuf, Vec<PathBuf>), String> {
+    use std::hash::{Hash, Hasher};
+    let m = std::fs::metadata(binary).map_err(|e| format!("{}: {e}", binary.display()))?;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (binary, m.len(), m.ino(), m.mtime(), m.mtime_nsec()).hash(&mut h);
+    let dir = crate::rootfs::cache_dir()
+        .parent()
+        .map_or_else(|| PathBuf::from("/var/cache/guestview"), Path::to_owned)
+        .join("sandbox");
+    let file = dir.join(format!("runtime-{:016x}", h.finish()));
+    if let Ok(text) = std::fs::read_to_string(&file) {
+        let mut lines = text.lines().map(PathBuf::from);
+        if let Some(loader) = lines.next() {
+            let libs: Vec<PathBuf> = lines.collect();
+            if loader.exists() && libs.iter().all(|l| l.exists()) {
+                return Ok((loader, libs));
+            }
+        }
+    }
+    let (loader, libs) = runtime_of(binary)?;
+    let mut text = format!("{}\n", loader.display());
+    for l in &libs {
+        text.push_str(&format!("{}\n", l.display()));
+    }
+    // Best effort: a cache that cannot be written only costs time.
+    let tmp = dir.join(format!(".runtime-{}", std::process::id()));
+    if std::fs::create_dir_all(&dir).is_ok() && std::fs::write(&tmp, text).is_ok() {
+        let _ = std::fs::rename(&tmp, &file);
+    }
+    Ok((loader, libs))
+}
+
 /// Everything an ELF needs to be run by its dynamic loader: the loader
 /// and the libraries `ldd` lists.
 pub fn runtime_of(binary: &Path) -> Result<(PathBuf, Vec<PathBuf>), String> {
