@@ -75,6 +75,10 @@ const WORKLOADS: &[Workload] = &[
     },
 ];
 
+/// Medians of one workload: bare, `-strace`, `strace -f` (if timed),
+/// guestview; lost events; the sandbox's reset (if measured).
+type Row = (f64, f64, Option<f64>, f64, u64, Option<f64>);
+
 fn time(cmd: &mut Command) -> Result<f64, String> {
     cmd.stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -187,7 +191,7 @@ fn main() -> ExitCode {
         .filter(|w| only.as_deref().is_none_or(|o| w.name.starts_with(o)))
     {
         let prog = dir.join(w.prog);
-        let res = (|| -> Result<(f64, f64, Option<f64>, f64, u64, Option<f64>), String> {
+        let res = (|| -> Result<Row, String> {
             let (mut bare, mut qs, mut sf, mut gvt) = (vec![], vec![], vec![], vec![]);
             let mut resets = vec![];
             let mut lost = 0;
