@@ -759,3 +759,31 @@ pub fn own_cpu_seconds() -> f64 {
     let s = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
     s(ru.ru_utime) + s(ru.ru_stime)
 }
+
+/// While alive, this process's standard output goes to its standard error
+/// (what runs meanwhile, a guest included, prints progress where the user
+/// sees it, and stdout keeps only the result).
+pub struct StdoutToStderr(libc::c_int);
+
+/// Send stdout to stderr until the guard is dropped.
+pub fn stdout_to_stderr() -> Option<StdoutToStderr> {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    // SAFETY: dup/dup2 on the standard descriptors, no memory arguments.
+    let saved = unsafe { libc::dup(1) };
+    // SAFETY: as above.
+    if saved < 0 || unsafe { libc::dup2(2, 1) } < 0 {
+        return None;
+    }
+    Some(StdoutToStderr(saved))
+}
+
+impl Drop for StdoutToStderr {
+    fn drop(&mut self) {
+        // SAFETY: restoring the saved descriptor onto 1 and closing our copy.
+        unsafe {
+            libc::dup2(self.0, 1);
+            libc::close(self.0);
+        }
+    }
+}

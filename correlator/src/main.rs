@@ -169,7 +169,17 @@ enum RootfsCmd {
         /// the cached root's path.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// `debian`: a Debian minbase system (debootstrap --foreign, second
+        /// stage under QEMU in the sandbox) instead of the minimal root.
+        #[arg(long, value_enum)]
+        from: Option<RootSource>,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RootSource {
+    /// Debian minbase (mipsel, arm, aarch64, ppc64le, x86_64: bookworm; riscv64: trixie).
+    Debian,
 }
 
 fn parse_arch(s: &str) -> Result<Arch, String> {
@@ -264,6 +274,7 @@ fn main() -> ExitCode {
                 native,
                 sandbox: !no_sandbox && !native,
                 binds: bind,
+                persistent_root: false,
                 program,
                 args,
             };
@@ -296,8 +307,15 @@ fn main() -> ExitCode {
             }
         }
         Cmd::Rootfs {
-            cmd: RootfsCmd::Build { arch, out },
-        } => match guestview::rootfs::build(arch, out.as_deref()) {
+            cmd: RootfsCmd::Build { arch, out, from },
+        } => match guestview::rootfs::build(
+            arch,
+            match from {
+                Some(RootSource::Debian) => guestview::rootfs::Source::Debian,
+                None => guestview::rootfs::Source::Minimal,
+            },
+            out.as_deref(),
+        ) {
             Ok(p) => {
                 println!("{}", p.display());
                 ExitCode::SUCCESS

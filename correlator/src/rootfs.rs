@@ -52,6 +52,151 @@ pub enum RootfsError {
     /// `--out` names a directory that already holds something.
     #[error("{0} exists and is not empty: give a new or empty directory")]
     NotEmpty(PathBuf),
+    /// Debian does not ship this architecture.
+    #[error("Debian ships no {0} port guestview can bootstrap ({1}); build the minimal root instead (without --from)")]
+    NoDebian(&'static str, &'static str),
+    /// A step of debootstrap failed.
+    #[error("{0}")]
+    Debootstrap(String),
+}
+
+/// Where a root comes from (`rootfs build --from`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// Loader, libc and its companions from Debian's cross libc package.
+    Minimal,
+    /// A Debian minbase system (`debootstrap --variant=minbase`), its second
+    /// stage run under QEMU in guestview's sandbox.
+    Debian,
+}
+
+/// Debian's name and release of an architecture, if Debian ships it.
+pub fn debian_arch(arch: Arch) -> Result<(&'static str, &'static str), RootfsError> {
+    Ok(match arch {
+        Arch::Mipsel => ("mipsel", "bookworm"),
+        Arch::Arm => ("armhf", "bookworm"),
+        Arch::Aarch64 => ("arm64", "bookworm"),
+        Arch::Ppc64le => ("ppc64el", "bookworm"),
+        // A release architecture from Debian 13 on.
+        Arch::Riscv64 => ("riscv64", "trixie"),
+        Arch::X86_64 => ("amd64", "bookworm"),
+        Arch::Mips => return Err(RootfsError::NoDebian("mips", "big-endian MIPS ended with Debian 10")),
+        Arch::Ppc => return Err(RootfsError::NoDebian("ppc", "32-bit PowerPC is a ports architecture")),
+    })
+}
+
+/// Layout version of the Debian roots guestview makes.
+const DEBIAN_LAYOUT: u32 = 1;
+
+/// `guestview rootfs build --from debian`: a Debian minbase root for `arch`
+/// in the cache (built once: first stage with `debootstrap --foreign` on the
+/// host, second stage under QEMU in the sandbox).
+pub fn build_debian(arch: Arch) -> Result<PathBuf, RootfsError> {
+    let (darch, suite) = debian_arch(arch)?;
+    let mirror = std::env::var("GUESTVIEW_DEBIAN_MIRROR")
+        .unwrap_or_else(|_| "http://deb.debian.org/debian".into());
+    let cache = cache_dir();
+    let key = format!("debian-{}-{suite}-minbase-v{DEBIAN_LAYOUT}", arch.name());
+    let done = cache.join(&key);
+    if done.join("etc/debian_version").exists() {
+        eprintln!("rootfs: Debian {suite} {darch} root reused from {}", done.display());
+        return Ok(done);
+    }
+    if !crate::launch::is_root() {
+        return Err(RootfsError::Debootstrap(
+            "building a Debian root needs root (debootstrap, namespaces): run guestview as root".into(),
+        ));
+    }
+    ensure_package("debootstrap")?;
+    fs::create_dir_all(&cache).map_err(io_err("creating", &cache))?;
+    let partial = cache.join(format!(".{key}.partial-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&partial);
+    let r = debootstrap(arch, darch, suite, &mirror, &partial);
+    if let Err(e) = r {
+        let _ = fs::remove_dir_all(&partial);
+        return Err(e);
+    }
+    match fs::rename(&partial, &done) {
+        Ok(()) => {}
+        Err(_) if done.join("etc/debian_version").exists() => {
+            let _ = fs::remove_dir_all(&partial);
+        }
+        Err(e) => return Err(io_err("installing", &done)(e)),
+    }
+    eprintln!("rootfs: Debian {suite} {darch} root built in {}", done.display());
+    Ok(done)
+}
+
+fn debootstrap(
+    arch: Arch,
+    darch: &str,
+    suite: &str,
+    mirror: &str,
+    dir: &Path,
+) -> Result<(), RootfsError> {
+    let t0 = std::time::Instant::now();
+    eprintln!("rootfs: debootstrap first stage: Debian {suite} {darch} minbase from {mirror} (downloads about 40 MB)");
+    let st = Command::new("debootstrap")
+        .args(["--foreign", "--variant=minbase"])
+        .arg(format!("--arch={darch}"))
+        .arg(suite)
+        .arg(dir)
+        .arg(mirror)
+        // Its progress lines go to stderr: stdout is for the result.
+        .stdout(std::io::stderr())
+        .status()
+        .map_err(|e| RootfsError::Debootstrap(format!("cannot run debootstrap: {e}")))?;
+    if !st.success() {
+        return Err(RootfsError::Debootstrap(format!(
+            "debootstrap --foreign failed ({st}); see its messages above and {}/debootstrap/debootstrap.log",
+            dir.display()
+        )));
+    }
+    // debootstrap makes /proc a symlink to /proc when it thinks it runs in
+    // a container: the sandbox mounts its own /proc there.
+    let proc = dir.join("proc");
+    if fs::symlink_metadata(&proc).is_ok_and(|m| m.file_type().is_symlink()) {
+        fs::remove_file(&proc).map_err(io_err("replacing", &proc))?;
+        fs::create_dir(&proc).map_err(io_err("creating", &proc))?;
+    }
+    shift_owner(dir)?;
+    eprintln!(
+        "rootfs: debootstrap second stage under qemu-{} in guestview's sandbox ({:.0} s so far; takes minutes)",
+        arch.name(),
+        t0.elapsed().as_secs_f64()
+    );
+    let opts = crate::run::RunOptions {
+        arch: Some(arch),
+        qemu: None,
+        rootfs: Some(dir.to_owned()),
+        trace: None,
+        format: crate::output::Format::Text,
+        output: None,
+        workdir: None,
+        show_internal: false,
+        quiet: true,
+        native: false,
+        sandbox: true,
+        binds: Vec::new(),
+        persistent_root: true,
+        program: PathBuf::from("/bin/sh"),
+        args: vec!["/debootstrap/debootstrap".into(), "--second-stage".into()],
+    };
+    let status = {
+        let _progress = crate::launch::stdout_to_stderr();
+        crate::run::run(&opts).map_err(|e| RootfsError::Debootstrap(format!("debootstrap --second-stage: {e}")))?
+    };
+    if status != 0 {
+        return Err(RootfsError::Debootstrap(format!(
+            "debootstrap --second-stage exited with status {status} (see {}/debootstrap/debootstrap.log)",
+            dir.display()
+        )));
+    }
+    eprintln!(
+        "rootfs: second stage done ({:.0} s in all)",
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 fn io_err<'p>(what: &'static str, path: &'p Path) -> impl FnOnce(io::Error) -> RootfsError + 'p {
@@ -294,8 +439,21 @@ pub fn build_cached(arch: Arch, verbose: bool) -> Result<PathBuf, RootfsError> {
 
 /// `guestview rootfs build`: the cached root, copied to `out` when given.
 /// Returns where the root is.
-pub fn build(arch: Arch, out: Option<&Path>) -> Result<PathBuf, RootfsError> {
-    let cached = build_cached(arch, true)?;
+pub fn build(arch: Arch, from: Source, out: Option<&Path>) -> Result<PathBuf, RootfsError> {
+    if let Some(out) = out {
+        if out.exists()
+            && fs::read_dir(out)
+                .map_err(io_err("reading", out))?
+                .next()
+                .is_some()
+        {
+            return Err(RootfsError::NotEmpty(out.to_owned()));
+        }
+    }
+    let cached = match from {
+        Source::Minimal => build_cached(arch, true)?,
+        Source::Debian => build_debian(arch)?,
+    };
     let Some(out) = out else {
         return Ok(cached);
     };

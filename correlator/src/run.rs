@@ -44,6 +44,10 @@ pub struct RunOptions {
     pub sandbox: bool,
     /// Host paths shown inside the sandbox (`--bind`).
     pub binds: Vec<crate::sandbox::Bind>,
+    /// Building a root (`rootfs build --from debian`): `rootfs` is the
+    /// sandbox's `/` itself, writable, `program` a path inside it, and the
+    /// guest keeps its capabilities in its user namespace.
+    pub persistent_root: bool,
     /// Guest program.
     pub program: PathBuf,
     /// Its arguments.
@@ -102,7 +106,13 @@ fn resolve_program(p: &Path) -> Result<PathBuf, GuestviewError> {
 /// Run a guest program; returns its exit status (128 + signal if killed).
 pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
     let started = std::time::Instant::now();
-    let program = resolve_program(&opts.program)?;
+    // The program as the host sees it (inside the root being built, or
+    // where the user said).
+    let host_program = match (&opts.rootfs, opts.persistent_root) {
+        (Some(root), true) => root.join(opts.program.strip_prefix("/").unwrap_or(&opts.program)),
+        _ => opts.program.clone(),
+    };
+    let program = resolve_program(&host_program)?;
     let arch = elf::arch_of(&program).map_err(|e| GuestviewError::Input(e.to_string()))?;
     if opts.native {
         if arch != Arch::X86_64 {
@@ -158,7 +168,7 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
                 "the sandbox and the eBPF view need root: run guestview as root (sudo)".into(),
             ));
         }
-        if !crate::sandbox::readable_inside(&program) {
+        if !opts.persistent_root && !crate::sandbox::readable_inside(&program) {
             return Err(GuestviewError::Input(format!(
                 "{} is not readable by the sandbox's user (uid {}): make it readable by others (chmod o+r), or run with --no-sandbox",
                 program.display(),
@@ -196,7 +206,12 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
         let binds = opts.binds.clone();
         let rootfs = opts.rootfs.clone();
         let ring_path = ring_path.clone();
-        let program = program.clone();
+        let persistent = opts.persistent_root;
+        let program = if persistent {
+            opts.program.clone()
+        } else {
+            program.clone()
+        };
         let args = opts.args.clone();
         let workdir = opts.workdir.clone();
         std::thread::spawn(move || -> Result<Prepared, GuestviewError> {
@@ -245,6 +260,7 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
                     args: &args,
                     workdir: workdir.as_deref(),
                     binds: &binds,
+                    persistent,
                     qemu_env: std::env::vars()
                         .filter(|(k, _)| k.starts_with("QEMU_"))
                         .collect(),

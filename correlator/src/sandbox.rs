@@ -289,6 +289,11 @@ pub struct Spec<'a> {
     pub binds: &'a [Bind],
     /// Extra environment for QEMU (`QEMU_*` variables of the caller).
     pub qemu_env: Vec<(String, String)>,
+    /// Build a root (`rootfs build --from debian`): the root itself is `/`,
+    /// writable (what the guest writes stays), the program is a path inside
+    /// it, and the guest keeps its capabilities over its user namespace
+    /// (package scripts chown and chroot). Still noexec, still guarded.
+    pub persistent: bool,
 }
 
 /// Flags of every mount the guest can name but must not run from.
@@ -321,31 +326,79 @@ pub fn plan(spec: &Spec<'_>) -> Result<Plan, String> {
             flags: libc::MS_NOSUID | libc::MS_NODEV,
             data: Some(c("mode=0755")),
         },
-        Op::Mkdir(c(&upper)),
-        // The merged root takes its owner and mode from the upper layer.
-        Op::Own {
-            path: c(&upper),
-            uid: lower.uid(),
-            gid: lower.gid(),
-            mode: lower.mode() & 0o7777,
-        },
-        Op::Mkdir(c(Path::new(STAGING).join("work"))),
         Op::Mkdir(c(&root)),
-        Op::Mount {
-            source: Some(c("overlay")),
-            target: c(&root),
-            fstype: Some(c("overlay")),
-            // Nothing in the guest's world runs natively: an x86-64 ELF the
-            // guest writes (or finds) cannot be exec'd. QEMU maps guest code
-            // without PROT_EXEC, so guest programs still load.
-            flags: DATA,
-            data: Some(c(format!(
-                "lowerdir={},upperdir={},workdir={STAGING}/work",
-                spec.rootfs.display(),
-                upper.display()
-            ))),
-        },
     ];
+    if spec.persistent {
+        ops.push(Op::Mount {
+            source: Some(c(spec.rootfs)),
+            target: c(&root),
+            fstype: None,
+            flags: libc::MS_BIND,
+            data: None,
+        });
+        ops.push(Op::Mount {
+            source: None,
+            target: c(&root),
+            fstype: None,
+            flags: libc::MS_BIND | libc::MS_REMOUNT | DATA,
+            data: None,
+        });
+    } else {
+        ops.extend([
+            Op::Mkdir(c(&upper)),
+            // The merged root takes its owner and mode from the upper layer.
+            Op::Own {
+                path: c(&upper),
+                uid: lower.uid(),
+                gid: lower.gid(),
+                mode: lower.mode() & 0o7777,
+            },
+            Op::Mkdir(c(Path::new(STAGING).join("work"))),
+            Op::Mount {
+                source: Some(c("overlay")),
+                target: c(&root),
+                fstype: Some(c("overlay")),
+                // Nothing in the guest's world runs natively: an x86-64 ELF
+                // the guest writes (or finds) cannot be exec'd. QEMU maps
+                // guest code without PROT_EXEC, so guest programs still load.
+                flags: DATA,
+                data: Some(c(format!(
+                    "lowerdir={},upperdir={},workdir={STAGING}/work",
+                    spec.rootfs.display(),
+                    upper.display()
+                ))),
+            },
+        ]);
+    }
+    // Mount points inside the root must not be symlinks: the mounts and
+    // directories made for them, as real root, would land where a symlink of
+    // the guest root points (the host's file system) instead.
+    let mut targets: Vec<PathBuf> = vec![
+        PathBuf::from(TOOLS),
+        PathBuf::from("/dev"),
+        PathBuf::from("/proc"),
+        spec.ring.to_owned(),
+    ];
+    if !spec.persistent {
+        targets.push(spec.program.to_owned());
+    }
+    targets.extend(spec.binds.iter().map(|b| b.dst.clone()));
+    if let Some(w) = spec.workdir {
+        targets.push(w.to_owned());
+    }
+    for t in &targets {
+        let mut at = spec.rootfs.to_owned();
+        for part in t.strip_prefix("/").unwrap_or(t).components() {
+            at.push(part);
+            if std::fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink()) {
+                return Err(format!(
+                    "the guest root has a symlink at {} where the sandbox mounts {}: give another path, or fix the root",
+                    at.display(),
+                    t.display()
+                ));
+            }
+        }
+    }
     let inside = |p: &Path| root.join(p.strip_prefix("/").unwrap_or(p));
     let mkdirs = |ops: &mut Vec<Op>, dir: &Path| {
         let mut acc = PathBuf::from("/");
@@ -398,9 +451,14 @@ pub fn plan(spec: &Spec<'_>) -> Result<Plan, String> {
     bind(&mut ops, spec.qemu, &qemu_in, tool);
     let plugin_in = tools.join("libguestview.so");
     bind(&mut ops, spec.plugin, &plugin_in, tool);
-    let program = std::fs::canonicalize(spec.program)
-        .map_err(|e| format!("cannot resolve {}: {e}", spec.program.display()))?;
-    bind(&mut ops, &program, &program, libc::MS_RDONLY | DATA);
+    let program = if spec.persistent {
+        spec.program.to_owned()
+    } else {
+        let program = std::fs::canonicalize(spec.program)
+            .map_err(|e| format!("cannot resolve {}: {e}", spec.program.display()))?;
+        bind(&mut ops, &program, &program, libc::MS_RDONLY | DATA);
+        program
+    };
     for b in spec.binds {
         let src = std::fs::canonicalize(&b.src)
             .map_err(|e| format!("--bind {}: {e}", b.src.display()))?;
@@ -510,7 +568,7 @@ pub fn plan(spec: &Spec<'_>) -> Result<Plan, String> {
         id_map: c(format!("0 {ID_BASE} {ID_COUNT}\n")),
         pid_ns_sysctls: vec![(c("/proc/sys/vm/memfd_noexec"), c("2"))],
         user_ns_sysctls: vec![(c("/proc/sys/user/max_user_namespaces"), c("0"))],
-        drop_caps: true,
+        drop_caps: !spec.persistent,
         // The exec guard compares the inode of the file the kernel runs.
         guard_file: std::fs::canonicalize(loader).unwrap_or_else(|_| loader.clone()),
         guard_prefix,
