@@ -131,6 +131,19 @@ pub struct Held {
     /// A sandbox: where the outer child says the host pid of the sandbox's
     /// first process (the one that execs QEMU).
     inner: Option<libc::c_int>,
+    /// A sandbox: where that process sends its seccomp listener.
+    notif: Option<libc::c_int>,
+}
+
+/// A sandbox that runs: its processes and the listener of its seccomp
+/// filter (see [`crate::seccomp`]).
+pub struct Started {
+    /// The outer child (waits for the sandbox, exits with its status).
+    pub outer: libc::pid_t,
+    /// The sandbox's first process, QEMU (host pid).
+    pub inner: Option<libc::pid_t>,
+    /// The answers to the seccomp filter's notifications.
+    pub supervisor: Option<crate::seccomp::Supervisor>,
 }
 
 /// Fork a child that will `exec` `argv` (with `cwd` if given) once released.
@@ -189,6 +202,7 @@ pub fn spawn_held(argv: &[OsString], cwd: Option<&Path>) -> Result<Held, LaunchE
         err: err[0],
         steps: Vec::new(),
         inner: None,
+        notif: None,
     })
 }
 
@@ -206,6 +220,7 @@ const STEP_IDS: i32 = -10;
 const STEP_CAPS: i32 = -11;
 const STEP_MOUNTNS: i32 = -12;
 const STEP_SYSCTL: i32 = -13;
+const STEP_SECCOMP: i32 = -14;
 
 fn step_name(step: i32, steps: &[String]) -> String {
     match step {
@@ -222,6 +237,7 @@ fn step_name(step: i32, steps: &[String]) -> String {
         STEP_IDS => "becoming root of the user namespace".into(),
         STEP_CAPS => "dropping capabilities".into(),
         STEP_SYSCTL => "setting the user namespace's limits".into(),
+        STEP_SECCOMP => "installing the seccomp filter".into(),
         i => steps
             .get(i as usize)
             .cloned()
@@ -418,6 +434,24 @@ pub fn spawn_held_sandboxed(plan: &crate::sandbox::Plan) -> Result<Held, LaunchE
             return Err(LaunchError::Spawn(std::io::Error::last_os_error()));
         }
     }
+    let mut notif = [0 as libc::c_int; 2];
+    // SAFETY: socketpair writes two fds into an array of two ints.
+    if unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            notif.as_mut_ptr(),
+        )
+    } != 0
+    {
+        return Err(LaunchError::Spawn(std::io::Error::last_os_error()));
+    }
+    let filter: Vec<libc::sock_filter> = plan
+        .seccomp
+        .iter()
+        .map(|&(code, jt, jf, k)| libc::sock_filter { code, jt, jf, k })
+        .collect();
     // SAFETY: after the fork the children only make raw syscalls on memory
     // prepared before it (the plan's C strings and pointer arrays).
     let pid = unsafe { libc::fork() };
@@ -539,6 +573,18 @@ pub fn spawn_held_sandboxed(plan: &crate::sandbox::Plan) -> Result<Held, LaunchE
                 if plan.drop_caps && !drop_capabilities() {
                     child_fail(err[1], STEP_CAPS);
                 }
+                // The seccomp filter goes in last, just before the exec; its
+                // listener goes to guestview.
+                if !filter.is_empty() {
+                    if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+                        child_fail(err[1], STEP_SECCOMP);
+                    }
+                    let listener = crate::seccomp::install(&filter);
+                    if listener < 0 || !crate::seccomp::send_fd(notif[1], listener) {
+                        child_fail(err[1], STEP_SECCOMP);
+                    }
+                    libc::close(listener);
+                }
                 if libc::chdir(plan.cwd.as_ptr()) != 0 {
                     child_fail(err[1], STEP_CWD);
                 }
@@ -548,6 +594,7 @@ pub fn spawn_held_sandboxed(plan: &crate::sandbox::Plan) -> Result<Held, LaunchE
             // The outer child: say who the inner one is, map its ids once it
             // has its user namespace, then wait for the sandbox and pass its
             // status on.
+            libc::close(notif[1]);
             libc::write(said[1], std::ptr::addr_of!(inner).cast(), 4);
             libc::close(said[1]);
             libc::close(up[1]);
@@ -580,7 +627,9 @@ pub fn spawn_held_sandboxed(plan: &crate::sandbox::Plan) -> Result<Held, LaunchE
     }
     // SAFETY: closing our copies of the children's ends.
     unsafe {
-        for fd in [go[0], err[1], up[0], up[1], down[0], down[1], said[1]] {
+        for fd in [
+            go[0], err[1], up[0], up[1], down[0], down[1], said[1], notif[1],
+        ] {
             libc::close(fd);
         }
     }
@@ -590,22 +639,36 @@ pub fn spawn_held_sandboxed(plan: &crate::sandbox::Plan) -> Result<Held, LaunchE
         err: err[0],
         steps,
         inner: Some(said[0]),
+        notif: Some(notif[0]),
     })
 }
 
 impl Held {
     /// Let the child exec; reports an exec failure.
     pub fn release(self) -> Result<libc::pid_t, LaunchError> {
-        self.release_all().map(|(pid, _)| pid)
+        self.release_all(None).map(|s| s.outer)
     }
 
     /// Let the child exec (a sandbox: build itself and exec QEMU); returns
     /// its pid and, for a sandbox, the host pid of the sandbox's first
-    /// process, which exec'd QEMU.
-    pub fn release_all(self) -> Result<(libc::pid_t, Option<libc::pid_t>), LaunchError> {
+    /// process, which exec'd QEMU, and the supervisor of its seccomp
+    /// filter (`exe`: the file the plugin execs to restart QEMU), started
+    /// before that exec, which the filter sends to it.
+    pub fn release_all(self, exe: Option<CString>) -> Result<Started, LaunchError> {
         let b = 1u8;
         // SAFETY: writing one byte from a valid buffer to our pipe end.
         unsafe { libc::write(self.go, std::ptr::addr_of!(b).cast(), 1) };
+        // The listener comes before the exec (or the socket closes when
+        // the child fails or does without a filter).
+        let supervisor = self.notif.and_then(|fd| {
+            let l = crate::seccomp::recv_fd(fd, true);
+            // SAFETY: closing our own fd.
+            unsafe { libc::close(fd) };
+            Some(crate::seccomp::supervise(
+                l?,
+                exe.clone().unwrap_or_default(),
+            ))
+        });
         let mut msg: [libc::c_int; 2] = [0; 2];
         // SAFETY: reading at most 8 bytes into two ints; EOF means exec
         // succeeded (4 bytes: errno of exec, 8: errno and sandbox step).
@@ -639,7 +702,11 @@ impl Held {
             }
             return Err(LaunchError::Spawn(source));
         }
-        Ok((self.pid, (inner > 0).then_some(inner)))
+        Ok(Started {
+            outer: self.pid,
+            inner: (inner > 0).then_some(inner),
+            supervisor,
+        })
     }
 
     /// Kill the held child (set-up failed after the fork).
@@ -651,7 +718,8 @@ impl Held {
             libc::waitpid(self.pid, &mut st, 0);
             libc::close(self.go);
             libc::close(self.err);
-            if let Some(fd) = self.inner {
+            for fd in [self.inner, self.notif].into_iter().flatten() {
+                // The children are gone: nothing more comes.
                 libc::close(fd);
             }
         }

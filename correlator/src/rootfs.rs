@@ -80,8 +80,18 @@ pub fn debian_arch(arch: Arch) -> Result<(&'static str, &'static str), RootfsErr
         // A release architecture from Debian 13 on.
         Arch::Riscv64 => ("riscv64", "trixie"),
         Arch::X86_64 => ("amd64", "bookworm"),
-        Arch::Mips => return Err(RootfsError::NoDebian("mips", "big-endian MIPS ended with Debian 10")),
-        Arch::Ppc => return Err(RootfsError::NoDebian("ppc", "32-bit PowerPC is a ports architecture")),
+        Arch::Mips => {
+            return Err(RootfsError::NoDebian(
+                "mips",
+                "big-endian MIPS ended with Debian 10",
+            ))
+        }
+        Arch::Ppc => {
+            return Err(RootfsError::NoDebian(
+                "ppc",
+                "32-bit PowerPC is a ports architecture",
+            ))
+        }
     })
 }
 
@@ -99,12 +109,16 @@ pub fn build_debian(arch: Arch) -> Result<PathBuf, RootfsError> {
     let key = format!("debian-{}-{suite}-minbase-v{DEBIAN_LAYOUT}", arch.name());
     let done = cache.join(&key);
     if done.join("etc/debian_version").exists() {
-        eprintln!("rootfs: Debian {suite} {darch} root reused from {}", done.display());
+        eprintln!(
+            "rootfs: Debian {suite} {darch} root reused from {}",
+            done.display()
+        );
         return Ok(done);
     }
     if !crate::launch::is_root() {
         return Err(RootfsError::Debootstrap(
-            "building a Debian root needs root (debootstrap, namespaces): run guestview as root".into(),
+            "building a Debian root needs root (debootstrap, namespaces): run guestview as root"
+                .into(),
         ));
     }
     ensure_package("debootstrap")?;
@@ -123,7 +137,10 @@ pub fn build_debian(arch: Arch) -> Result<PathBuf, RootfsError> {
         }
         Err(e) => return Err(io_err("installing", &done)(e)),
     }
-    eprintln!("rootfs: Debian {suite} {darch} root built in {}", done.display());
+    eprintln!(
+        "rootfs: Debian {suite} {darch} root built in {}",
+        done.display()
+    );
     Ok(done)
 }
 
@@ -184,7 +201,8 @@ fn debootstrap(
     };
     let status = {
         let _progress = crate::launch::stdout_to_stderr();
-        crate::run::run(&opts).map_err(|e| RootfsError::Debootstrap(format!("debootstrap --second-stage: {e}")))?
+        crate::run::run(&opts)
+            .map_err(|e| RootfsError::Debootstrap(format!("debootstrap --second-stage: {e}")))?
     };
     if status != 0 {
         return Err(RootfsError::Debootstrap(format!(

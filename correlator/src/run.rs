@@ -72,6 +72,8 @@ struct Prepared {
     /// In a sandbox: the file (inode, device) and argument prefix every
     /// exec must have (the exec guard).
     guard: Option<(u64, u64, Vec<u8>)>,
+    /// In a sandbox: the answers to its seccomp notifications.
+    supervisor: Option<crate::seccomp::Supervisor>,
 }
 
 /// The launched process, already running: QEMU held by the plugin until
@@ -275,13 +277,17 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
                 // Built and started at once: QEMU (PID 1 inside) loads and
                 // waits in the plugin (hold=on) while eBPF loads.
                 let held = launch::spawn_held_sandboxed(&plan).map_err(|e| setup(e.to_string()))?;
-                let (outer, inner) = held.release_all().map_err(|e| setup(e.to_string()))?;
+                let started = held
+                    .release_all(Some(plan.argv[0].clone()))
+                    .map_err(|e| setup(e.to_string()))?;
+                let supervisor = started.supervisor;
                 return Ok(Prepared {
                     qemu: q,
                     region,
-                    child: Child::Running(outer, inner),
+                    child: Child::Running(started.outer, started.inner),
                     launched,
                     guard: Some(guard),
+                    supervisor,
                 });
             }
             let mut plugin_arg = plugin.as_os_str().to_owned();
@@ -308,6 +314,7 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
                 child: Child::Running(pid, None),
                 launched,
                 guard: None,
+                supervisor: None,
             })
         })
     });
@@ -342,15 +349,16 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
             });
         }
     };
-    let (qemu, region, child_state, launched, guard) = match prepared {
+    let (qemu, region, child_state, launched, guard, supervisor) = match prepared {
         Some(p) => (
             Some(p.qemu),
             Some(p.region),
             Some(p.child),
             p.launched,
             p.guard,
+            p.supervisor,
         ),
-        None => (None, None, None, program.clone(), None),
+        None => (None, None, None, program.clone(), None, None),
     };
     if let Some((ino, dev, prefix)) = &guard {
         if let Err(e) = tracer.guard_exec(*ino, *dev, prefix) {
@@ -497,6 +505,9 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
         ms = started.elapsed().as_secs_f64() * 1e3,
         "all traced processes gone"
     );
+    if let Some(s) = supervisor {
+        s.stop();
+    }
     // Everything the processes did is in the rings now: two more passes make
     // every host event classifiable, then settle the rest.
     views.pass();

@@ -128,6 +128,10 @@ pub struct Plan {
     /// Drop every capability before exec (the guest is root of its user
     /// namespace, without power over it).
     pub drop_caps: bool,
+    /// The seccomp filter installed just before the exec (see
+    /// [`crate::seccomp`]), as (code, jt, jf, k); its listener goes to
+    /// guestview's supervisor.
+    pub seccomp: Vec<(u16, u8, u8, u32)>,
     /// The file every exec in the sandbox must load (QEMU's loader, on the
     /// host), for the exec guard.
     pub guard_file: PathBuf,
@@ -569,6 +573,10 @@ pub fn plan(spec: &Spec<'_>) -> Result<Plan, String> {
         pid_ns_sysctls: vec![(c("/proc/sys/vm/memfd_noexec"), c("2"))],
         user_ns_sysctls: vec![(c("/proc/sys/user/max_user_namespaces"), c("0"))],
         drop_caps: !spec.persistent,
+        seccomp: crate::seccomp::filter()
+            .iter()
+            .map(|f| (f.code, f.jt, f.jf, f.k))
+            .collect(),
         // The exec guard compares the inode of the file the kernel runs.
         guard_file: std::fs::canonicalize(loader).unwrap_or_else(|_| loader.clone()),
         guard_prefix,

@@ -152,6 +152,10 @@ fn root_sandbox_keeps_the_guest_from_the_host_and_the_join_whole() {
     assert!(host_shadow.is_empty() || !host_shadow.starts_with(shadow.as_str()));
     assert_eq!(p["mark-before"], "no");
     assert_eq!(p["mark-create"], "ok");
+    // test -x answers as on an executable mount.
+    assert_eq!(p["x-ok self"], "ok");
+    assert_eq!(p["x-ok passwd"], "Permission denied");
+    assert_eq!(p["r-ok passwd"], "ok");
     // Root of its user namespace, owner of its root, without capabilities.
     assert_eq!(p["uid"], "0");
     assert_eq!(p["capeff"], "0000000000000000");
@@ -251,6 +255,13 @@ fn root_sandbox_refuses_host_native_code_and_alerts() {
             r.starts_with("refused") || r == "killed: signal 9",
             "{key}: {r}"
         );
+        // Refused with the errno an executable mount would give.
+        if r.starts_with("refused") && key != "fd-exec" && key != "memfd" {
+            assert!(
+                r == "refused: Exec format error" || r == "refused: No such file or directory",
+                "{key}: {r}"
+            );
+        }
     }
     // Each attempt at host-native code is alerted, by path.
     let alerts = of_type(&events, "alert");
