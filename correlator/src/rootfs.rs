@@ -196,8 +196,15 @@ fn debootstrap(
         sandbox: true,
         binds: Vec::new(),
         persistent_root: true,
-        program: PathBuf::from("/bin/sh"),
-        args: vec!["/debootstrap/debootstrap".into(), "--second-stage".into()],
+        // container=lxc: debootstrap then does not try mknod (no device
+        // node can be made in a user namespace; the sandbox has its /dev).
+        program: PathBuf::from("/usr/bin/env"),
+        args: vec![
+            "container=lxc".into(),
+            "/bin/sh".into(),
+            "/debootstrap/debootstrap".into(),
+            "--second-stage".into(),
+        ],
     };
     let status = {
         let _progress = crate::launch::stdout_to_stderr();

@@ -108,12 +108,23 @@ fn resolve_program(p: &Path) -> Result<PathBuf, GuestviewError> {
 /// Run a guest program; returns its exit status (128 + signal if killed).
 pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
     let started = std::time::Instant::now();
-    // The program as the host sees it (inside the root being built, or
-    // where the user said).
-    let host_program = match (&opts.rootfs, opts.persistent_root) {
-        (Some(root), true) => root.join(opts.program.strip_prefix("/").unwrap_or(&opts.program)),
-        _ => opts.program.clone(),
+    // The program as the host sees it: where the user said, or inside the
+    // guest root given with --rootfs when it is there (a root's own
+    // /bin/sh), or inside the root being built.
+    let in_root = |root: &Path| root.join(opts.program.strip_prefix("/").unwrap_or(&opts.program));
+    let program_inside = match &opts.rootfs {
+        Some(root) if opts.persistent_root => Some(in_root(root)),
+        Some(root)
+            if opts.sandbox
+                && !opts.native
+                && opts.program.is_absolute()
+                && in_root(root).is_file() =>
+        {
+            Some(in_root(root))
+        }
+        _ => None,
     };
+    let host_program = program_inside.clone().unwrap_or_else(|| opts.program.clone());
     let program = resolve_program(&host_program)?;
     let arch = elf::arch_of(&program).map_err(|e| GuestviewError::Input(e.to_string()))?;
     if opts.native {
@@ -170,7 +181,7 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
                 "the sandbox and the eBPF view need root: run guestview as root (sudo)".into(),
             ));
         }
-        if !opts.persistent_root && !crate::sandbox::readable_inside(&program) {
+        if program_inside.is_none() && !crate::sandbox::readable_inside(&program) {
             return Err(GuestviewError::Input(format!(
                 "{} is not readable by the sandbox's user (uid {}): make it readable by others (chmod o+r), or run with --no-sandbox",
                 program.display(),
@@ -209,7 +220,8 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
         let rootfs = opts.rootfs.clone();
         let ring_path = ring_path.clone();
         let persistent = opts.persistent_root;
-        let program = if persistent {
+        let inside = program_inside.is_some();
+        let program = if inside {
             opts.program.clone()
         } else {
             program.clone()
@@ -263,6 +275,7 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
                     workdir: workdir.as_deref(),
                     binds: &binds,
                     persistent,
+                    program_inside: inside,
                     qemu_env: std::env::vars()
                         .filter(|(k, _)| k.starts_with("QEMU_"))
                         .collect(),

@@ -298,6 +298,9 @@ pub struct Spec<'a> {
     /// it, and the guest keeps its capabilities over its user namespace
     /// (package scripts chown and chroot). Still noexec, still guarded.
     pub persistent: bool,
+    /// `program` is a path inside the root (a root's own program), not a
+    /// host file to bind.
+    pub program_inside: bool,
 }
 
 /// Flags of every mount the guest can name but must not run from.
@@ -383,7 +386,7 @@ pub fn plan(spec: &Spec<'_>) -> Result<Plan, String> {
         PathBuf::from("/proc"),
         spec.ring.to_owned(),
     ];
-    if !spec.persistent {
+    if !spec.program_inside {
         targets.push(spec.program.to_owned());
     }
     targets.extend(spec.binds.iter().map(|b| b.dst.clone()));
@@ -455,7 +458,7 @@ pub fn plan(spec: &Spec<'_>) -> Result<Plan, String> {
     bind(&mut ops, spec.qemu, &qemu_in, tool);
     let plugin_in = tools.join("libguestview.so");
     bind(&mut ops, spec.plugin, &plugin_in, tool);
-    let program = if spec.persistent {
+    let program = if spec.program_inside {
         spec.program.to_owned()
     } else {
         let program = std::fs::canonicalize(spec.program)
