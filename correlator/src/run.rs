@@ -124,7 +124,9 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
         }
         _ => None,
     };
-    let host_program = program_inside.clone().unwrap_or_else(|| opts.program.clone());
+    let host_program = program_inside
+        .clone()
+        .unwrap_or_else(|| opts.program.clone());
     let program = resolve_program(&host_program)?;
     let arch = elf::arch_of(&program).map_err(|e| GuestviewError::Input(e.to_string()))?;
     if opts.native {

@@ -751,7 +751,11 @@ fn root_rootfs_from_debian_runs_a_real_shell_joined() {
         ],
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("hi from mips"), "{stdout}");
     assert!(stdout.contains("x-ok"), "{stdout}");
     assert!(stdout.lines().any(|l| l == "0"), "{stdout}");
@@ -762,8 +766,17 @@ fn root_rootfs_from_debian_runs_a_real_shell_joined() {
         .filter(|p| p["event"] == "exec")
         .filter_map(|p| p["program"].as_str().map(str::to_owned))
         .collect();
-    for p in ["/usr/bin/uname", "/usr/bin/ls", "/usr/bin/head", "/usr/bin/id", "/bin/true"] {
-        assert!(programs.contains(p), "{p} not exec'd under QEMU: {programs:?}");
+    for p in [
+        "/usr/bin/uname",
+        "/usr/bin/ls",
+        "/usr/bin/head",
+        "/usr/bin/id",
+        "/bin/true",
+    ] {
+        assert!(
+            programs.contains(p),
+            "{p} not exec'd under QEMU: {programs:?}"
+        );
     }
     let calls = of_type(&events, "syscall");
     let pids: BTreeSet<u64> = calls.iter().map(|c| c["pid"].as_u64().unwrap()).collect();
