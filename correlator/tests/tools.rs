@@ -463,6 +463,56 @@ fn root_watch_attaches_to_a_held_qemu_and_joins_every_call() {
     assert_eq!(summary["exit_code"], 1);
     assert!(!ring.exists(), "watch removes the ring the plugin left");
 
+    // --ring: the ring the plugin announced, here a process that forks;
+    // its children (forked after the attach) are joined as in `run`.
+    let mut qemu = Command::new("/usr/bin/qemu-mips")
+        .arg("-plugin")
+        .arg(format!("{},wait=on", plugin().display()))
+        .arg(guest("forkwait"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let ring = PathBuf::from(format!("/dev/shm/guestview-{}.ring", qemu.id()));
+    for _ in 0..500 {
+        if ring.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let jsonl = tmp("watch-ring.jsonl");
+    let out = Command::new(GV)
+        .args(["watch", "--format", "jsonl", "--ring"])
+        .arg(&ring)
+        .arg("--output")
+        .arg(&jsonl)
+        .output()
+        .unwrap();
+    assert!(qemu.wait().unwrap().success());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events: Vec<Value> = std::fs::read_to_string(&jsonl)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let pids: std::collections::BTreeSet<u64> = events
+        .iter()
+        .filter(|e| e["type"] == "syscall")
+        .map(|e| e["pid"].as_u64().unwrap())
+        .collect();
+    assert!(
+        pids.len() >= 5,
+        "the parent and its four children: {pids:?}"
+    );
+    for e in events.iter().filter(|e| e["type"] == "syscall") {
+        assert_ne!(e["verdict"], "guest-only", "{e}");
+    }
+    assert!(!ring.exists(), "watch removes the ring the plugin left");
+
     // Nothing to watch: one line, exit 2.
     let out = Command::new(GV)
         .args(["watch", "--pid", "999999999"])
