@@ -747,7 +747,7 @@ fn root_rootfs_from_debian_runs_a_real_shell_joined() {
         Path::new("/bin/sh"),
         &[
             "-c",
-            "echo hi from $(uname -m); ls /etc | head -n 2 >/dev/null; test -x /bin/ls && echo x-ok; id -u; exec /bin/true",
+            "echo hi from $(uname -m); ls /etc | head -n 2 >/dev/null; test -x /bin/ls && echo x-ok; id -u; export LD_LIBRARY_PATH=/x; /bin/sh -c 'echo L=$LD_LIBRARY_PATH'; exec /bin/true",
         ],
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -759,6 +759,9 @@ fn root_rootfs_from_debian_runs_a_real_shell_joined() {
     assert!(stdout.contains("hi from mips"), "{stdout}");
     assert!(stdout.contains("x-ok"), "{stdout}");
     assert!(stdout.lines().any(|l| l == "0"), "{stdout}");
+    // The guest's LD_* variables reach the next guest program (through
+    // QEMU's -E, not the host loader's environment).
+    assert!(stdout.contains("L=/x"), "{stdout}");
     assert!(of_type(&events, "alert").is_empty());
     assert_nothing_lost(&events);
     let programs: BTreeSet<String> = of_type(&events, "process")

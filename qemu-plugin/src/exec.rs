@@ -496,9 +496,25 @@ impl Restart {
 
     /// Exec QEMU on a program [`Restart::decide`] found runnable. Returns
     /// only if the exec failed (with its errno).
+    ///
+    /// QEMU's environment is also the guest's. The variables glibc does not
+    /// trust for a setuid program (`LD_PRELOAD`, `GLIBC_TUNABLES` …) would
+    /// be read by the host's loader that QEMU runs on: they go to the guest
+    /// with `-E` instead (dropped if the value has a comma, which `-E`
+    /// cannot carry).
     pub fn run(&self, program: &[u8], argv: &[Vec<u8>], env: &[Vec<u8>]) -> i32 {
         let cs = |b: &[u8]| CString::new(b).ok();
         let mut a: Vec<CString> = self.prefix.clone();
+        let (guest_only, env): (Vec<&Vec<u8>>, Vec<&Vec<u8>>) =
+            env.iter().partition(|v| unsecure_for_the_host(v));
+        for v in guest_only {
+            if !v.contains(&b',') {
+                if let Some(c) = cs(v) {
+                    a.push(c"-E".to_owned());
+                    a.push(c);
+                }
+            }
+        }
         a.push(c"-0".to_owned());
         let argv0 = argv.first().map_or(&b""[..], Vec::as_slice);
         let (Some(argv0), Some(prog)) = (cs(argv0), cs(program)) else {
@@ -515,7 +531,43 @@ impl Restart {
         let e: Vec<CString> = env.iter().filter_map(|v| cs(v)).collect();
         crate::sys::execve(&self.exe, &a, &e)
     }
+}
 
+/// glibc's list of variables it removes for setuid programs (`UNSECURE_ENVVARS`):
+/// what the host's dynamic loader and libc would act on.
+const UNSECURE: &[&str] = &[
+    "GCONV_PATH",
+    "GETCONF_DIR",
+    "GLIBC_TUNABLES",
+    "HOSTALIASES",
+    "LD_AUDIT",
+    "LD_DEBUG",
+    "LD_DEBUG_OUTPUT",
+    "LD_DYNAMIC_WEAK",
+    "LD_HWCAP_MASK",
+    "LD_LIBRARY_PATH",
+    "LD_ORIGIN_PATH",
+    "LD_PRELOAD",
+    "LD_PROFILE",
+    "LD_SHOW_AUXV",
+    "LD_USE_LOAD_BIAS",
+    "LOCALDOMAIN",
+    "LOCPATH",
+    "MALLOC_TRACE",
+    "NIS_PATH",
+    "NLSPATH",
+    "RESOLV_HOST_CONF",
+    "RES_OPTIONS",
+    "TMPDIR",
+    "TZDIR",
+];
+
+fn unsecure_for_the_host(var: &[u8]) -> bool {
+    let name = var.split(|b| *b == b'=').next().unwrap_or(var);
+    name.starts_with(b"LD_") || UNSECURE.iter().any(|u| u.as_bytes() == name)
+}
+
+impl Restart {
     /// The executable restarted (for messages).
     pub fn exe(&self) -> &CStr {
         &self.exe
@@ -570,6 +622,17 @@ mod tests {
         );
         assert_eq!(kind_of(Arch::Mips, b"#!/bin/sh"), Kind::Script);
         assert_eq!(kind_of(Arch::Mips, b"hello"), Kind::Other);
+    }
+
+    #[test]
+    fn what_the_hosts_loader_would_read_is_kept_from_it() {
+        assert!(unsecure_for_the_host(b"LD_PRELOAD=/tmp/x.so"));
+        assert!(unsecure_for_the_host(b"LD_ANYTHING=1"));
+        assert!(unsecure_for_the_host(
+            b"GLIBC_TUNABLES=glibc.malloc.check=3"
+        ));
+        assert!(!unsecure_for_the_host(b"PATH=/bin"));
+        assert!(!unsecure_for_the_host(b"HOME=/root"));
     }
 
     #[test]
