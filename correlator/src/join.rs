@@ -37,6 +37,10 @@ use std::collections::VecDeque;
 /// in the kernel ring for a moment).
 const VISIBILITY_MARGIN_NS: u64 = 2_000_000;
 
+/// Passes (about a millisecond each) a call ended by an exec waits for the
+/// exec's own host call before it is emitted without it.
+const EXEC_WAIT_PASSES: u64 = 500;
+
 #[derive(Debug)]
 struct GuestCall {
     pid: u32,
@@ -54,6 +58,8 @@ struct GuestCall {
     /// The program a followed exec runs (the plugin's note): the call's
     /// path, where the host's exec names QEMU's loader.
     exec_program: Option<String>,
+    /// The host exec that ended the call has been attributed to it.
+    exec_seen: bool,
     host: Vec<HostCall>,
 }
 
@@ -369,6 +375,7 @@ impl Joiner {
                     exit_pass: 0,
                     end: None,
                     exec_program: None,
+                    exec_seen: false,
                     // Nearly every call gets one host call: room for it
                     // now is cheaper than growing from nothing.
                     host: Vec::with_capacity(1),
@@ -651,13 +658,14 @@ impl Joiner {
             th.hint = th.popped + idx.saturating_sub(1) as u64;
             if idx > 0 {
                 let g = &mut th.done[idx - 1];
+                // The exec itself is recorded at its return, in the new
+                // image, just after `end`.
+                let own_exec = g.end.is_some() && h.t_enter_ns == 0 && matches!(h.nr, 59 | 322);
                 if g.exit.is_some_and(|(t_exit, _)| h.t_exit_ns <= t_exit)
-                    || g.end.is_some_and(|end| {
-                        // The exec itself is recorded at its return, in the
-                        // new image, just after `end`.
-                        start <= end || (h.t_enter_ns == 0 && matches!(h.nr, 59 | 322))
-                    })
+                    || g.end.is_some_and(|end| start <= end)
+                    || own_exec
                 {
+                    g.exec_seen |= own_exec;
                     g.host.push(call);
                     self.stats.host_attributed += 1;
                     return;
@@ -780,15 +788,16 @@ impl Joiner {
         for th in self.threads.values_mut() {
             while let Some(g) = th.done.front() {
                 let last = g.exit.map(|(t, _)| t).or(g.end);
-                // An exec's own host call is recorded just after the exec
-                // event that ended the call, maybe a drain later: one more
-                // pass for it.
-                let passes = if g.exit.is_none() && g.end.is_some() {
-                    1
-                } else {
-                    0
-                };
-                let ok = all || (g.exit_pass + passes < pass && last.is_none_or(|t| t <= horizon));
+                // An exec's own host call is recorded at its return in the
+                // new image, after the exec event that ended the call (a
+                // loaded machine can run other things in between): wait
+                // for it, a while at most.
+                let waiting = g.exit.is_none()
+                    && g.end.is_some()
+                    && !g.exec_seen
+                    && g.exit_pass + EXEC_WAIT_PASSES >= pass;
+                let ok =
+                    all || (g.exit_pass < pass && !waiting && last.is_none_or(|t| t <= horizon));
                 if !ok {
                     break;
                 }
@@ -980,6 +989,67 @@ mod tests {
             |e| matches!(e, TraceEvent::Internal(i) if i.host.len() == 1 && i.origin == "qemu")
         ));
         assert_eq!(j.stats().host_attributed, 2);
+        assert_eq!(j.stats().host_internal, 1);
+    }
+
+    #[test]
+    fn an_exec_ends_its_call_and_its_late_host_exec_still_joins_it() {
+        let mut j = Joiner::new(Arch::Mips);
+        j.begin_guest_drain();
+        // execve (4011) entered at 10; the plugin's note; the host exec
+        // event at 20.
+        j.guest(GuestRecord::SysEnter {
+            at: at(1, 10),
+            nr: 4011,
+            args: [0; 8],
+            pc: None,
+        });
+        j.guest(GuestRecord::Note {
+            at: at(1, 11),
+            code: NOTE_EXEC,
+            detail: 0,
+            text: shmem_proto::record::note_bytes(b"/bin/ls"),
+        });
+        j.begin_host_drain(1_000);
+        j.host(HostEvent::Exec {
+            tgid: 100,
+            tid: 1,
+            old_tid: 1,
+            filename: "/.guestview/lib/ld-linux-x86-64.so.2".into(),
+            killed: false,
+            t_ns: 20,
+        });
+        // Passes go by (a loaded machine) before the exec's own host call,
+        // recorded at its return in the new image, is drained.
+        let mut out = Vec::new();
+        for k in 0..5 {
+            j.begin_guest_drain();
+            j.begin_host_drain(1_000_000_000 * (k + 2));
+            j.settle_into(&mut out);
+        }
+        assert!(calls(&out).is_empty(), "the execve waits for its host call");
+        j.host(host(1, 59, 0, 25, 0));
+        // What the new image does (QEMU starting) is not the execve's.
+        j.host(host(1, 9, 0, 40, 0));
+        for k in 0..3 {
+            j.begin_guest_drain();
+            j.begin_host_drain(1_000_000_000 * (k + 10));
+            j.settle_into(&mut out);
+        }
+        let c = calls(&out);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].path.as_deref(), Some("/bin/ls"));
+        assert_eq!(c[0].host.len(), 1, "{:?}", c[0].host);
+        assert_eq!(c[0].host[0].name, "execve");
+        assert_eq!(c[0].ret, None);
+        let exec = out
+            .iter()
+            .find_map(|e| match e {
+                TraceEvent::Process(p) if p.event == "exec" => Some(p),
+                _ => None,
+            })
+            .expect("the exec event");
+        assert_eq!(exec.program.as_deref(), Some("/bin/ls"));
         assert_eq!(j.stats().host_internal, 1);
     }
 

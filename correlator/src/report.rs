@@ -342,6 +342,25 @@ impl Report {
             }
             writeln!(w, "</table>")?;
         }
+        if !self.alerts.is_empty() {
+            writeln!(
+                w,
+                "<h2>Alerts ({})</h2><table><tr><th>process</th><th>thread</th><th>rule</th><th>action</th><th>what</th></tr>",
+                self.alerts.len()
+            )?;
+            for a in &self.alerts {
+                writeln!(
+                    w,
+                    "<tr class=mismatch><td class=n>{}</td><td class=n>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    a.pid,
+                    a.tid,
+                    esc(&a.rule),
+                    esc(&a.action),
+                    esc(&a.message)
+                )?;
+            }
+            writeln!(w, "</table>")?;
+        }
         writeln!(
             w,
             "<h2>Per syscall</h2><table><tr><th>syscall</th><th>calls</th><th>errors</th><th>verdicts</th><th>host calls (count)</th></tr>"

@@ -299,6 +299,22 @@ fn root_sandbox_refuses_host_native_code_and_alerts() {
         assert_eq!(e["filename"], "/.guestview/lib/ld-linux-x86-64.so.2", "{e}");
     }
 
+    // A trace keeps the alerts; report lists them.
+    let trace = tmp("exec-probe.gvtrace");
+    let out = Command::new(GV)
+        .args(["run", "-q", "--trace"])
+        .arg(&trace)
+        .arg(guest("exec_probe"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let rep = Command::new(GV).arg("report").arg(&trace).output().unwrap();
+    let rep = String::from_utf8_lossy(&rep.stdout);
+    assert!(
+        rep.contains("alerts: ") && rep.contains("exec-native (deny): exec of /tmp/native-x86"),
+        "{rep}"
+    );
+
     // Without the sandbox the written x86-64 ELF runs natively (the probe
     // does see it), and guestview says this is not isolation.
     let bare = Command::new(GV)
