@@ -401,6 +401,17 @@ fn plugin() -> PathBuf {
     p
 }
 
+/// Wait for the ring a QEMU announces (a loaded machine can take seconds
+/// to start it).
+fn wait_for(ring: &Path) {
+    for _ in 0..3000 {
+        if ring.exists() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 #[test]
 fn root_watch_attaches_to_a_held_qemu_and_joins_every_call() {
     if !root() {
@@ -416,12 +427,7 @@ fn root_watch_attaches_to_a_held_qemu_and_joins_every_call() {
         .spawn()
         .unwrap();
     let ring = PathBuf::from(format!("/dev/shm/guestview-{}.ring", qemu.id()));
-    for _ in 0..500 {
-        if ring.exists() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    wait_for(&ring);
     let jsonl = tmp("watch.jsonl");
     let out = Command::new(GV)
         .args(["watch", "--format", "jsonl", "--pid"])
@@ -430,6 +436,10 @@ fn root_watch_attaches_to_a_held_qemu_and_joins_every_call() {
         .arg(&jsonl)
         .output()
         .unwrap();
+    if !out.status.success() && out.status.code() != Some(1) {
+        // Never attached: QEMU would wait for a watcher for ever.
+        let _ = qemu.kill();
+    }
     let qemu_status = qemu.wait().unwrap();
     // fileio fails in a missing directory: its status comes through watch.
     assert_eq!(qemu_status.code(), Some(1));
@@ -474,12 +484,7 @@ fn root_watch_attaches_to_a_held_qemu_and_joins_every_call() {
         .spawn()
         .unwrap();
     let ring = PathBuf::from(format!("/dev/shm/guestview-{}.ring", qemu.id()));
-    for _ in 0..500 {
-        if ring.exists() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    wait_for(&ring);
     let jsonl = tmp("watch-ring.jsonl");
     let out = Command::new(GV)
         .args(["watch", "--format", "jsonl", "--ring"])
@@ -488,7 +493,14 @@ fn root_watch_attaches_to_a_held_qemu_and_joins_every_call() {
         .arg(&jsonl)
         .output()
         .unwrap();
-    assert!(qemu.wait().unwrap().success());
+    if !out.status.success() {
+        let _ = qemu.kill();
+    }
+    assert!(
+        qemu.wait().unwrap().success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(
         out.status.success(),
         "{}",
