@@ -394,6 +394,51 @@ unsafe fn drop_capabilities() -> bool {
     }
 }
 
+/// Give up CAP_SYS_ADMIN for good (a root being built keeps its other
+/// capabilities: package scripts chown and chroot). Without it the guest
+/// can mount nothing, so every file system it can write stays `noexec`.
+///
+/// # Safety
+/// Only raw syscalls on stack memory: callable after fork.
+unsafe fn drop_sys_admin() -> bool {
+    const CAP_SYS_ADMIN: u32 = 21;
+    #[repr(C)]
+    struct CapHeader {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct CapData {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    // SAFETY: prctl, capget and capset with valid pointers to stack values.
+    unsafe {
+        if libc::prctl(libc::PR_CAPBSET_DROP, CAP_SYS_ADMIN as libc::c_ulong, 0, 0, 0) != 0 {
+            return false;
+        }
+        let mut hdr = CapHeader {
+            version: 0x2008_0522,
+            pid: 0,
+        };
+        let mut data = [CapData {
+            effective: 0,
+            permitted: 0,
+            inheritable: 0,
+        }; 2];
+        if libc::syscall(libc::SYS_capget, &mut hdr, data.as_mut_ptr()) != 0 {
+            return false;
+        }
+        let bit = !(1u32 << CAP_SYS_ADMIN);
+        data[0].effective &= bit;
+        data[0].permitted &= bit;
+        data[0].inheritable &= bit;
+        libc::syscall(libc::SYS_capset, &hdr, data.as_ptr()) == 0
+    }
+}
+
 /// Like [`spawn_held`], but the released child builds the sandbox `plan`
 /// describes and execs the plan's command in it:
 ///
@@ -570,7 +615,12 @@ pub fn spawn_held_sandboxed(plan: &crate::sandbox::Plan) -> Result<Held, LaunchE
                         child_fail(err[1], STEP_SYSCTL);
                     }
                 }
-                if plan.drop_caps && !drop_capabilities() {
+                let dropped = if plan.drop_caps {
+                    drop_capabilities()
+                } else {
+                    drop_sys_admin()
+                };
+                if !dropped {
                     child_fail(err[1], STEP_CAPS);
                 }
                 // The seccomp filter goes in last, just before the exec; its

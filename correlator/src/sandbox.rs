@@ -126,7 +126,8 @@ pub struct Plan {
     /// capabilities go (`user.max_user_namespaces = 0`).
     pub user_ns_sysctls: Vec<(CString, CString)>,
     /// Drop every capability before exec (the guest is root of its user
-    /// namespace, without power over it).
+    /// namespace, without power over it); otherwise (a root being built)
+    /// only CAP_SYS_ADMIN: the guest can mount nothing.
     pub drop_caps: bool,
     /// The seccomp filter installed just before the exec (see
     /// [`crate::seccomp`]), as (code, jt, jf, k); its listener goes to
@@ -296,7 +297,8 @@ pub struct Spec<'a> {
     /// Build a root (`rootfs build --from debian`): the root itself is `/`,
     /// writable (what the guest writes stays), the program is a path inside
     /// it, and the guest keeps its capabilities over its user namespace
-    /// (package scripts chown and chroot). Still noexec, still guarded.
+    /// (package scripts chown and chroot), all but CAP_SYS_ADMIN (it can
+    /// mount nothing). Still noexec, still guarded.
     pub persistent: bool,
     /// `program` is a path inside the root (a root's own program), not a
     /// host file to bind.
