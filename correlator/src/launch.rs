@@ -416,7 +416,14 @@ unsafe fn drop_sys_admin() -> bool {
     }
     // SAFETY: prctl, capget and capset with valid pointers to stack values.
     unsafe {
-        if libc::prctl(libc::PR_CAPBSET_DROP, CAP_SYS_ADMIN as libc::c_ulong, 0, 0, 0) != 0 {
+        if libc::prctl(
+            libc::PR_CAPBSET_DROP,
+            CAP_SYS_ADMIN as libc::c_ulong,
+            0,
+            0,
+            0,
+        ) != 0
+        {
             return false;
         }
         let mut hdr = CapHeader {
