@@ -541,8 +541,14 @@ impl Joiner {
                 if self.native_waiting_exec == Some(tgid) {
                     self.native_waiting_exec = None;
                 }
+                // An exec before the process made any guest call is QEMU's
+                // own start (seen when tracing began a moment before it
+                // finished): the image is still the launched one.
+                let started = self.threads.values().any(|t| t.pid == tgid && t.seen_guest);
                 if self.first_exec_seen {
-                    self.launched_image.remove(&tgid);
+                    if started {
+                        self.launched_image.remove(&tgid);
+                    }
                 } else {
                     self.first_exec_seen = true;
                     self.launched_image.insert(tgid, ());
