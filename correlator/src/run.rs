@@ -209,13 +209,13 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
     // Start-up latency, overlapped: while this thread loads the eBPF
     // programs, another checks QEMU (it runs it twice), finds the plugin
     // and, for a sandbox, QEMU's libraries and the guest root, makes the
-    // ring and, unsandboxed, starts QEMU at once: the plugin (hold=on)
-    // holds the guest before its first instruction until the ring is
-    // released, after the host view follows QEMU. QEMU's own start-up
-    // (~10 ms) so runs while eBPF loads; its host calls before the trace
-    // begins are not seen (they are QEMU's own, never a guest call's).
-    // A sandbox is spawned held instead: its QEMU is forked inside the new
-    // PID namespace, and must be traced from that fork on.
+    // ring, builds the sandbox and starts QEMU in it at once: the plugin
+    // (hold=on) holds the guest before its first instruction until the ring
+    // is released, after the host view follows QEMU (its host pid comes
+    // back from the sandbox's outer process). The sandbox's set-up and
+    // QEMU's own start-up (~10 ms) so run while eBPF loads; their host
+    // calls before the trace begins are not seen (they are never a guest
+    // call's).
     let prepare = (!opts.native).then(|| {
         let explicit = opts.qemu.clone();
         let binds = opts.binds.clone();
