@@ -115,7 +115,9 @@ impl TryFrom<&[u8]> for HostEvent {
                     tid: e.tid,
                     old_tid: e.old_tid,
                     filename: c_string(&e.filename, e.filename_len),
+                    killed: u32::from(hdr.flags) & sys::GV_F_EXEC_KILLED != 0,
                     t_ns: hdr.ktime,
+                    pos: e.pos,
                 }
             }
             sys::GV_OP_EXIT => {

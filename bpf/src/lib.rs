@@ -104,8 +104,15 @@ pub enum HostEvent {
         old_tid: u32,
         /// The file name given to exec (lossy UTF-8, at most 255 bytes).
         filename: String,
+        /// The exec guard ([`HostTracer::guard_exec`]) found this image is
+        /// not the allowed one and killed it before its first instruction.
+        killed: bool,
         /// Monotonic time, ns.
         t_ns: u64,
+        /// The ring's producer position before this record: the old
+        /// image's host calls were recorded below it (see
+        /// [`HostSyscall::pos`]).
+        pos: u64,
     },
     /// A thread exited.
     Exit {
@@ -175,6 +182,9 @@ pub enum BpfError {
     /// The embedded eBPF object could not be opened.
     #[error("opening the embedded eBPF object failed: {0} (rebuild guestview-bpf)")]
     Open(#[source] libbpf_rs::Error),
+    /// The exec guard could not be set.
+    #[error("{0}")]
+    Guard(String),
     /// The kernel refused the eBPF programs or maps.
     #[error("loading eBPF programs failed: {0} (needs Linux 5.11+ with BTF; run with RUST_LOG or check dmesg for the verifier log)")]
     Load(#[source] libbpf_rs::Error),
@@ -236,6 +246,11 @@ struct Inbox {
     received: u64,
 }
 
+/// The `fcntl` command a plugin that reads ring positions says so with:
+/// `fcntl(-1, UNTIMED_FCNTL_CMD)` puts its process in the untimed set (see
+/// [`HostTracer::set_untimed`]).
+pub const UNTIMED_FCNTL_CMD: u32 = sys::GV_UNTIMED_FCNTL_CMD;
+
 /// The loaded, attached eBPF programs and the reader of their ring.
 pub struct HostTracer {
     // Fields drop in order: the reader before the links, the links before
@@ -252,6 +267,7 @@ pub struct HostTracer {
     malformed: u64,
     sets: sys::PidSets,
     stats: MapHandle,
+    guard: MapHandle,
     _links: Vec<Link>,
     _object: Object,
 }
@@ -321,6 +337,7 @@ impl HostTracer {
         let sets = sys::PidSets::map(bss.as_fd(), bss.value_size() as usize)
             .map_err(|e| BpfError::Load(libbpf_rs::Error::from(e)))?;
         let stats = map_handle(&object, "stats")?;
+        let guard = map_handle(&object, "guard")?;
         let rb = object
             .maps()
             .find(|m| m.name() == "rb")
@@ -354,9 +371,41 @@ impl HostTracer {
             malformed: 0,
             sets,
             stats,
+            guard,
             _links: links,
             _object: object,
         })
+    }
+
+    /// Guard every exec in the traced tree (a sandbox): an exec whose new
+    /// image is not the file `(ino, dev)` (`dev` as `stat` gives it) with
+    /// arguments that begin with exactly `prefix` (argv strings with their
+    /// NULs) is killed with SIGKILL before its first instruction, and its
+    /// [`HostEvent::Exec`] says `killed`.
+    pub fn guard_exec(&self, ino: u64, dev: u64, prefix: &[u8]) -> Result<(), BpfError> {
+        let max = sys::GV_GUARD_PREFIX_MAX as usize;
+        if prefix.is_empty() || prefix.len() > max {
+            return Err(BpfError::Guard(format!(
+                "the allowed exec's arguments take {} bytes (1 to {max} can be checked)",
+                prefix.len()
+            )));
+        }
+        // glibc's dev_t encoding (gnu_dev_major/minor) to the kernel's.
+        let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+        let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+        let mut g = sys::gv_guard {
+            enabled: 1,
+            prefix_len: prefix.len() as u32,
+            ino,
+            dev: ((major << 20) | minor) as u32,
+            ..Default::default()
+        };
+        for (d, s) in g.prefix.iter_mut().zip(prefix) {
+            *d = *s as std::ffi::c_char;
+        }
+        self.guard
+            .update(&0u32.to_ne_bytes(), sys::record_bytes(&g), MapFlags::ANY)
+            .map_err(|e| BpfError::Guard(format!("cannot set the exec guard: {e}")))
     }
 
     /// Start tracing process `tgid` (all its threads) and every process it
@@ -384,6 +433,8 @@ impl HostTracer {
     /// are placed by position alone, and the programs stop timing them (a
     /// clock read is the largest part of a record's cost). Forked children
     /// inherit this; an exec ends it (the new image has no mapping yet).
+    /// The plugin itself says so from inside its image
+    /// ([`UNTIMED_FCNTL_CMD`]), in step with execs; this is for tests.
     pub fn set_untimed(&self, tgid: u32) {
         self.sets.insert(sys::PidSet::Untimed, tgid);
     }

@@ -16,9 +16,10 @@ mod raw {
 }
 
 pub(crate) use raw::{
-    gv_event_hdr, gv_exec_event, gv_exit_event, gv_fork_event, gv_stats, gv_syscall_event,
-    gv_syscall_path_event, GV_F_PATH_FAULT, GV_OP_EXEC, GV_OP_EXIT, GV_OP_FORK, GV_OP_NORETURN,
-    GV_OP_SYSCALL, GV_OP_SYSCALL_PATH,
+    gv_event_hdr, gv_exec_event, gv_exit_event, gv_fork_event, gv_guard, gv_stats,
+    gv_syscall_event, gv_syscall_path_event, GV_F_EXEC_KILLED, GV_F_PATH_FAULT,
+    GV_GUARD_PREFIX_MAX, GV_OP_EXEC, GV_OP_EXIT, GV_OP_FORK, GV_OP_NORETURN, GV_OP_SYSCALL,
+    GV_OP_SYSCALL_PATH, GV_UNTIMED_FCNTL_CMD,
 };
 
 /// Keeps the embedded ELF 8-byte aligned, as libelf expects of an image in
@@ -56,6 +57,17 @@ unsafe impl Record for gv_exec_event {}
 unsafe impl Record for gv_exit_event {}
 // SAFETY: as above: four __u64.
 unsafe impl Record for gv_stats {}
+// SAFETY: as above: integers and a c_char array.
+unsafe impl Record for gv_guard {}
+
+/// The bytes of a record, to write it into a map.
+pub(crate) fn record_bytes<T: Record>(r: &T) -> &[u8] {
+    // SAFETY: `T: Record` is a repr(C) struct of integers with explicit
+    // padding fields, so all of its size_of::<T>() bytes are initialised.
+    unsafe {
+        std::slice::from_raw_parts(std::ptr::from_ref(r).cast::<u8>(), std::mem::size_of::<T>())
+    }
+}
 
 /// Copy a `T` out of the front of `bytes`, or `None` if there are too few.
 pub(crate) fn read_record<T: Record>(bytes: &[u8]) -> Option<T> {

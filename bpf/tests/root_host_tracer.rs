@@ -276,3 +276,127 @@ fn root_untimed_processes_are_placed_by_ring_position() {
     );
     assert!(!tracer.is_untimed(pid), "the set forgets an exited process");
 }
+
+/// The exec guard: an exec whose image is not the allowed file with the
+/// allowed arguments is killed before its first instruction; the allowed
+/// one runs.
+#[test]
+fn root_exec_guard_kills_what_is_not_allowed_before_it_runs() {
+    use std::os::unix::fs::MetadataExt;
+    let Some(mut tracer) =
+        tracer_or_skip("root_exec_guard_kills_what_is_not_allowed_before_it_runs")
+    else {
+        return;
+    };
+    // Allowed: the file /bin/sh names, with exactly the arguments
+    // "/bin/sh -c 'exit 7'" first.
+    let m = std::fs::metadata("/bin/sh").unwrap();
+    tracer
+        .guard_exec(m.ino(), m.dev(), b"/bin/sh\0-c\0exit 7\0")
+        .expect("set the guard");
+    let run = |args: &[&str]| {
+        // Traced before it execs: it waits on stdin.
+        let mut child = Command::new("/bin/sh")
+            .args(["-c", "read line; exec \"$@\"", "guard"])
+            .args(args)
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Traced only once its own exec is over (spawn returns as soon as
+        // the exec has taken the new memory, a moment before the exec
+        // tracepoint): it sleeps in `read` then.
+        let stat = format!("/proc/{}/stat", child.id());
+        while !std::fs::read_to_string(&stat)
+            .is_ok_and(|s| s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('S')))
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        tracer.trace_pid(child.id()).unwrap();
+        writeln!(child.stdin.take().unwrap()).unwrap();
+        let st = child.wait().unwrap();
+        (child.id(), st)
+    };
+    use std::os::unix::process::ExitStatusExt;
+    let (pid7, st) = run(&["/bin/sh", "-c", "exit 7"]);
+    if st.code() != Some(7) {
+        let mut evs = Vec::new();
+        tracer.drain(&mut |e| evs.push(e)).unwrap();
+        let execs: Vec<_> = evs
+            .iter()
+            .filter(|e| matches!(e, HostEvent::Exec { tgid, .. } if *tgid == pid7))
+            .collect();
+        panic!("the allowed exec was stopped: {st:?}: {execs:#?}");
+    }
+    // The same file with other arguments, and another file: killed.
+    let (_, st) = run(&["/bin/sh", "-c", "exit 8"]);
+    assert_eq!(st.signal(), Some(9), "{st:?}");
+    let (pid, st) = run(&["/bin/true"]);
+    assert_eq!(st.signal(), Some(9), "/bin/true ran: {st:?}");
+    let events = collect_until(
+        &mut tracer,
+        |e| matches!(e, HostEvent::Exit { tgid, group_dead: true, .. } if *tgid == pid),
+    );
+    assert!(
+        events.iter().any(|e| matches!(e,
+            HostEvent::Exec { tgid, killed: true, filename, .. } if *tgid == pid && filename == "/bin/true")),
+        "no killed exec of /bin/true: {events:#?}"
+    );
+}
+
+/// A process says it reads ring positions with `fcntl(-1, GV_UNTIMED_FCNTL_CMD)`
+/// (the plugin does, once it has mapped the ring's producer page): the
+/// programs stop timing its syscalls from that call on, in the kernel, in
+/// step with the image.
+#[test]
+fn root_the_untimed_fcntl_ends_timing_from_within_the_process() {
+    let Some(mut tracer) =
+        tracer_or_skip("root_the_untimed_fcntl_ends_timing_from_within_the_process")
+    else {
+        return;
+    };
+    let script = format!(
+        "import ctypes, os, sys\nlibc = ctypes.CDLL(None)\nsys.stdin.readline()\nfor _ in range(5): os.getppid()\nlibc.fcntl(-1, {})\nfor _ in range(5): os.getppid()\n",
+        guestview_bpf::UNTIMED_FCNTL_CMD
+    );
+    let mut child = Command::new("python3")
+        .args(["-c", &script])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("spawn python3");
+    let pid = child.id();
+    tracer.trace_pid(pid).expect("trace_pid");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(b"go\n").expect("release");
+    drop(stdin);
+    let events = collect_until(
+        &mut tracer,
+        |ev| matches!(ev, HostEvent::Exit { tgid, group_dead: true, .. } if *tgid == pid),
+    );
+    assert!(child.wait().expect("wait").success());
+    const NR_GETPPID: i64 = 110;
+    let calls: Vec<&HostSyscall> = syscalls(&events).filter(|s| s.tgid == pid).collect();
+    let said = calls
+        .iter()
+        .position(|s| s.nr == 72 && s.args[1] == u64::from(guestview_bpf::UNTIMED_FCNTL_CMD))
+        .expect("the fcntl");
+    let before = calls[..said]
+        .iter()
+        .filter(|s| s.nr == NR_GETPPID)
+        .collect::<Vec<_>>();
+    let after = calls[said + 1..]
+        .iter()
+        .filter(|s| s.nr == NR_GETPPID)
+        .collect::<Vec<_>>();
+    assert!(
+        before.len() >= 5 && after.len() >= 5,
+        "{before:?} {after:?}"
+    );
+    assert!(
+        before.iter().all(|s| s.t_exit_ns > 0),
+        "timed before: {before:?}"
+    );
+    assert!(
+        after.iter().all(|s| s.t_exit_ns == 0),
+        "untimed after: {after:?}"
+    );
+}

@@ -208,6 +208,35 @@ pub struct Held {
     err: libc::c_int,
     /// Sandbox steps, to name the one that failed.
     steps: Vec<String>,
+    /// A sandbox: where the outer child says the host pid of the sandbox's
+    /// first process (the one that execs QEMU).
+    inner: Option<libc::c_int>,
+    /// A sandbox: where that process sends its seccomp listener.
+    notif: Option<libc::c_int>,
+}
+
+/// A sandbox that runs: its processes and the listener of its seccomp
+/// filter (see [`crate::seccomp`]).
+pub struct Started {
+    /// The outer child (waits for the sandbox, exits with its status).
+    pub outer: libc::pid_t,
+    /// QEMU in the sandbox (host pid).
+    pub inner: Option<libc::pid_t>,
+    /// The sandbox's first process, its init, whose child QEMU is (host pid).
+    pub init: Option<libc::pid_t>,
+    /// The answers to the seccomp filter's notifications.
+    pub supervisor: Option<crate::seccomp::Supervisor>,
+}
+
+/// The first child of process `pid` (its main thread's), from
+/// `/proc/PID/task/PID/children`.
+fn first_child(pid: libc::pid_t) -> Option<libc::pid_t> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Fork a child that will `exec` `argv` (with `cwd` if given) once released,
@@ -273,6 +302,8 @@ pub fn spawn_held(
         go: go[1],
         err: err[0],
         steps: Vec::new(),
+        inner: None,
+        notif: None,
     })
 }
 
@@ -374,16 +405,30 @@ const STEP_HOSTNAME: i32 = -4;
 const STEP_LOOPBACK: i32 = -5;
 const STEP_CWD: i32 = -6;
 const STEP_EXEC: i32 = -7;
+const STEP_USERNS: i32 = -8;
+const STEP_IDMAP: i32 = -9;
+const STEP_IDS: i32 = -10;
+const STEP_CAPS: i32 = -11;
+const STEP_MOUNTNS: i32 = -12;
+const STEP_SYSCTL: i32 = -13;
+const STEP_SECCOMP: i32 = -14;
 
 fn step_name(step: i32, steps: &[String]) -> String {
     match step {
-        STEP_UNSHARE => "unshare (new mount, PID, IPC, UTS and network namespaces)".into(),
+        STEP_UNSHARE => "unshare (new PID, IPC, UTS and network namespaces)".into(),
+        STEP_MOUNTNS => "unshare (new mount namespace)".into(),
         STEP_FORK => "fork into the new PID namespace".into(),
         STEP_PIVOT => "pivot_root into the guest root".into(),
         STEP_HOSTNAME => "sethostname".into(),
         STEP_LOOPBACK => "bringing up loopback".into(),
         STEP_CWD => "chdir to the working directory".into(),
         STEP_EXEC => "exec QEMU".into(),
+        STEP_USERNS => "unshare (new user namespace)".into(),
+        STEP_IDMAP => "writing the user namespace's uid_map and gid_map".into(),
+        STEP_IDS => "becoming root of the user namespace".into(),
+        STEP_CAPS => "dropping capabilities".into(),
+        STEP_SYSCTL => "setting the user namespace's limits".into(),
+        STEP_SECCOMP => "installing the seccomp filter".into(),
         i => steps
             .get(i as usize)
             .cloned()
@@ -430,11 +475,185 @@ unsafe fn child_fail(fd: libc::c_int, step: i32) -> ! {
     }
 }
 
-/// Like [`spawn_held`], but once released the child enters new mount, PID,
-/// IPC, UTS and network namespaces, forks the namespace's first process,
-/// which builds the sandbox `plan` describes, pivots into it and execs the
-/// plan's command. The returned pid is the outer child, which waits for the
-/// sandbox and exits with its status (128 + signal if it was killed).
+/// Write `value` into the file `path` (a sysctl or an id map).
+///
+/// # Safety
+/// Only raw syscalls: callable after fork.
+unsafe fn write_file(path: *const libc::c_char, value: &CString) -> bool {
+    // SAFETY: open/write/close on a NUL-terminated path and a live buffer.
+    unsafe {
+        let fd = libc::open(path, libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return false;
+        }
+        let b = value.as_bytes();
+        let ok = libc::write(fd, b.as_ptr().cast(), b.len()) == b.len() as isize;
+        libc::close(fd) == 0 && ok
+    }
+}
+
+/// `/proc/PID/NAME` into `buf`, NUL-terminated, without allocating.
+fn proc_path(buf: &mut [u8; 64], pid: libc::pid_t, name: &[u8]) -> *const libc::c_char {
+    let mut n = 0;
+    for b in b"/proc/" {
+        buf[n] = *b;
+        n += 1;
+    }
+    let mut digits = [0u8; 12];
+    let mut d = 0;
+    let mut v = pid.unsigned_abs();
+    loop {
+        digits[d] = b'0' + (v % 10) as u8;
+        d += 1;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    while d > 0 {
+        d -= 1;
+        buf[n] = digits[d];
+        n += 1;
+    }
+    buf[n] = b'/';
+    n += 1;
+    for b in name.iter().take(buf.len() - n - 1) {
+        buf[n] = *b;
+        n += 1;
+    }
+    buf[n] = 0;
+    buf.as_ptr().cast()
+}
+
+/// Give up every capability for good: no bounding set, no ambient set,
+/// root (uid 0) gains none at exec, no new privileges. (A seccomp filter of
+/// the enforcement layer goes in right after this, before the exec.)
+///
+/// # Safety
+/// Only raw syscalls on stack memory: callable after fork.
+unsafe fn drop_capabilities() -> bool {
+    // SECBIT_NOROOT, SECBIT_NO_SETUID_FIXUP, SECBIT_NO_CAP_AMBIENT_RAISE
+    // and the lock of each, and the lock of SECBIT_KEEP_CAPS (left off).
+    const SECURE_BITS: libc::c_ulong = 0b1110_1111;
+    #[repr(C)]
+    struct CapHeader {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct CapData {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    // SAFETY: prctl and capset with valid pointers to stack values.
+    unsafe {
+        if libc::prctl(libc::PR_SET_SECUREBITS, SECURE_BITS, 0, 0, 0) != 0 {
+            return false;
+        }
+        for cap in 0..64 {
+            if libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) != 0
+                && *libc::__errno_location() != libc::EINVAL
+            {
+                return false;
+            }
+        }
+        if libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        ) != 0
+        {
+            return false;
+        }
+        let hdr = CapHeader {
+            version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
+            pid: 0,
+        };
+        let data = [CapData {
+            effective: 0,
+            permitted: 0,
+            inheritable: 0,
+        }; 2];
+        if libc::syscall(libc::SYS_capset, &hdr, data.as_ptr()) != 0 {
+            return false;
+        }
+        libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
+    }
+}
+
+/// Give up CAP_SYS_ADMIN for good (a root being built keeps its other
+/// capabilities: package scripts chown and chroot). Without it the guest
+/// can mount nothing, so every file system it can write stays `noexec`.
+///
+/// # Safety
+/// Only raw syscalls on stack memory: callable after fork.
+unsafe fn drop_sys_admin() -> bool {
+    const CAP_SYS_ADMIN: u32 = 21;
+    #[repr(C)]
+    struct CapHeader {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct CapData {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    // SAFETY: prctl, capget and capset with valid pointers to stack values.
+    unsafe {
+        if libc::prctl(
+            libc::PR_CAPBSET_DROP,
+            CAP_SYS_ADMIN as libc::c_ulong,
+            0,
+            0,
+            0,
+        ) != 0
+        {
+            return false;
+        }
+        let mut hdr = CapHeader {
+            version: 0x2008_0522,
+            pid: 0,
+        };
+        let mut data = [CapData {
+            effective: 0,
+            permitted: 0,
+            inheritable: 0,
+        }; 2];
+        if libc::syscall(libc::SYS_capget, &mut hdr, data.as_mut_ptr()) != 0 {
+            return false;
+        }
+        let bit = !(1u32 << CAP_SYS_ADMIN);
+        data[0].effective &= bit;
+        data[0].permitted &= bit;
+        data[0].inheritable &= bit;
+        libc::syscall(libc::SYS_capset, &hdr, data.as_ptr()) == 0
+    }
+}
+
+/// Like [`spawn_held`], but the released child builds the sandbox `plan`
+/// describes and execs the plan's command in it:
+///
+/// 1. the child (outer, in the host's PID and mount namespaces) enters new
+///    PID, IPC, UTS and network namespaces and forks the new PID
+///    namespace's first process;
+/// 2. that process, still real root, enters a new mount namespace, makes
+///    every mount of the plan (so they are locked once a user namespace
+///    owns the mount namespace), pivots into the root, sets the host name,
+///    brings up loopback and sets the PID namespace's sysctls;
+/// 3. it enters a new user namespace (with a new mount namespace: the
+///    copy's mounts are locked); the outer child, which is outside, writes
+///    its uid and gid maps; it becomes uid and gid 0 inside, limits the
+///    namespace, drops every capability and execs.
+///
+/// The returned pid is the outer child, which waits for the sandbox and
+/// exits with its status (128 + signal if it was killed).
 pub fn spawn_held_sandboxed(plan: &crate::sandbox::Plan) -> Result<Held, LaunchError> {
     use crate::sandbox::Op;
     let mut argv: Vec<*const libc::c_char> = plan.argv.iter().map(|a| a.as_ptr()).collect();
@@ -448,13 +667,34 @@ pub fn spawn_held_sandboxed(plan: &crate::sandbox::Plan) -> Result<Held, LaunchE
     let slash = c"/".as_ptr();
     let mut go = [0 as libc::c_int; 2];
     let mut err = [0 as libc::c_int; 2];
-    // SAFETY: pipe2 writes two fds into arrays of two ints.
-    if unsafe { libc::pipe2(go.as_mut_ptr(), libc::O_CLOEXEC) } != 0
-        // SAFETY: as above.
-        || unsafe { libc::pipe2(err.as_mut_ptr(), libc::O_CLOEXEC) } != 0
+    // Hand-shake of the id maps: inner -> outer "unshared", outer -> inner "mapped".
+    let mut up = [0 as libc::c_int; 2];
+    let mut down = [0 as libc::c_int; 2];
+    let mut said = [0 as libc::c_int; 2];
+    for p in [&mut go, &mut err, &mut up, &mut down, &mut said] {
+        // SAFETY: pipe2 writes two fds into an array of two ints.
+        if unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return Err(LaunchError::Spawn(std::io::Error::last_os_error()));
+        }
+    }
+    let mut notif = [0 as libc::c_int; 2];
+    // SAFETY: socketpair writes two fds into an array of two ints.
+    if unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            notif.as_mut_ptr(),
+        )
+    } != 0
     {
         return Err(LaunchError::Spawn(std::io::Error::last_os_error()));
     }
+    let filter: Vec<libc::sock_filter> = plan
+        .seccomp
+        .iter()
+        .map(|&(code, jt, jf, k)| libc::sock_filter { code, jt, jf, k })
+        .collect();
     // SAFETY: after the fork the children only make raw syscalls on memory
     // prepared before it (the plan's C strings and pointer arrays).
     let pid = unsafe { libc::fork() };
@@ -470,11 +710,8 @@ pub fn spawn_held_sandboxed(plan: &crate::sandbox::Plan) -> Result<Held, LaunchE
             if libc::read(go[0], std::ptr::addr_of_mut!(b).cast(), 1) != 1 {
                 libc::_exit(126);
             }
-            let ns = libc::CLONE_NEWNS
-                | libc::CLONE_NEWPID
-                | libc::CLONE_NEWIPC
-                | libc::CLONE_NEWUTS
-                | libc::CLONE_NEWNET;
+            let ns =
+                libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS | libc::CLONE_NEWNET;
             if libc::unshare(ns) != 0 {
                 child_fail(err[1], STEP_UNSHARE);
             }
@@ -484,6 +721,12 @@ pub fn spawn_held_sandboxed(plan: &crate::sandbox::Plan) -> Result<Held, LaunchE
             }
             if inner == 0 {
                 // PID 1 of the new namespace: build the world, enter it.
+                libc::close(up[0]);
+                libc::close(down[1]);
+                libc::close(said[1]);
+                if libc::unshare(libc::CLONE_NEWNS) != 0 {
+                    child_fail(err[1], STEP_MOUNTNS);
+                }
                 for (i, op) in plan.ops.iter().enumerate() {
                     let ok = match op {
                         Op::Mkdir(p) => {
@@ -517,6 +760,15 @@ pub fn spawn_held_sandboxed(plan: &crate::sandbox::Plan) -> Result<Held, LaunchE
                             libc::symlink(t.as_ptr(), p.as_ptr()) == 0
                                 || *libc::__errno_location() == libc::EEXIST
                         }
+                        Op::Own {
+                            path,
+                            uid,
+                            gid,
+                            mode,
+                        } => {
+                            libc::chown(path.as_ptr(), *uid, *gid) == 0
+                                && libc::chmod(path.as_ptr(), *mode) == 0
+                        }
                     };
                     if !ok {
                         child_fail(err[1], i as i32);
@@ -536,13 +788,111 @@ pub fn spawn_held_sandboxed(plan: &crate::sandbox::Plan) -> Result<Held, LaunchE
                 if !loopback_up() {
                     child_fail(err[1], STEP_LOOPBACK);
                 }
+                // Best effort: an older kernel may not have the knob; the
+                // exec guard stops a memory file's native code anyway.
+                for (path, value) in &plan.pid_ns_sysctls {
+                    write_file(path.as_ptr(), value);
+                }
+                if libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS) != 0 {
+                    child_fail(err[1], STEP_USERNS);
+                }
+                let one = 1u8;
+                libc::write(up[1], std::ptr::addr_of!(one).cast(), 1);
+                let mut b = 0u8;
+                if libc::read(down[0], std::ptr::addr_of_mut!(b).cast(), 1) != 1 || b != 1 {
+                    libc::_exit(126);
+                }
+                if libc::setresgid(0, 0, 0) != 0
+                    || libc::setgroups(0, std::ptr::null()) != 0
+                    || libc::setresuid(0, 0, 0) != 0
+                {
+                    child_fail(err[1], STEP_IDS);
+                }
+                for (path, value) in &plan.user_ns_sysctls {
+                    if !write_file(path.as_ptr(), value) {
+                        child_fail(err[1], STEP_SYSCTL);
+                    }
+                }
+                let dropped = if plan.drop_caps {
+                    drop_capabilities()
+                } else {
+                    drop_sys_admin()
+                };
+                if !dropped {
+                    child_fail(err[1], STEP_CAPS);
+                }
+                // PID 1 of the namespace stays a small init and QEMU runs as
+                // its child: the kernel ignores the signals a namespace's
+                // init sends itself, and QEMU ends a guest killed by a
+                // signal by raising that signal on itself (as PID 1 it
+                // would wait for it forever). The init also reaps orphans.
+                let q = libc::fork();
+                if q < 0 {
+                    child_fail(err[1], STEP_FORK);
+                }
+                if q > 0 {
+                    libc::close(err[1]);
+                    libc::close(notif[1]);
+                    for fd in &plan.keep_fds {
+                        libc::close(*fd);
+                    }
+                    let mut st = 0;
+                    loop {
+                        let w = libc::waitpid(-1, &mut st, 0);
+                        if w == q {
+                            break;
+                        }
+                        if w < 0 && *libc::__errno_location() != libc::EINTR {
+                            libc::_exit(126);
+                        }
+                    }
+                    if libc::WIFEXITED(st) {
+                        libc::_exit(libc::WEXITSTATUS(st));
+                    }
+                    libc::_exit(128 + libc::WTERMSIG(st));
+                }
+                // The seccomp filter goes in last, just before the exec; its
+                // listener goes to guestview.
+                if !filter.is_empty() {
+                    if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+                        child_fail(err[1], STEP_SECCOMP);
+                    }
+                    let listener = crate::seccomp::install(&filter);
+                    if listener < 0 || !crate::seccomp::send_fd(notif[1], listener) {
+                        child_fail(err[1], STEP_SECCOMP);
+                    }
+                    libc::close(listener);
+                }
                 if libc::chdir(plan.cwd.as_ptr()) != 0 {
                     child_fail(err[1], STEP_CWD);
+                }
+                for fd in &plan.keep_fds {
+                    libc::fcntl(*fd, libc::F_SETFD, 0);
                 }
                 libc::execve(argv[0], argv.as_ptr(), envp.as_ptr());
                 child_fail(err[1], STEP_EXEC);
             }
-            // The outer child: wait for the sandbox, pass its status on.
+            // The outer child: say who the inner one is, map its ids once it
+            // has its user namespace, then wait for the sandbox and pass its
+            // status on.
+            libc::close(notif[1]);
+            libc::write(said[1], std::ptr::addr_of!(inner).cast(), 4);
+            libc::close(said[1]);
+            libc::close(up[1]);
+            libc::close(down[0]);
+            let mut b = 0u8;
+            if libc::read(up[0], std::ptr::addr_of_mut!(b).cast(), 1) == 1 {
+                let mut buf = [0u8; 64];
+                let mapped = write_file(proc_path(&mut buf, inner, b"uid_map"), &plan.id_map)
+                    && write_file(proc_path(&mut buf, inner, b"gid_map"), &plan.id_map);
+                let reply = u8::from(mapped);
+                if !mapped {
+                    let e = *libc::__errno_location();
+                    let msg = [e, STEP_IDMAP];
+                    libc::write(err[1], msg.as_ptr().cast(), 8);
+                }
+                libc::write(down[1], std::ptr::addr_of!(reply).cast(), 1);
+            }
             libc::close(err[1]);
             let mut st = 0;
             while libc::waitpid(inner, &mut st, 0) < 0 {
@@ -556,30 +906,65 @@ pub fn spawn_held_sandboxed(plan: &crate::sandbox::Plan) -> Result<Held, LaunchE
             libc::_exit(128 + libc::WTERMSIG(st));
         }
     }
-    // SAFETY: closing our copies of the child's ends.
+    // SAFETY: closing our copies of the children's ends.
     unsafe {
-        libc::close(go[0]);
-        libc::close(err[1]);
+        for fd in [
+            go[0], err[1], up[0], up[1], down[0], down[1], said[1], notif[1],
+        ] {
+            libc::close(fd);
+        }
     }
     Ok(Held {
         pid,
         go: go[1],
         err: err[0],
         steps,
+        inner: Some(said[0]),
+        notif: Some(notif[0]),
     })
 }
 
 impl Held {
     /// Let the child exec; reports an exec failure.
     pub fn release(self) -> Result<libc::pid_t, LaunchError> {
+        self.release_all(None).map(|s| s.outer)
+    }
+
+    /// Let the child exec (a sandbox: build itself and exec QEMU); returns
+    /// its pid and, for a sandbox, the host pid of the sandbox's first
+    /// process, which exec'd QEMU, and the supervisor of its seccomp
+    /// filter (`exe`: the file the plugin execs to restart QEMU), started
+    /// before that exec, which the filter sends to it.
+    pub fn release_all(self, exe: Option<CString>) -> Result<Started, LaunchError> {
         let b = 1u8;
         // SAFETY: writing one byte from a valid buffer to our pipe end.
         unsafe { libc::write(self.go, std::ptr::addr_of!(b).cast(), 1) };
+        // The listener comes before the exec (or the socket closes when
+        // the child fails or does without a filter).
+        let supervisor = self.notif.and_then(|fd| {
+            let l = crate::seccomp::recv_fd(fd, true);
+            // SAFETY: closing our own fd.
+            unsafe { libc::close(fd) };
+            Some(crate::seccomp::supervise(
+                l?,
+                exe.clone().unwrap_or_default(),
+            ))
+        });
         let mut msg: [libc::c_int; 2] = [0; 2];
         // SAFETY: reading at most 8 bytes into two ints; EOF means exec
         // succeeded (4 bytes: errno of exec, 8: errno and sandbox step).
         let n = unsafe { libc::read(self.err, msg.as_mut_ptr().cast(), 8) };
         let e = msg[0];
+        let mut inner: libc::pid_t = 0;
+        if let Some(fd) = self.inner {
+            // SAFETY: reading 4 bytes into a pid_t; closing our own fd.
+            unsafe {
+                if libc::read(fd, std::ptr::addr_of_mut!(inner).cast(), 4) != 4 {
+                    inner = 0;
+                }
+                libc::close(fd);
+            }
+        }
         // SAFETY: closing our own fds.
         unsafe {
             libc::close(self.go);
@@ -598,7 +983,14 @@ impl Held {
             }
             return Err(LaunchError::Spawn(source));
         }
-        Ok(self.pid)
+        // The init forked QEMU before QEMU's exec, which is done now.
+        let qemu = (inner > 0).then(|| first_child(inner)).flatten();
+        Ok(Started {
+            outer: self.pid,
+            inner: qemu,
+            init: (inner > 0).then_some(inner),
+            supervisor,
+        })
     }
 
     /// Kill the held child (set-up failed after the fork).
@@ -610,6 +1002,10 @@ impl Held {
             libc::waitpid(self.pid, &mut st, 0);
             libc::close(self.go);
             libc::close(self.err);
+            for fd in [self.inner, self.notif].into_iter().flatten() {
+                // The children are gone: nothing more comes.
+                libc::close(fd);
+            }
         }
     }
 }
@@ -732,4 +1128,32 @@ pub fn own_cpu_seconds() -> f64 {
     }
     let s = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
     s(ru.ru_utime) + s(ru.ru_stime)
+}
+
+/// While alive, this process's standard output goes to its standard error
+/// (what runs meanwhile, a guest included, prints progress where the user
+/// sees it, and stdout keeps only the result).
+pub struct StdoutToStderr(libc::c_int);
+
+/// Send stdout to stderr until the guard is dropped.
+pub fn stdout_to_stderr() -> Option<StdoutToStderr> {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    // SAFETY: dup/dup2 on the standard descriptors, no memory arguments.
+    let saved = unsafe { libc::dup(1) };
+    // SAFETY: as above.
+    if saved < 0 || unsafe { libc::dup2(2, 1) } < 0 {
+        return None;
+    }
+    Some(StdoutToStderr(saved))
+}
+
+impl Drop for StdoutToStderr {
+    fn drop(&mut self) {
+        // SAFETY: restoring the saved descriptor onto 1 and closing our copy.
+        unsafe {
+            libc::dup2(self.0, 1);
+            libc::close(self.0);
+        }
+    }
 }

@@ -14,6 +14,7 @@ pub mod report;
 pub mod rootfs;
 pub mod run;
 pub mod sandbox;
+pub mod seccomp;
 pub mod symbols;
 pub mod tables;
 pub mod verdict;

@@ -51,7 +51,9 @@ enum Cmd {
         /// QEMU binary (default: qemu-<arch> from PATH).
         #[arg(long)]
         qemu: Option<PathBuf>,
-        /// Guest root directory, passed to QEMU as -L (not isolation).
+        /// Guest root directory: the sandbox's / (default: the root `guestview
+        /// rootfs build` makes for the architecture, built on first use);
+        /// with --no-sandbox, QEMU's -L (not isolation).
         #[arg(long)]
         rootfs: Option<PathBuf>,
         /// Write a binary trace here (read it with `guestview report`).
@@ -63,9 +65,14 @@ enum Cmd {
         /// Live output file (default: stderr; the program's own output stays its own).
         #[arg(long)]
         output: Option<PathBuf>,
-        /// Working directory of the guest.
+        /// Working directory of the guest (in the sandbox: a path inside it,
+        /// made if missing; default /).
         #[arg(long)]
         workdir: Option<PathBuf>,
+        /// Show a host path inside the sandbox: SRC[:DST[:ro|rw]] (DST
+        /// defaults to SRC, the mode to ro; never executable). Repeatable.
+        #[arg(long, value_name = "SRC[:DST[:ro|rw]]", value_parser = parse_bind)]
+        bind: Vec<guestview::sandbox::Bind>,
         /// Also show QEMU's internal host syscalls in text output.
         #[arg(long)]
         show_internal: bool,
@@ -75,12 +82,16 @@ enum Cmd {
         /// Trace a host (x86-64) program with eBPF alone, without QEMU, in
         /// the same format (each host syscall is a call, verdict `native`),
         /// to compare with a guest run using `guestview diff`.
-        #[arg(long, conflicts_with_all = ["qemu", "rootfs", "arch"])]
+        #[arg(long, conflicts_with_all = ["qemu", "rootfs", "arch", "bind"])]
         native: bool,
-        /// Run QEMU in a sandbox: its own mount, PID, IPC, UTS and network
-        /// (loopback only) namespaces, the guest root (--rootfs, default a
-        /// built root for the architecture) under a throw-away overlay as /.
+        /// Run without the sandbox, as plain QEMU does: the guest sees the
+        /// host's files, processes and network, and an exec of a host
+        /// program runs natively. NOT isolation.
         #[arg(long, conflicts_with = "native")]
+        no_sandbox: bool,
+        /// The default (kept for scripts that ask for it): the guest in its
+        /// own user, mount, PID, IPC, UTS and network namespaces.
+        #[arg(long, hide = true, conflicts_with_all = ["no_sandbox", "native"])]
         sandbox: bool,
         /// Time every host syscall. By default the plugin reads the eBPF
         /// ring's position at each guest call's entry and return, which
@@ -164,7 +175,17 @@ enum RootfsCmd {
         /// the cached root's path.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// `debian`: a Debian minbase system (debootstrap --foreign, second
+        /// stage under QEMU in the sandbox) instead of the minimal root.
+        #[arg(long, value_enum)]
+        from: Option<RootSource>,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RootSource {
+    /// Debian minbase (mipsel, arm, aarch64, ppc64le, x86_64: bookworm; riscv64: trixie).
+    Debian,
 }
 
 fn parse_arch(s: &str) -> Result<Arch, String> {
@@ -175,6 +196,10 @@ fn parse_arch(s: &str) -> Result<Arch, String> {
             names.join(", ")
         )
     })
+}
+
+fn parse_bind(s: &str) -> Result<guestview::sandbox::Bind, String> {
+    s.parse()
 }
 
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
@@ -232,11 +257,13 @@ fn main() -> ExitCode {
             format,
             output,
             workdir,
+            bind,
             show_internal,
             quiet,
             native,
-            sandbox,
             host_times,
+            no_sandbox,
+            sandbox: _,
             command,
         } => {
             let program = PathBuf::from(&command[0]);
@@ -252,8 +279,10 @@ fn main() -> ExitCode {
                 show_internal,
                 quiet,
                 native,
-                sandbox,
                 host_times,
+                sandbox: !no_sandbox && !native,
+                binds: bind,
+                persistent_root: false,
                 program,
                 args,
             };
@@ -290,8 +319,15 @@ fn main() -> ExitCode {
             }
         }
         Cmd::Rootfs {
-            cmd: RootfsCmd::Build { arch, out },
-        } => match guestview::rootfs::build(arch, out.as_deref()) {
+            cmd: RootfsCmd::Build { arch, out, from },
+        } => match guestview::rootfs::build(
+            arch,
+            match from {
+                Some(RootSource::Debian) => guestview::rootfs::Source::Debian,
+                None => guestview::rootfs::Source::Minimal,
+            },
+            out.as_deref(),
+        ) {
             Ok(p) => {
                 println!("{}", p.display());
                 ExitCode::SUCCESS

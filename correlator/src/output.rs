@@ -113,6 +113,7 @@ pub fn event_json(ev: &TraceEvent) -> Value {
         }
         TraceEvent::Lost(l) => ("lost", serde_json::to_value(l)),
         TraceEvent::Summary(s) => ("summary", serde_json::to_value(s)),
+        TraceEvent::Alert(a) => ("alert", serde_json::to_value(a)),
     };
     let mut with_type = serde_json::Map::new();
     with_type.insert("type".into(), Value::String(ty.into()));
@@ -257,7 +258,10 @@ pub fn event_text(ev: &TraceEvent, show_internal: bool) -> Option<String> {
         TraceEvent::Run(r) => format!("guestview: {} program {} under {}", r.arch, r.argv.join(" "), r.qemu),
         TraceEvent::Process(p) => match p.event.as_str() {
             "fork" => format!("[{}] process forked from {}", p.pid, p.ppid.unwrap_or(0)),
-            "exec" => format!("[{}] process exec {}", p.pid, p.filename.as_deref().unwrap_or("?")),
+            "exec" => match &p.program {
+                Some(prog) => format!("[{}] process exec {prog} (under QEMU)", p.pid),
+                None => format!("[{}] process exec {}", p.pid, p.filename.as_deref().unwrap_or("?")),
+            },
             _ => match (p.status, p.signal) {
                 (Some(st), _) => format!("[{}] process exited with status {st}", p.pid),
                 (_, Some(sig)) => format!("[{}] process killed by signal {sig}", p.pid),
@@ -279,6 +283,7 @@ pub fn event_text(ev: &TraceEvent, show_internal: bool) -> Option<String> {
         TraceEvent::Internal(_) => return None,
         TraceEvent::Fault(f) => fault_text(f),
         TraceEvent::Plugin(p) => plugin_text(p),
+        TraceEvent::Alert(a) => format!("[{}/{}] ALERT {} ({}): {}", a.pid, a.tid, a.rule, a.action, a.message),
         TraceEvent::Lost(l) => {
             let total = l.host_dropped + l.guest_dropped + l.guest_no_ring + l.guest_corrupt + l.host_malformed;
             if total == 0 {

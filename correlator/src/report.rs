@@ -4,7 +4,8 @@
 use crate::tables;
 use serde::Serialize;
 use shmem_proto::trace::{
-    FaultEvent, LostEvent, PluginEvent, RunInfo, SummaryEvent, TraceError, TraceEvent, TraceReader,
+    AlertEvent, FaultEvent, LostEvent, PluginEvent, RunInfo, SummaryEvent, TraceError, TraceEvent,
+    TraceReader,
 };
 use shmem_proto::Arch;
 use std::borrow::Cow;
@@ -37,6 +38,8 @@ pub struct Report {
     pub fault_count: u64,
     /// What the first QEMU process offered the plugin.
     pub qemu_plugin: Option<PluginEvent>,
+    /// Alerts (execs refused or stopped), the first [`MISMATCHES_KEPT`].
+    pub alerts: Vec<AlertEvent>,
     /// Loss counters.
     pub lost: Option<LostEvent>,
     /// End of run.
@@ -158,6 +161,11 @@ impl Report {
             TraceEvent::Plugin(p) => {
                 self.qemu_plugin.get_or_insert(p);
             }
+            TraceEvent::Alert(a) => {
+                if self.alerts.len() < MISMATCHES_KEPT {
+                    self.alerts.push(a);
+                }
+            }
             TraceEvent::Lost(l) => self.lost = Some(l),
             TraceEvent::Summary(s) => self.summary = Some(s),
         }
@@ -274,6 +282,16 @@ impl Report {
         if let Some(p) = &self.qemu_plugin {
             writeln!(w, "\n{}", crate::output::plugin_text(p))?;
         }
+        if !self.alerts.is_empty() {
+            writeln!(w, "\nalerts: {}", self.alerts.len())?;
+            for a in &self.alerts {
+                writeln!(
+                    w,
+                    "  [{}/{}] {} ({}): {}",
+                    a.pid, a.tid, a.rule, a.action, a.message
+                )?;
+            }
+        }
         match &self.lost {
             Some(l) => writeln!(
                 w,
@@ -352,6 +370,25 @@ impl Report {
                     esc(&m.name),
                     m.pc.map(|p| format!("{p:#x}")).unwrap_or_default(),
                     esc(&m.why)
+                )?;
+            }
+            writeln!(w, "</table>")?;
+        }
+        if !self.alerts.is_empty() {
+            writeln!(
+                w,
+                "<h2>Alerts ({})</h2><table><tr><th>process</th><th>thread</th><th>rule</th><th>action</th><th>what</th></tr>",
+                self.alerts.len()
+            )?;
+            for a in &self.alerts {
+                writeln!(
+                    w,
+                    "<tr class=mismatch><td class=n>{}</td><td class=n>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    a.pid,
+                    a.tid,
+                    esc(&a.rule),
+                    esc(&a.action),
+                    esc(&a.message)
                 )?;
             }
             writeln!(w, "</table>")?;

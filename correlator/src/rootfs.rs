@@ -16,7 +16,8 @@ use std::process::Command;
 
 /// Bump when the layout of a built root changes: old cached roots are then
 /// rebuilt, not reused.
-const LAYOUT_VERSION: u32 = 1;
+/// 2: owned by the sandbox's root ([`crate::sandbox::ID_BASE`]).
+const LAYOUT_VERSION: u32 = 2;
 
 /// Debian's cross triple and cross libc package of a guest architecture.
 pub fn cross_libc(arch: Arch) -> (&'static str, &'static str) {
@@ -51,6 +52,177 @@ pub enum RootfsError {
     /// `--out` names a directory that already holds something.
     #[error("{0} exists and is not empty: give a new or empty directory")]
     NotEmpty(PathBuf),
+    /// Debian does not ship this architecture.
+    #[error("Debian ships no {0} port guestview can bootstrap ({1}); build the minimal root instead (without --from)")]
+    NoDebian(&'static str, &'static str),
+    /// A step of debootstrap failed.
+    #[error("{0}")]
+    Debootstrap(String),
+}
+
+/// Where a root comes from (`rootfs build --from`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// Loader, libc and its companions from Debian's cross libc package.
+    Minimal,
+    /// A Debian minbase system (`debootstrap --variant=minbase`), its second
+    /// stage run under QEMU in guestview's sandbox.
+    Debian,
+}
+
+/// Debian's name and release of an architecture, if Debian ships it.
+pub fn debian_arch(arch: Arch) -> Result<(&'static str, &'static str), RootfsError> {
+    Ok(match arch {
+        Arch::Mipsel => ("mipsel", "bookworm"),
+        Arch::Arm => ("armhf", "bookworm"),
+        Arch::Aarch64 => ("arm64", "bookworm"),
+        Arch::Ppc64le => ("ppc64el", "bookworm"),
+        // A release architecture from Debian 13 on.
+        Arch::Riscv64 => ("riscv64", "trixie"),
+        Arch::X86_64 => ("amd64", "bookworm"),
+        Arch::Mips => {
+            return Err(RootfsError::NoDebian(
+                "mips",
+                "big-endian MIPS ended with Debian 10",
+            ))
+        }
+        Arch::Ppc => {
+            return Err(RootfsError::NoDebian(
+                "ppc",
+                "32-bit PowerPC is a ports architecture",
+            ))
+        }
+    })
+}
+
+/// Layout version of the Debian roots guestview makes.
+const DEBIAN_LAYOUT: u32 = 1;
+
+/// `guestview rootfs build --from debian`: a Debian minbase root for `arch`
+/// in the cache (built once: first stage with `debootstrap --foreign` on the
+/// host, second stage under QEMU in the sandbox).
+pub fn build_debian(arch: Arch) -> Result<PathBuf, RootfsError> {
+    let (darch, suite) = debian_arch(arch)?;
+    let mirror = std::env::var("GUESTVIEW_DEBIAN_MIRROR")
+        .unwrap_or_else(|_| "http://deb.debian.org/debian".into());
+    let cache = cache_dir();
+    let key = format!("debian-{}-{suite}-minbase-v{DEBIAN_LAYOUT}", arch.name());
+    let done = cache.join(&key);
+    if done.join("etc/debian_version").exists() {
+        eprintln!(
+            "rootfs: Debian {suite} {darch} root reused from {}",
+            done.display()
+        );
+        return Ok(done);
+    }
+    if !crate::launch::is_root() {
+        return Err(RootfsError::Debootstrap(
+            "building a Debian root needs root (debootstrap, namespaces): run guestview as root"
+                .into(),
+        ));
+    }
+    ensure_package("debootstrap")?;
+    fs::create_dir_all(&cache).map_err(io_err("creating", &cache))?;
+    let partial = cache.join(format!(".{key}.partial-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&partial);
+    let r = debootstrap(arch, darch, suite, &mirror, &partial);
+    if let Err(e) = r {
+        let _ = fs::remove_dir_all(&partial);
+        return Err(e);
+    }
+    match fs::rename(&partial, &done) {
+        Ok(()) => {}
+        Err(_) if done.join("etc/debian_version").exists() => {
+            let _ = fs::remove_dir_all(&partial);
+        }
+        Err(e) => return Err(io_err("installing", &done)(e)),
+    }
+    eprintln!(
+        "rootfs: Debian {suite} {darch} root built in {}",
+        done.display()
+    );
+    Ok(done)
+}
+
+fn debootstrap(
+    arch: Arch,
+    darch: &str,
+    suite: &str,
+    mirror: &str,
+    dir: &Path,
+) -> Result<(), RootfsError> {
+    let t0 = std::time::Instant::now();
+    eprintln!("rootfs: debootstrap first stage: Debian {suite} {darch} minbase from {mirror} (downloads about 40 MB)");
+    let st = Command::new("debootstrap")
+        .args(["--foreign", "--variant=minbase"])
+        .arg(format!("--arch={darch}"))
+        .arg(suite)
+        .arg(dir)
+        .arg(mirror)
+        // Its progress lines go to stderr: stdout is for the result.
+        .stdout(std::io::stderr())
+        .status()
+        .map_err(|e| RootfsError::Debootstrap(format!("cannot run debootstrap: {e}")))?;
+    if !st.success() {
+        return Err(RootfsError::Debootstrap(format!(
+            "debootstrap --foreign failed ({st}); see its messages above and {}/debootstrap/debootstrap.log",
+            dir.display()
+        )));
+    }
+    // debootstrap makes /proc a symlink to /proc when it thinks it runs in
+    // a container: the sandbox mounts its own /proc there.
+    let proc = dir.join("proc");
+    if fs::symlink_metadata(&proc).is_ok_and(|m| m.file_type().is_symlink()) {
+        fs::remove_file(&proc).map_err(io_err("replacing", &proc))?;
+        fs::create_dir(&proc).map_err(io_err("creating", &proc))?;
+    }
+    shift_owner(dir)?;
+    eprintln!(
+        "rootfs: debootstrap second stage under qemu-{} in guestview's sandbox ({:.0} s so far; takes minutes)",
+        arch.name(),
+        t0.elapsed().as_secs_f64()
+    );
+    let opts = crate::run::RunOptions {
+        arch: Some(arch),
+        qemu: None,
+        rootfs: Some(dir.to_owned()),
+        trace: None,
+        format: crate::output::Format::Text,
+        output: None,
+        workdir: None,
+        show_internal: false,
+        quiet: true,
+        native: false,
+        sandbox: true,
+        binds: Vec::new(),
+        persistent_root: true,
+        host_times: false,
+        // container=lxc: debootstrap then does not try mknod (no device
+        // node can be made in a user namespace; the sandbox has its /dev).
+        program: PathBuf::from("/usr/bin/env"),
+        args: vec![
+            "container=lxc".into(),
+            "/bin/sh".into(),
+            "/debootstrap/debootstrap".into(),
+            "--second-stage".into(),
+        ],
+    };
+    let status = {
+        let _progress = crate::launch::stdout_to_stderr();
+        crate::run::run(&opts)
+            .map_err(|e| RootfsError::Debootstrap(format!("debootstrap --second-stage: {e}")))?
+    };
+    if status != 0 {
+        return Err(RootfsError::Debootstrap(format!(
+            "debootstrap --second-stage exited with status {status} (see {}/debootstrap/debootstrap.log)",
+            dir.display()
+        )));
+    }
+    eprintln!(
+        "rootfs: second stage done ({:.0} s in all)",
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 fn io_err<'p>(what: &'static str, path: &'p Path) -> impl FnOnce(io::Error) -> RootfsError + 'p {
@@ -188,24 +360,62 @@ fn write_root(dir: &Path, libdir: &Path) -> Result<usize, RootfsError> {
         fs::set_permissions(&p, fs::Permissions::from_mode(*mode))
             .map_err(io_err("setting the mode of", &p))?;
     }
+    shift_owner(dir)?;
     Ok(copied)
+}
+
+/// Hand a root to the sandbox's root: every entry owned by uid/gid `n`
+/// (0 here) becomes `ID_BASE + n`, which is uid `n` inside the sandbox's
+/// user namespace. The guest's root then owns its files (and can write
+/// them, in its throw-away overlay); outside, they belong to no one.
+fn shift_owner(dir: &Path) -> Result<(), RootfsError> {
+    use std::os::unix::fs::MetadataExt;
+    let base = crate::sandbox::ID_BASE;
+    let shift = |p: &Path| -> Result<(), RootfsError> {
+        let m = fs::symlink_metadata(p).map_err(io_err("reading", p))?;
+        let id = |v: u32| {
+            if v < crate::sandbox::ID_COUNT {
+                base + v
+            } else {
+                v
+            }
+        };
+        std::os::unix::fs::lchown(p, Some(id(m.uid())), Some(id(m.gid())))
+            .map_err(io_err("handing to the sandbox", p))
+    };
+    shift(dir)?;
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).map_err(io_err("reading", &d))?.flatten() {
+            let p = e.path();
+            shift(&p)?;
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(p);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The cached root for `arch`, built first if needed. Progress on stderr
 /// (a reused root is mentioned only when `verbose`).
+///
+/// The cache key is the architecture, the layout version and the identity
+/// of the cross libc (its `libc.so.6`'s size and modification time: a new
+/// package version replaces it), so finding a built root starts no process.
 pub fn build_cached(arch: Arch, verbose: bool) -> Result<PathBuf, RootfsError> {
     let (triple, pkg) = cross_libc(arch);
-    let version = ensure_package(pkg)?;
-    let key: String = format!("{}-{version}-v{LAYOUT_VERSION}", arch.name())
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let libdir = Path::new("/usr").join(triple).join("lib");
+    let libc = libdir.join("libc.so.6");
+    if fs::metadata(&libc).is_err() {
+        ensure_package(pkg)?;
+    }
+    let id = {
+        use std::os::unix::fs::MetadataExt;
+        let m = fs::metadata(&libc).map_err(io_err("reading", &libc))?;
+        format!("{:x}{:x}", m.mtime(), m.size())
+    };
+    let key = format!("{}-{id}-v{LAYOUT_VERSION}", arch.name());
     let cache = cache_dir();
     let done = cache.join(&key);
     if done.join("etc/passwd").exists() {
@@ -218,8 +428,8 @@ pub fn build_cached(arch: Arch, verbose: bool) -> Result<PathBuf, RootfsError> {
         }
         return Ok(done);
     }
+    let version = ensure_package(pkg)?;
     fs::create_dir_all(&cache).map_err(io_err("creating", &cache))?;
-    let libdir = Path::new("/usr").join(triple).join("lib");
     eprintln!(
         "rootfs: building a {} root from {pkg} {version} ({})",
         arch.name(),
@@ -255,8 +465,21 @@ pub fn build_cached(arch: Arch, verbose: bool) -> Result<PathBuf, RootfsError> {
 
 /// `guestview rootfs build`: the cached root, copied to `out` when given.
 /// Returns where the root is.
-pub fn build(arch: Arch, out: Option<&Path>) -> Result<PathBuf, RootfsError> {
-    let cached = build_cached(arch, true)?;
+pub fn build(arch: Arch, from: Source, out: Option<&Path>) -> Result<PathBuf, RootfsError> {
+    if let Some(out) = out {
+        if out.exists()
+            && fs::read_dir(out)
+                .map_err(io_err("reading", out))?
+                .next()
+                .is_some()
+        {
+            return Err(RootfsError::NotEmpty(out.to_owned()));
+        }
+    }
+    let cached = match from {
+        Source::Minimal => build_cached(arch, true)?,
+        Source::Debian => build_debian(arch)?,
+    };
     let Some(out) = out else {
         return Ok(cached);
     };

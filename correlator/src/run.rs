@@ -39,12 +39,19 @@ pub struct RunOptions {
     /// syscall is its own call, verdict `native` (to diff against a guest).
     pub native: bool,
     /// Run QEMU in a sandbox (see [`crate::sandbox`]): its own namespaces,
-    /// the guest root under a throw-away overlay as `/`.
+    /// the guest root under a throw-away overlay as `/`. The default;
+    /// `--no-sandbox` turns it off.
     pub sandbox: bool,
     /// Time every host syscall, also in processes whose plugin reads the
     /// eBPF ring's positions (which place host calls without a clock, and
     /// spare a clock read of ~65 ns per host call on this machine kind).
     pub host_times: bool,
+    /// Host paths shown inside the sandbox (`--bind`).
+    pub binds: Vec<crate::sandbox::Bind>,
+    /// Building a root (`rootfs build --from debian`): `rootfs` is the
+    /// sandbox's `/` itself, writable, `program` a path inside it, and the
+    /// guest keeps its capabilities in its user namespace.
+    pub persistent_root: bool,
     /// Guest program.
     pub program: PathBuf,
     /// Its arguments.
@@ -68,24 +75,28 @@ struct Prepared {
     positions: Option<launch::PositionChannel>,
     /// What was executed (for messages).
     launched: PathBuf,
+    /// In a sandbox: the file (inode, device) and argument prefix every
+    /// exec must have (the exec guard).
+    guard: Option<(u64, u64, Vec<u8>)>,
+    /// In a sandbox: the answers to its seccomp notifications.
+    supervisor: Option<crate::seccomp::Supervisor>,
 }
 
-/// The launched process: already running (held by the plugin until the
-/// ring is released) or held before its exec.
+/// The launched process, already running: QEMU held by the plugin until
+/// the ring is released; in a sandbox, the outer child, QEMU, and the
+/// sandbox's init (its first process, whose child QEMU is).
 enum Child {
-    Running(libc::pid_t),
-    Held(launch::Held),
+    Running(libc::pid_t, Option<libc::pid_t>, Option<libc::pid_t>),
 }
 
 impl Child {
     /// Stop it: set-up failed after the launch.
     fn abort(self) {
         match self {
-            Child::Running(pid) => {
+            Child::Running(pid, ..) => {
                 launch::kill(pid as u32, libc::SIGKILL);
                 let _ = launch::reap(pid);
             }
-            Child::Held(h) => h.abort(),
         }
     }
 }
@@ -103,7 +114,26 @@ fn resolve_program(p: &Path) -> Result<PathBuf, GuestviewError> {
 /// Run a guest program; returns its exit status (128 + signal if killed).
 pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
     let started = std::time::Instant::now();
-    let program = resolve_program(&opts.program)?;
+    // The program as the host sees it: where the user said, or inside the
+    // guest root given with --rootfs when it is there (a root's own
+    // /bin/sh), or inside the root being built.
+    let in_root = |root: &Path| root.join(opts.program.strip_prefix("/").unwrap_or(&opts.program));
+    let program_inside = match &opts.rootfs {
+        Some(root) if opts.persistent_root => Some(in_root(root)),
+        Some(root)
+            if opts.sandbox
+                && !opts.native
+                && opts.program.is_absolute()
+                && in_root(root).is_file() =>
+        {
+            Some(in_root(root))
+        }
+        _ => None,
+    };
+    let host_program = program_inside
+        .clone()
+        .unwrap_or_else(|| opts.program.clone());
+    let program = resolve_program(&host_program)?;
     let arch = elf::arch_of(&program).map_err(|e| GuestviewError::Input(e.to_string()))?;
     if opts.native {
         if arch != Arch::X86_64 {
@@ -119,9 +149,10 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
             ));
         }
     }
-    if opts.sandbox && opts.native {
+    let sandbox = opts.sandbox && !opts.native;
+    if !sandbox && !opts.binds.is_empty() {
         return Err(GuestviewError::Input(
-            "--sandbox runs QEMU in a sandbox; --native runs no QEMU: choose one".into(),
+            "--bind shows host paths inside the sandbox: it does not apply with --no-sandbox or --native".into(),
         ));
     }
     if let Some(want) = opts.arch {
@@ -152,6 +183,24 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
         Some(p) => Some(TraceWriter::create(p).map_err(|e| GuestviewError::Input(e.to_string()))?),
         None => None,
     };
+    if sandbox {
+        if !launch::is_root() {
+            return Err(GuestviewError::Setup(
+                "the sandbox and the eBPF view need root: run guestview as root (sudo)".into(),
+            ));
+        }
+        if program_inside.is_none() && !crate::sandbox::readable_inside(&program) {
+            return Err(GuestviewError::Input(format!(
+                "{} is not readable by the sandbox's user (uid {}): make it readable by others (chmod o+r), or run with --no-sandbox",
+                program.display(),
+                crate::sandbox::ID_BASE
+            )));
+        }
+    } else if !opts.native {
+        eprintln!(
+            "guestview: warning: --no-sandbox: the guest runs with the host's files, processes and network, and an exec of a host program runs natively; this is not isolation"
+        );
+    }
     launch::become_subreaper();
     launch::catch_interrupts();
 
@@ -166,19 +215,25 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
     // Start-up latency, overlapped: while this thread loads the eBPF
     // programs, another checks QEMU (it runs it twice), finds the plugin
     // and, for a sandbox, QEMU's libraries and the guest root, makes the
-    // ring and, unsandboxed, starts QEMU at once: the plugin (hold=on)
-    // holds the guest before its first instruction until the ring is
-    // released, after the host view follows QEMU. QEMU's own start-up
-    // (~10 ms) so runs while eBPF loads; its host calls before the trace
-    // begins are not seen (they are QEMU's own, never a guest call's).
-    // A sandbox is spawned held instead: its QEMU is forked inside the new
-    // PID namespace, and must be traced from that fork on.
+    // ring, builds the sandbox and starts QEMU in it at once: the plugin
+    // (hold=on) holds the guest before its first instruction until the ring
+    // is released, after the host view follows QEMU (its host pid comes
+    // back from the sandbox's outer process). The sandbox's set-up and
+    // QEMU's own start-up (~10 ms) so run while eBPF loads; their host
+    // calls before the trace begins are not seen (they are never a guest
+    // call's).
     let prepare = (!opts.native).then(|| {
         let explicit = opts.qemu.clone();
-        let sandbox = opts.sandbox;
+        let binds = opts.binds.clone();
         let rootfs = opts.rootfs.clone();
         let ring_path = ring_path.clone();
-        let program = program.clone();
+        let persistent = opts.persistent_root;
+        let inside = program_inside.is_some();
+        let program = if inside {
+            opts.program.clone()
+        } else {
+            program.clone()
+        };
         let args = opts.args.clone();
         let workdir = opts.workdir.clone();
         let host_times = opts.host_times;
@@ -197,21 +252,37 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
             .map_err(|e| setup(e.to_string()))?;
             let launched = q.path.clone();
             if sandbox {
+                // The sandbox's QEMU runs as the sandbox's user.
+                std::os::unix::fs::chown(
+                    &ring_path,
+                    Some(crate::sandbox::ID_BASE),
+                    Some(crate::sandbox::ID_BASE),
+                )
+                .map_err(|e| {
+                    setup(format!(
+                        "cannot hand {} to the sandbox: {e}",
+                        ring_path.display()
+                    ))
+                })?;
                 let root = match rootfs {
                     Some(r) => r,
                     None => crate::rootfs::build_cached(arch, false)
                         .map_err(|e| setup(e.to_string()))?,
                 };
-                let mut runtime = crate::sandbox::runtime_of(&q.path).map_err(setup)?;
+                let mut runtime = crate::sandbox::runtime_of_cached(&q.path).map_err(setup)?;
                 // The plugin's own libraries too (libgcc_s: Debian's 7.2
                 // links it, our 10.2 does not; without it the loader would
                 // find the guest root's).
-                let (_, plugin_libs) = crate::sandbox::runtime_of(&plugin).map_err(setup)?;
+                let (_, plugin_libs) = crate::sandbox::runtime_of_cached(&plugin).map_err(setup)?;
                 for lib in plugin_libs {
                     if !runtime.1.contains(&lib) {
                         runtime.1.push(lib);
                     }
                 }
+                let mut positions = (!host_times)
+                    .then(launch::PositionChannel::new)
+                    .transpose()
+                    .map_err(|e| setup(e.to_string()))?;
                 std::fs::create_dir_all(crate::sandbox::STAGING).map_err(|e| {
                     setup(format!("cannot create {}: {e}", crate::sandbox::STAGING))
                 })?;
@@ -224,18 +295,39 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
                     program: &program,
                     args: &args,
                     workdir: workdir.as_deref(),
+                    binds: &binds,
+                    persistent,
+                    program_inside: inside,
+                    hostpos: positions.as_ref().and_then(|p| p.theirs()),
                     qemu_env: std::env::vars()
                         .filter(|(k, _)| k.starts_with("QEMU_"))
                         .collect(),
                 };
                 let plan = crate::sandbox::plan(&spec).map_err(setup)?;
+                let guard = std::fs::metadata(&plan.guard_file)
+                    .map(|m| {
+                        use std::os::unix::fs::MetadataExt;
+                        (m.ino(), m.dev(), plan.guard_prefix.clone())
+                    })
+                    .map_err(|e| setup(format!("{}: {e}", plan.guard_file.display())))?;
+                // Built and started at once: QEMU (PID 1 inside) loads and
+                // waits in the plugin (hold=on) while eBPF loads.
                 let held = launch::spawn_held_sandboxed(&plan).map_err(|e| setup(e.to_string()))?;
+                if let Some(p) = positions.as_mut() {
+                    p.forget_theirs();
+                }
+                let started = held
+                    .release_all(Some(plan.argv[0].clone()))
+                    .map_err(|e| setup(e.to_string()))?;
+                let supervisor = started.supervisor;
                 return Ok(Prepared {
                     qemu: q,
                     region,
-                    child: Child::Held(held),
-                    positions: None,
+                    child: Child::Running(started.outer, started.inner, started.init),
+                    positions,
                     launched,
+                    guard: Some(guard),
+                    supervisor,
                 });
             }
             let mut positions = (!host_times)
@@ -270,9 +362,11 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
             Ok(Prepared {
                 qemu: q,
                 region,
-                child: Child::Running(pid),
+                child: Child::Running(pid, None, None),
                 positions,
                 launched,
+                guard: None,
+                supervisor: None,
             })
         })
     });
@@ -307,16 +401,28 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
             });
         }
     };
-    let (qemu, region, child_state, positions, launched) = match prepared {
+    let (qemu, region, child_state, positions, launched, guard, supervisor) = match prepared {
         Some(p) => (
             Some(p.qemu),
             Some(p.region),
             Some(p.child),
             p.positions,
             p.launched,
+            p.guard,
+            p.supervisor,
         ),
-        None => (None, None, None, None, program.clone()),
+        None => (None, None, None, None, program.clone(), None, None),
     };
+    if let Some((ino, dev, prefix)) = &guard {
+        if let Err(e) = tracer.guard_exec(*ino, *dev, prefix) {
+            if let Some(c) = child_state {
+                c.abort();
+            }
+            return Err(GuestviewError::Setup(format!(
+                "cannot guard the sandbox's execs: {e}"
+            )));
+        }
+    }
     let consumer = region.as_ref().map(Consumer::new);
 
     let info = RunInfo {
@@ -350,25 +456,18 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
     let trace_err = |e: guestview_bpf::BpfError| {
         GuestviewError::Setup(format!("cannot trace {}: {e}", launched.display()))
     };
+    // The process QEMU runs in, as the kernel numbers it.
+    let mut qemu_pid = None;
     let child = match child_state {
-        Some(Child::Running(pid)) => {
-            if let Err(e) = tracer.trace_pid(pid as u32) {
-                launch::kill(pid as u32, libc::SIGKILL);
-                return Err(trace_err(e));
-            }
-            pid as u32
-        }
-        Some(Child::Held(held)) => {
-            if let Err(e) = tracer.trace_pid(held.pid as u32) {
-                held.abort();
-                return Err(trace_err(e));
-            }
-            held.release().map_err(|e| match e {
-                LaunchError::Spawn(io) => {
-                    GuestviewError::Setup(format!("cannot execute {}: {io}", launched.display()))
+        Some(Child::Running(pid, inner, init)) => {
+            for p in std::iter::once(pid).chain(init).chain(inner) {
+                if let Err(e) = tracer.trace_pid(p as u32) {
+                    launch::kill(pid as u32, libc::SIGKILL);
+                    return Err(trace_err(e));
                 }
-                other => GuestviewError::Setup(other.to_string()),
-            })? as u32
+            }
+            qemu_pid = Some(inner.unwrap_or(pid) as u32);
+            pid as u32
         }
         None => {
             // --native: the program itself, held until it is traced.
@@ -411,14 +510,27 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
     } else {
         Joiner::new(arch)
     };
-    if opts.sandbox {
+    if sandbox {
         joiner.in_pid_namespace();
+        if let Some(p) = qemu_pid {
+            // QEMU's fork by the sandbox's init was before tracing: its id
+            // inside (the last NSpid entry; 2) comes from /proc.
+            let ns = std::fs::read_to_string(format!("/proc/{p}/status"))
+                .ok()
+                .and_then(|st| {
+                    st.lines()
+                        .find_map(|l| l.strip_prefix("NSpid:"))
+                        .and_then(|v| v.split_whitespace().last()?.parse().ok())
+                })
+                .unwrap_or(2);
+            joiner.map_ns_id(ns, p);
+        }
     }
     if let Some(s) = (!opts.native)
         .then(|| crate::symbols::Symbolizer::from_elf(&program))
         .flatten()
     {
-        joiner.set_symbols(s, child);
+        joiner.set_symbols(s, qemu_pid);
     }
     let mut views = Views {
         joiner,
@@ -483,6 +595,9 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
         ms = started.elapsed().as_secs_f64() * 1e3,
         "all traced processes gone"
     );
+    if let Some(s) = supervisor {
+        s.stop();
+    }
     // Everything the processes did is in the rings now: two more passes make
     // every host event classifiable, then settle the rest.
     views.pass();
@@ -647,11 +762,6 @@ impl Views<'_, '_> {
                 0
             }
         };
-        // Processes whose plugin reads ring positions: the eBPF programs
-        // stop timing their host calls from now on.
-        for pid in joiner.take_positioned() {
-            tracer.set_untimed(pid);
-        }
         joiner.begin_host_drain(monotonic_ns());
         match tracer.drain(&mut |ev: HostEvent| {
             match &ev {

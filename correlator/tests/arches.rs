@@ -12,9 +12,14 @@
 mod common;
 
 use common::{
-    fd2_streams, gv_run_in, have_compiler, is_root, name_of, parse_strace_streams_of, require,
-    strace_wrapper_in, Run,
+    fd2_streams, gv_run_in, gv_run_opts_in, have_compiler, is_root, name_of,
+    parse_strace_streams_of, require, strace_wrapper_in, Run,
 };
+
+/// These tests compare the join with QEMU's own `-strace` of an
+/// unsandboxed run, in the host's scratch directories; the sandbox has its
+/// own tests (`sandbox.rs`).
+const UNSANDBOXED: &[&str] = &["--no-sandbox"];
 use guestview::tables;
 use object::{Object, ObjectSection, ObjectSymbol};
 use serde_json::Value;
@@ -411,7 +416,7 @@ fn every_program_joins_exactly(arch: Arch) {
                 .collect();
             let tag = format!("{l}-{name}");
             check_against_strace(arch, qemu, &tag, &prog, &args);
-            let r = gv_run_in(DIR, &tag, &prog, &args, &[], Some(qemu));
+            let r = gv_run_opts_in(DIR, &tag, &prog, &args, &[], Some(qemu), UNSANDBOXED);
             assert!(r.out.status.success(), "{tag}: {:?}", r.out);
             compared += check_join(arch, &tag, &r, &Elf::read(&prog));
             runs.insert(name, r);
@@ -603,7 +608,7 @@ fn busybox_joins_exactly(arch: Arch, deb_arch: &str) {
             out.contains("start") && out.contains("sub sub"),
             "{tag}: {out}"
         );
-        let r = gv_run_in(DIR, &tag, &bb, &args, &[], Some(qemu));
+        let r = gv_run_opts_in(DIR, &tag, &bb, &args, &[], Some(qemu), UNSANDBOXED);
         assert!(r.out.status.success(), "{tag}: {:?}", r.out);
         let out = String::from_utf8_lossy(&r.out.stdout);
         assert!(out.contains("1\n2\n3\nsize 2\n"), "{tag}: {out}");

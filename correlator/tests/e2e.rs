@@ -243,8 +243,9 @@ fn root_host_calls_belong_to_their_guest_call(q: Qemu) {
     let arch = shmem_proto::Arch::Mips;
     let mut checked = 0;
     for (name, args) in PROGRAMS {
+        // In the sandbox, /tmp is the guest's own (and gone after the run).
         let args: Vec<&str> = if *name == "fileio" {
-            vec![env!("CARGO_TARGET_TMPDIR")]
+            vec!["/tmp"]
         } else {
             args.to_vec()
         };
@@ -322,26 +323,33 @@ fn root_four_threads_each_get_their_own_host_calls(q: Qemu) {
     );
     assert!(r.out.status.success(), "{:?}", r.out);
     let mut per_tid: HashMap<u64, u64> = HashMap::new();
+    let mut ns_tids = HashSet::new();
     let mut gettids = 0;
     for s in r.syscalls() {
         let tid = s["tid"].as_u64().unwrap();
         *per_tid.entry(tid).or_default() += 1;
         if name_of(s) == "gettid" {
             gettids += 1;
+            // The guest's id is its PID namespace's (the sandbox's); the
+            // host gettid QEMU made for it, on the same host thread, saw
+            // the same namespace.
+            let host: Vec<&Value> = s["host"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|h| h["name"] == "gettid")
+                .collect();
+            assert_eq!(host.len(), 1, "{s}");
             assert_eq!(
-                s["ret"].as_u64().unwrap(),
+                host[0]["tid"].as_u64().unwrap(),
                 tid,
+                "host gettid of another thread attributed: {s}"
+            );
+            assert_eq!(
+                host[0]["ret"], s["ret"],
                 "guest gettid returned another thread's id: {s}"
             );
-            for h in s["host"].as_array().unwrap() {
-                if h["name"] == "gettid" {
-                    assert_eq!(
-                        h["ret"].as_u64().unwrap(),
-                        tid,
-                        "host gettid of another thread attributed: {s}"
-                    );
-                }
-            }
+            ns_tids.insert(s["ret"].as_u64().unwrap());
         }
     }
     let busy = per_tid.values().filter(|n| **n >= 100).count();
@@ -350,6 +358,7 @@ fn root_four_threads_each_get_their_own_host_calls(q: Qemu) {
         "4 threads with >=100 calls each, got {per_tid:?}"
     );
     assert!(gettids >= 4 * 40, "gettid calls: {gettids}");
+    assert_eq!(ns_tids.len(), 4, "four threads, four ids: {ns_tids:?}");
     assert_eq!(
         r.of_type("thread")
             .iter()
@@ -378,14 +387,25 @@ fn root_forked_children_are_joined_in_their_own_process(q: Qemu) {
     assert!(pids.len() >= 5, "parent + 4 children, got {pids:?}");
     let main_pid = r.syscalls()[0]["pid"].as_u64().unwrap();
     let children: HashSet<u64> = pids.iter().copied().filter(|p| *p != main_pid).collect();
-    // every wait4 in the parent returned one of the children seen
+    // Every wait4 in the parent returned one of the children seen. The
+    // guest sees the ids of its PID namespace (the sandbox's); records
+    // carry host ids, and each fork record says the child's id inside.
+    let inside: HashMap<u64, u64> = r
+        .of_type("process")
+        .iter()
+        .filter(|p| p["event"] == "fork")
+        .map(|p| {
+            let pid = p["pid"].as_u64().unwrap();
+            (p["ns_pid"].as_u64().unwrap_or(pid), pid)
+        })
+        .collect();
     let waited: HashSet<u64> = r
         .syscalls()
         .iter()
         .filter(|s| name_of(s) == "wait4" && s["pid"].as_u64() == Some(main_pid))
         .filter_map(|s| s["ret"].as_i64())
         .filter(|r| *r > 0)
-        .map(|r| r as u64)
+        .map(|r| inside[&(r as u64)])
         .collect();
     assert_eq!(waited, children, "wait4 results vs children with calls");
     for c in &children {
@@ -538,11 +558,12 @@ fn root_emulated_and_unsupported_calls_are_judged_so(q: Qemu) {
             "{n}: {v:?}"
         );
     }
+    // /tmp: the sandbox's own (the test's directory is not inside it).
     let r = gv_run(
         &qemu,
         &format!("fileio-{t}"),
         &guest("fileio"),
-        &[env!("CARGO_TARGET_TMPDIR")],
+        &["/tmp"],
         &[],
     );
     let llseek: Vec<_> = r
@@ -757,7 +778,18 @@ fn plugin_rejects_bad_arguments_clearly(q: Qemu) {
         .arg(guest("hello"))
         .output()
         .unwrap();
-    one_line_error(&out, "guestview plugin: unknown argument 'rung'");
+    // (and --no-sandbox's warning, which is always said)
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| !l.starts_with("guestview: warning: --no-sandbox"))
+        .collect();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].contains("guestview plugin: unknown argument 'rung'"),
+        "{err}"
+    );
     let out = Command::new(&qemu)
         .arg("-plugin")
         .arg(format!("{},ring=/nonexistent/ring", plugin().display()))
@@ -847,13 +879,26 @@ fn root_run_refuses_qemus_it_cannot_serve_in_one_line() {
     );
     // QEMU's own QEMU_PLUGIN variable loads a second instance of the plugin,
     // with an argument it refuses.
+    // Unsandboxed: the host path of the plugin in QEMU_PLUGIN is not in
+    // the sandbox.
     let out = Command::new(GV)
-        .arg("run")
+        .args(["run", "--no-sandbox"])
         .arg(&prog)
         .env("QEMU_PLUGIN", format!("{},rung=1", plugin().display()))
         .output()
         .unwrap();
-    one_line_error(&out, "guestview plugin: unknown argument 'rung'");
+    // (and --no-sandbox's warning, which is always said)
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| !l.starts_with("guestview: warning: --no-sandbox"))
+        .collect();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].contains("guestview plugin: unknown argument 'rung'"),
+        "{err}"
+    );
 }
 
 /// Programs whose system calls do not depend on timing: the same static
@@ -923,7 +968,8 @@ fn root_guest_pcs_agree_between_qemu_72_and_102() {
         for (name, args) in SINGLE_THREADED {
             let prog = guest_for(arch, name);
             let args: Vec<&str> = if *name == "fileio" {
-                vec![env!("CARGO_TARGET_TMPDIR")]
+                // The sandbox's own /tmp.
+                vec!["/tmp"]
             } else {
                 args.to_vec()
             };
@@ -1118,7 +1164,8 @@ fn root_guest_paths_and_what_the_qemu_offers(q: Qemu) {
         &qemu,
         &format!("paths-{}", q.tag()),
         &guest("fileio"),
-        &[env!("CARGO_TARGET_TMPDIR")],
+        // The sandbox's own /tmp (the test's directory is not inside it).
+        &["/tmp"],
         &[],
     );
     assert!(r.out.status.success(), "{:?}", r.out);
@@ -1183,15 +1230,18 @@ fn root_guest_paths_and_what_the_qemu_offers(q: Qemu) {
             );
             // readlink("/proc/self/exe"): QEMU answers it itself.
             assert_eq!(path_of("readlink"), [&Value::from("/proc/self/exe")]);
-            let dir = env!("CARGO_TARGET_TMPDIR");
-            let pid = calls[0]["pid"].as_u64().unwrap();
-            let created = format!("{dir}/gv-fileio-{pid}-a");
+            // fileio names its file after its pid as the guest sees it
+            // (the sandbox's own numbering).
+            let created = |p: &str| p.starts_with("/tmp/gv-fileio-") && p.ends_with("-a");
             let opens: Vec<&&Value> = calls
                 .iter()
-                .filter(|s| name_of(s) == "openat" && s["guest_path"] == created.as_str())
+                .filter(|s| name_of(s) == "openat" && s["guest_path"].as_str().is_some_and(created))
                 .collect();
-            assert_eq!(opens.len(), 1, "{created}");
-            assert_eq!(opens[0]["path"], created.as_str(), "the host saw the same");
+            assert_eq!(opens.len(), 1, "{opens:?}");
+            assert_eq!(
+                opens[0]["path"], opens[0]["guest_path"],
+                "the host saw the same"
+            );
             // Every call that takes a path has the guest's.
             for s in &calls {
                 let name = name_of(s);

@@ -1,5 +1,6 @@
 //! The tools around the join: `diff`, `run --native`, the `mismatch`
-//! verdict, PC symbols, `watch` and `rootfs build`,
+//! verdict, PC symbols, `watch` and `rootfs build` (the sandbox has its own
+//! file, `sandbox.rs`),
 //! end to end: real QEMU,
 //! real eBPF, real guest and host programs. They need root; under CI=true a
 //! missing prerequisite fails the test instead of skipping it.
@@ -400,6 +401,17 @@ fn plugin() -> PathBuf {
     p
 }
 
+/// Wait for the ring a QEMU announces (a loaded machine can take seconds
+/// to start it).
+fn wait_for(ring: &Path) {
+    for _ in 0..3000 {
+        if ring.exists() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 #[test]
 fn root_watch_attaches_to_a_held_qemu_and_joins_every_call() {
     if !root() {
@@ -415,12 +427,7 @@ fn root_watch_attaches_to_a_held_qemu_and_joins_every_call() {
         .spawn()
         .unwrap();
     let ring = PathBuf::from(format!("/dev/shm/guestview-{}.ring", qemu.id()));
-    for _ in 0..500 {
-        if ring.exists() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    wait_for(&ring);
     let jsonl = tmp("watch.jsonl");
     let out = Command::new(GV)
         .args(["watch", "--format", "jsonl", "--pid"])
@@ -429,6 +436,10 @@ fn root_watch_attaches_to_a_held_qemu_and_joins_every_call() {
         .arg(&jsonl)
         .output()
         .unwrap();
+    if !out.status.success() && out.status.code() != Some(1) {
+        // Never attached: QEMU would wait for a watcher for ever.
+        let _ = qemu.kill();
+    }
     let qemu_status = qemu.wait().unwrap();
     // fileio fails in a missing directory: its status comes through watch.
     assert_eq!(qemu_status.code(), Some(1));
@@ -460,6 +471,58 @@ fn root_watch_attaches_to_a_held_qemu_and_joins_every_call() {
     }
     let summary = events.iter().find(|e| e["type"] == "summary").unwrap();
     assert_eq!(summary["exit_code"], 1);
+    assert!(!ring.exists(), "watch removes the ring the plugin left");
+
+    // --ring: the ring the plugin announced, here a process that forks;
+    // its children (forked after the attach) are joined as in `run`.
+    let mut qemu = Command::new("/usr/bin/qemu-mips")
+        .arg("-plugin")
+        .arg(format!("{},wait=on", plugin().display()))
+        .arg(guest("forkwait"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let ring = PathBuf::from(format!("/dev/shm/guestview-{}.ring", qemu.id()));
+    wait_for(&ring);
+    let jsonl = tmp("watch-ring.jsonl");
+    let out = Command::new(GV)
+        .args(["watch", "--format", "jsonl", "--ring"])
+        .arg(&ring)
+        .arg("--output")
+        .arg(&jsonl)
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        let _ = qemu.kill();
+    }
+    assert!(
+        qemu.wait().unwrap().success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events: Vec<Value> = std::fs::read_to_string(&jsonl)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let pids: std::collections::BTreeSet<u64> = events
+        .iter()
+        .filter(|e| e["type"] == "syscall")
+        .map(|e| e["pid"].as_u64().unwrap())
+        .collect();
+    assert!(
+        pids.len() >= 5,
+        "the parent and its four children: {pids:?}"
+    );
+    for e in events.iter().filter(|e| e["type"] == "syscall") {
+        assert_ne!(e["verdict"], "guest-only", "{e}");
+    }
     assert!(!ring.exists(), "watch removes the ring the plugin left");
 
     // Nothing to watch: one line, exit 2.
@@ -550,8 +613,8 @@ fn root_rootfs_build_makes_a_root_a_dynamic_guest_runs_in() {
     );
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert!(stdout.contains("/etc/hostname: \"guestview\""), "{stdout}");
-    // libc came from the root (QEMU's -L prefix), not from the host.
-    let libc = out_dir.join("lib/libc.so.6");
+    // libc came from the root (the sandbox's /), not from the host.
+    let libc = Path::new("/lib/libc.so.6");
     let opened_libc = std::fs::read_to_string(&jsonl)
         .unwrap()
         .lines()
@@ -562,6 +625,22 @@ fn root_rootfs_build_makes_a_root_a_dynamic_guest_runs_in() {
                 && e["path"].as_str() == libc.to_str()
         });
     assert!(opened_libc, "the guest did not open {}", libc.display());
+    // Without the sandbox the root is QEMU's -L prefix: libc from there.
+    let bare = Command::new(GV)
+        .args(["run", "--no-sandbox", "--format", "jsonl", "--output"])
+        .arg(&jsonl)
+        .arg("--rootfs")
+        .arg(&out_dir)
+        .arg(&dynhello)
+        .output()
+        .unwrap();
+    assert!(bare.status.success());
+    let libc = out_dir.join("lib/libc.so.6");
+    assert!(std::fs::read_to_string(&jsonl)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .any(|e| e["type"] == "syscall" && e["path"].as_str() == libc.to_str()));
 
     // An --out that holds something is refused, not overwritten.
     let again = build(Some(&out_dir));
@@ -574,203 +653,4 @@ fn root_rootfs_build_makes_a_root_a_dynamic_guest_runs_in() {
             .count(),
         1
     );
-}
-
-/// `key: value` lines of sandbox_probe.
-fn probe_lines(stdout: &[u8]) -> std::collections::HashMap<String, String> {
-    String::from_utf8_lossy(stdout)
-        .lines()
-        .filter_map(|l| l.split_once(": "))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
-}
-
-#[test]
-fn root_sandbox_keeps_the_guest_from_the_host_and_the_join_whole() {
-    if !root()
-        || !require(
-            Path::new("/usr/mips-linux-gnu/lib/libc.so.6").exists(),
-            "libc6-mips-cross",
-        )
-    {
-        return;
-    }
-    // A service on the host's loopback the guest must not reach.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let port = listener.local_addr().unwrap().port().to_string();
-    let mark = "/tmp/guestview-sandbox-test-mark";
-    let _ = std::fs::remove_file(mark);
-    let host_shadow = std::fs::read_to_string("/etc/shadow").unwrap_or_default();
-    // Rings whose maker is gone: other tests' runs in flight have theirs.
-    let shm_rings = || -> std::collections::BTreeSet<String> {
-        std::fs::read_dir("/dev/shm")
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.starts_with("guestview-"))
-            .filter(|n| {
-                let pid = n["guestview-".len()..]
-                    .split(['-', '.'])
-                    .next()
-                    .unwrap_or("");
-                !Path::new("/proc").join(pid).exists()
-            })
-            .collect()
-    };
-    let shm_before = shm_rings();
-    let run = |tag: &str| {
-        let jsonl = tmp(&format!("{tag}.jsonl"));
-        let out = Command::new(GV)
-            .args(["run", "--sandbox", "--format", "jsonl", "--output"])
-            .arg(&jsonl)
-            .arg(guest("sandbox_probe"))
-            .args([port.as_str(), mark])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let events: Vec<Value> = std::fs::read_to_string(&jsonl)
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        (probe_lines(&out.stdout), events)
-    };
-    let (p, events) = run("sandbox-1");
-    // The root's harmless shadow, never the host's.
-    let shadow = &p["shadow"];
-    assert!(shadow.starts_with("root:*:19000:"), "{shadow}");
-    assert!(!host_shadow.starts_with(shadow.as_str()) || host_shadow.is_empty());
-    assert_eq!(p["mark-before"], "no");
-    assert_eq!(p["mark-create"], "ok");
-    assert!(!Path::new(mark).exists(), "a guest write reached the host");
-    // Its own PID namespace and /proc: QEMU is process 1 and alone.
-    assert_eq!(p["pid"], "1");
-    assert_eq!(p["proc-pids"], "1");
-    assert_eq!(p["hostname"], "guestview");
-    assert!(p["connect"].contains("refused"), "{}", p["connect"]);
-    assert!(
-        listener.accept().is_err(),
-        "the guest reached the host's loopback"
-    );
-
-    // The join is whole: host ids, every call judged, host calls attached.
-    let calls: Vec<&Value> = events.iter().filter(|e| e["type"] == "syscall").collect();
-    assert!(calls.len() > 20);
-    let qemu_pid = calls[0]["pid"].as_u64().unwrap();
-    assert_ne!(qemu_pid, 1, "host ids, not the namespace's");
-    for c in &calls {
-        assert_eq!(c["pid"].as_u64(), Some(qemu_pid), "{c}");
-        assert!(c["verdict"].is_string());
-    }
-    let open_shadow = calls
-        .iter()
-        .find(|c| c["path"] == "/etc/shadow" && c["ret"].as_i64().is_some_and(|r| r >= 0))
-        .expect("the open of /etc/shadow");
-    assert!(open_shadow["host"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|h| h["name"] == "openat" && h["tid"].as_u64() == open_shadow["tid"].as_u64()));
-    let getpid = calls.iter().find(|c| c["name"] == "getpid").unwrap();
-    assert_eq!(getpid["ret"], 1);
-    assert_eq!(getpid["host"][0]["ret"], 1);
-    let lost = events.iter().find(|e| e["type"] == "lost").unwrap();
-    for k in ["host_dropped", "guest_dropped", "guest_corrupt"] {
-        assert_eq!(lost[k], 0, "{lost}");
-    }
-
-    // A second run starts from the clean root: the first run's file is gone.
-    let (p2, _) = run("sandbox-2");
-    assert_eq!(p2["mark-before"], "no");
-    // Nothing is left behind on the host.
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    assert!(!mounts.contains("guestview"), "{mounts}");
-    let shm_after = shm_rings();
-    let shm: Vec<_> = shm_after.difference(&shm_before).collect();
-    assert!(shm.is_empty(), "rings left in /dev/shm: {shm:?}");
-}
-
-#[test]
-fn root_sandbox_refuses_host_native_code_and_follows_forks() {
-    if !root()
-        || !require(
-            Path::new("/usr/mips-linux-gnu/lib/libc.so.6").exists(),
-            "libc6-mips-cross",
-        )
-    {
-        return;
-    }
-    let out = Command::new(GV)
-        .args(["run", "-q", "--sandbox"])
-        .arg(guest("exec_probe"))
-        .args(["/bin/true", "/usr/bin/uname"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let p = probe_lines(&out.stdout);
-    // An x86-64 ELF the guest wrote, QEMU's own binary and the host's
-    // loader: all refused; host programs are not there at all.
-    for key in ["x86-elf", "qemu", "loader", "/bin/true", "/usr/bin/uname"] {
-        let r = p.get(key).unwrap_or_else(|| panic!("no {key} line: {p:?}"));
-        assert!(r.starts_with("refused"), "{key}: {r}");
-    }
-    assert!(
-        p["x86-elf"].contains("Permission denied"),
-        "{}",
-        p["x86-elf"]
-    );
-    // Without the sandbox the written x86-64 ELF runs natively: the
-    // probe does detect it.
-    let bare = Command::new(GV)
-        .args(["run", "-q"])
-        .arg(guest("exec_probe"))
-        .output()
-        .unwrap();
-    assert!(probe_lines(&bare.stdout)["x86-elf"].starts_with("RAN"));
-
-    // Forked children are joined under their host ids, call for call as
-    // without the sandbox.
-    let names = |sandbox: bool| {
-        let jsonl = tmp(&format!("forkwait-{sandbox}.jsonl"));
-        let mut c = Command::new(GV);
-        c.args(["run", "--format", "jsonl", "--output"]).arg(&jsonl);
-        if sandbox {
-            c.arg("--sandbox");
-        }
-        assert!(c.arg(guest("forkwait")).output().unwrap().status.success());
-        let calls: Vec<Value> = std::fs::read_to_string(&jsonl)
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap())
-            .filter(|e| e["type"] == "syscall")
-            .collect();
-        for c in &calls {
-            assert!(c["pid"].as_u64().unwrap() > 1, "host ids: {c}");
-            for h in c["host"].as_array().unwrap() {
-                assert_eq!(h["tid"], c["tid"], "{c}");
-            }
-        }
-        let mut n: Vec<String> = calls.iter().map(|c| c["name"].to_string()).collect();
-        n.sort();
-        (
-            n,
-            calls
-                .iter()
-                .map(|c| c["pid"].as_u64().unwrap_or(0))
-                .collect::<std::collections::BTreeSet<_>>()
-                .len(),
-        )
-    };
-    let (sandboxed, procs) = names(true);
-    assert!(procs >= 5, "the parent and its four children");
-    assert_eq!(sandboxed, names(false).0);
 }

@@ -21,15 +21,18 @@ pub struct Options {
     /// neither run nor read QEMU's own files.
     pub hide: Option<PathBuf>,
     /// A unix socket (inherited descriptor number) on which guestview sends
-    /// a read-only descriptor of its eBPF ring buffer before it releases
-    /// the guest: the plugin maps the ring's producer page and marks each
-    /// guest call with the ring's position, which places host calls exactly
-    /// without timing each one. Needs `hold=on`.
+    /// a descriptor of its eBPF ring buffer before it releases the guest:
+    /// the plugin maps the ring's producer page and marks each guest call
+    /// with the ring's position, which places host calls exactly without
+    /// timing each one. Needs `hold=on`.
     pub hostpos: Option<i32>,
+    /// Follow guest execs: a guest program exec'd by the guest runs under
+    /// QEMU with this plugin again; anything else is refused (see `exec.rs`).
+    pub exec: bool,
 }
 
-const USAGE: &str =
-    "arguments are ring=PATH, out=FILE, wait=on|off, hold=on|off, hide=DIR, hostpos=FD";
+const USAGE: &str = "arguments are ring=PATH, out=FILE, wait=on|off, hold=on|off, hide=DIR, \
+                     hostpos=FD, exec=on|off";
 
 fn boolean(key: &str, v: &str) -> Result<bool, String> {
     match v {
@@ -66,6 +69,7 @@ pub fn parse(argv: &[String]) -> Result<Options, String> {
                 )
             }
             "hold" => o.hold = boolean(k, v)?,
+            "exec" => o.exec = boolean(k, v)?,
             _ => return Err(format!("unknown argument '{k}': {USAGE}")),
         }
     }

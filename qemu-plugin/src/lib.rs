@@ -24,6 +24,7 @@
 //! shared between vCPUs on the ring path (per-thread state is thread-local).
 
 mod args;
+mod exec;
 mod insn;
 mod out;
 mod paths;
@@ -32,8 +33,9 @@ mod sys;
 
 use parking_lot::Mutex;
 use shmem_proto::record::{
-    PluginInfo, CAP_DISCON, CAP_MEMORY_READ, CAP_PC_REGISTER, CAP_REGISTER_READ,
-    CAP_SIGNAL_REGISTER, CAP_SYSCALL_FILTER, SPAN_FILE_OUTPUT, SPAN_RING_WAIT, SPAN_SETUP,
+    note_bytes, PluginInfo, CAP_DISCON, CAP_MEMORY_READ, CAP_PC_REGISTER, CAP_REGISTER_READ,
+    CAP_SIGNAL_REGISTER, CAP_SYSCALL_FILTER, EXEC_REFUSED_UNFOLLOWED, NOTE_EXEC, NOTE_EXEC_REFUSED,
+    SPAN_EXEC_CHECK, SPAN_FILE_OUTPUT, SPAN_RING_WAIT, SPAN_SETUP,
 };
 use shmem_proto::{
     monotonic_ns, Arch, GuestRecord, Origin, Producer, Pushed, Region, RegionParams,
@@ -57,6 +59,8 @@ struct Plugin {
     read_paths: bool,
     /// Which argument of each guest syscall is a path.
     paths: paths::PathArgs,
+    /// `exec=on`: how to start QEMU again on a program the guest execs.
+    restart: Option<exec::Restart>,
 }
 
 /// Every vCPU so far has a readable PC register: syscall instructions need
@@ -105,8 +109,14 @@ fn before_guest() {
             match sys::map_host_position(sock) {
                 Ok(p) => {
                     let _ = HOST_POS.set(p);
+                    // Now that every guest call will carry positions, the
+                    // eBPF programs may stop timing this process.
+                    sys::say_untimed(shmem_proto::HOSTPOS_FCNTL_CMD);
                 }
-                Err(e) => eprintln!("guestview plugin: {e}; host calls will be placed by time"),
+                Err(sys::HostPosError::Unavailable) => {}
+                Err(sys::HostPosError::Failed(e)) => {
+                    eprintln!("guestview plugin: {e}; host calls will be placed by time")
+                }
             }
         }
         if let Some(r) = b.wait {
@@ -338,12 +348,19 @@ extern "C" fn on_tb_trans(_id: sys::qemu_plugin_id_t, tb: *mut sys::qemu_plugin_
         before_guest();
     }
     let Some(plugin) = PLUGIN.get() else { return };
-    if PC_FROM_REGISTER.load(Ordering::Relaxed) {
-        return;
-    }
     // SAFETY: `tb` is the live handle QEMU passed to this translation
     // callback, and the wrapper does not outlive it.
     let tb = unsafe { sys::Tb::new(tb) };
+    if plugin.restart.is_some() && !exec::guest_base_known() {
+        if let Some(insn) = tb.insns().next() {
+            if let Some(h) = insn.haddr() {
+                exec::note_guest_base(h, insn.vaddr());
+            }
+        }
+    }
+    if PC_FROM_REGISTER.load(Ordering::Relaxed) {
+        return;
+    }
     let mut buf = [0u8; insn::MAX_LEN];
     for insn in tb.insns() {
         let len = insn.bytes(&mut buf);
@@ -461,8 +478,23 @@ extern "C" fn on_syscall(
 ) {
     let Some(plugin) = PLUGIN.get() else { return };
     let insn_pc = LAST_PC.try_with(|c| c.replace(0)).unwrap_or(0);
+    let args = [a1, a2, a3, a4, a5, a6, a7, a8];
     with_thread(vcpu, |ts| {
-        let args = [a1, a2, a3, a4, a5, a6, a7, a8];
+        // A guest exec is decided before the call's window opens: looking
+        // at the file makes host syscalls of the plugin's own.
+        let exec_decision = plugin.restart.as_ref().filter(|r| r.is_exec(nr)).map(|r| {
+            let p0 = hpos();
+            let t0 = monotonic_ns();
+            let d = r.decide(nr, &args);
+            let span = GuestRecord::PluginSpan {
+                at: ts.origin(t0),
+                end_ns: monotonic_ns(),
+                reason: SPAN_EXEC_CHECK,
+                hpos: p0.zip(hpos()),
+            };
+            ts.push(&span);
+            (r, d)
+        });
         let pc = match (ts.regs.pc, ts.buf.as_mut()) {
             (Some(_), Some(buf)) => ts
                 .regs
@@ -523,7 +555,60 @@ extern "C" fn on_syscall(
                 }
             }
         }
+        if let Some((restart, d)) = exec_decision {
+            follow_exec(plugin, ts, restart, d);
+        }
     });
+}
+
+/// Carry out an exec decision: start QEMU with this plugin on the guest
+/// program (the call never returns then), or note a refusal. After a
+/// refusal QEMU goes on and passes the call to the host (see `exec.rs`).
+fn follow_exec(plugin: &Plugin, ts: &mut ThreadState, restart: &exec::Restart, d: exec::Decision) {
+    let note = |ts: &mut ThreadState, code, detail, path: &[u8]| {
+        let rec = GuestRecord::Note {
+            at: ts.origin(monotonic_ns()),
+            code,
+            detail,
+            text: note_bytes(path),
+        };
+        ts.push(&rec);
+    };
+    match d {
+        exec::Decision::Run {
+            program,
+            argv,
+            env,
+            made_fd,
+        } => {
+            note(ts, NOTE_EXEC, 0, &program);
+            // This image ends here: its rings go back to the consumer.
+            if let Some(r) = plugin.region {
+                r.close_rings_of(ts.pid);
+            }
+            if let Some(p) = ts.producer.take() {
+                std::mem::forget(p);
+            }
+            let errno = restart.run(&program, &argv, &env);
+            if let Some(fd) = made_fd {
+                sys::close_fd(fd);
+            }
+            ts.producer = plugin.region.and_then(|r| r.claim(ts.pid, ts.tid, ts.vcpu));
+            eprintln!(
+                "guestview plugin: cannot restart {} on {}: {}",
+                restart.exe().to_string_lossy(),
+                String::from_utf8_lossy(&program),
+                std::io::Error::from_raw_os_error(errno)
+            );
+            note(ts, NOTE_EXEC_REFUSED, EXEC_REFUSED_UNFOLLOWED, &program);
+        }
+        exec::Decision::Refuse {
+            reason: Some(reason),
+            path,
+            ..
+        } => note(ts, NOTE_EXEC_REFUSED, reason, &path),
+        exec::Decision::Refuse { reason: None, .. } => {}
+    }
 }
 
 extern "C" fn on_syscall_ret(_id: sys::qemu_plugin_id_t, vcpu: c_uint, nr: i64, ret: i64) {
@@ -816,6 +901,11 @@ fn install(
         caps |= CAP_SYSCALL_FILTER;
     }
     let version = |v: c_int| u8::try_from(v).unwrap_or(0);
+    let restart = if opts.exec {
+        Some(exec::Restart::from_self(arch)?)
+    } else {
+        None
+    };
     PLUGIN
         .set(Plugin {
             arch,
@@ -831,6 +921,7 @@ fn install(
             },
             read_paths: caps & CAP_MEMORY_READ != 0,
             paths: paths::PathArgs::new(arch),
+            restart,
         })
         .map_err(|_| "loaded twice into one QEMU".to_string())?;
     if let Some(path) = &announce {

@@ -369,6 +369,12 @@ impl<'a> Tb<'a> {
 }
 
 impl Insn<'_> {
+    /// Where QEMU keeps the instruction's bytes in the host's address space
+    /// (user mode: guest address + QEMU's `guest_base`).
+    pub fn haddr(self) -> Option<u64> {
+        insn_haddr(self.0)
+    }
+
     /// Guest virtual address.
     pub fn vaddr(self) -> u64 {
         // SAFETY: the handle is live (see `Tb::new`).
@@ -539,14 +545,28 @@ pub fn read_memory(addr: u64, out: &mut [u8], buf: &mut ByteBuf) -> bool {
 /// without waiting, then map the BPF ring buffer behind it read-only and
 /// return its producer position word. The descriptors are closed either
 /// way: the mapping is all the plugin keeps.
-pub fn map_host_position(sock: c_int) -> Result<&'static std::sync::atomic::AtomicU64, String> {
+pub fn map_host_position(
+    sock: c_int,
+) -> Result<&'static std::sync::atomic::AtomicU64, HostPosError> {
     let fd = recv_fd(sock);
     // SAFETY: closing a descriptor number the caller handed us for this.
     unsafe { libc::close(sock) };
     let fd = fd?;
+    // Only ever map a BPF ring buffer (map_type 27): whatever else sits at
+    // that number (a guest's descriptor, in an image started by a guest
+    // exec) is refused.
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap_or_default();
+    if !info
+        .lines()
+        .any(|l| l.split_whitespace().eq(["map_type:", "27"]))
+    {
+        // SAFETY: we own fd (received above).
+        unsafe { libc::close(fd) };
+        return Err(HostPosError::Unavailable);
+    }
     // SAFETY: sysconf has no memory effects.
     let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
-        .map_err(|_| "hostpos: no page size".to_string())?;
+        .map_err(|_| HostPosError::Failed("hostpos: no page size".to_string()))?;
     // SAFETY: a new read-only shared mapping of one page of the ring buffer
     // map at offset one page (its producer page, which the kernel lets any
     // holder of the descriptor map read-only); the kernel checks the rest.
@@ -564,9 +584,9 @@ pub fn map_host_position(sock: c_int) -> Result<&'static std::sync::atomic::Atom
     // SAFETY: we own fd (received above); the mapping outlives it.
     unsafe { libc::close(fd) };
     if p == libc::MAP_FAILED {
-        return Err(format!(
+        return Err(HostPosError::Failed(format!(
             "hostpos: cannot map the host ring's producer page: {err}"
-        ));
+        )));
     }
     // SAFETY: the page is mapped for the life of the process (never
     // unmapped) and page-aligned; its first word is the kernel's u64
@@ -574,7 +594,7 @@ pub fn map_host_position(sock: c_int) -> Result<&'static std::sync::atomic::Atom
     Ok(unsafe { &*p.cast::<std::sync::atomic::AtomicU64>() })
 }
 
-fn recv_fd(sock: c_int) -> Result<c_int, String> {
+fn recv_fd(sock: c_int) -> Result<c_int, HostPosError> {
     let mut byte = 0u8;
     let mut iov = libc::iovec {
         iov_base: std::ptr::addr_of_mut!(byte).cast(),
@@ -591,27 +611,149 @@ fn recv_fd(sock: c_int) -> Result<c_int, String> {
     // SAFETY: msg points at live buffers of the sizes it states.
     let n = unsafe { libc::recvmsg(sock, &mut msg, libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC) };
     if n < 0 {
-        return Err(format!(
-            "hostpos: no ring descriptor on fd {sock}: {}",
-            std::io::Error::last_os_error()
-        ));
+        // Nothing there (no socket, or nothing sent: an image started by a
+        // guest exec, whose descriptor is gone).
+        return Err(HostPosError::Unavailable);
     }
     // SAFETY: CMSG_FIRSTHDR reads msg's control fields set above.
     let cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
     if cmsg.is_null() {
-        return Err(format!("hostpos: fd {sock} sent no descriptor"));
+        return Err(HostPosError::Unavailable);
     }
     // SAFETY: cmsg points into cbuf (CMSG_FIRSTHDR checked the length).
     let (level, kind, len) = unsafe { ((*cmsg).cmsg_level, (*cmsg).cmsg_type, (*cmsg).cmsg_len) };
     // SAFETY: CMSG_LEN is arithmetic.
     let one_fd = unsafe { libc::CMSG_LEN(4) } as usize;
     if level != libc::SOL_SOCKET || kind != libc::SCM_RIGHTS || len < one_fd {
-        return Err(format!(
-            "hostpos: fd {sock} sent something else than a descriptor"
-        ));
+        return Err(HostPosError::Unavailable);
     }
     // SAFETY: the control message holds at least one int (checked above).
     Ok(unsafe { libc::CMSG_DATA(cmsg).cast::<c_int>().read_unaligned() })
+}
+
+/// Why the plugin reads no host ring positions.
+#[derive(Debug)]
+pub enum HostPosError {
+    /// No ring descriptor was there to take: expected in an image started
+    /// by a guest exec; its calls are timed instead.
+    Unavailable,
+    /// Something went wrong that should not (said once on stderr).
+    Failed(String),
+}
+
+/// API v1 `void *qemu_plugin_insn_haddr(const struct qemu_plugin_insn *)`:
+/// in user mode, the host address of the instruction's bytes.
+type InsnHaddr = unsafe extern "C" fn(*const qemu_plugin_insn) -> *mut c_void;
+
+/// Where QEMU keeps the bytes of a guest instruction, in the host's
+/// address space (user mode: guest address + QEMU's `guest_base`). Only
+/// call during a translation callback.
+fn insn_haddr(insn: *mut qemu_plugin_insn) -> Option<u64> {
+    use std::sync::OnceLock;
+    static F: OnceLock<Option<InsnHaddr>> = OnceLock::new();
+    let f = (*F.get_or_init(|| {
+        // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name; a
+        // non-null result is QEMU's exported function of this signature.
+        let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"qemu_plugin_insn_haddr".as_ptr()) };
+        // SAFETY: see above.
+        (!p.is_null()).then(|| unsafe { std::mem::transmute::<*mut c_void, InsnHaddr>(p) })
+    }))?;
+    // SAFETY: `insn` is live during the translation callback.
+    let p = unsafe { f(insn) };
+    (!p.is_null()).then_some(p as u64)
+}
+
+/// Copy bytes of this process's memory at `addr` into `buf` without
+/// faulting on unmapped addresses (guest pointers are not trusted):
+/// returns how many bytes could be read.
+pub fn read_own_memory(addr: u64, buf: &mut [u8]) -> usize {
+    let local = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let remote = libc::iovec {
+        iov_base: addr as usize as *mut c_void,
+        iov_len: buf.len(),
+    };
+    // SAFETY: process_vm_readv on our own pid writes at most buf.len()
+    // bytes into `buf` and reports unreadable remote memory as an error
+    // instead of faulting.
+    let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+    usize::try_from(n).unwrap_or(0)
+}
+
+/// `openat(dirfd, path, O_RDONLY | O_CLOEXEC)`: an owned file or the errno.
+pub fn open_at(dirfd: c_int, path: &std::ffi::CStr) -> Result<std::fs::File, i32> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: openat with a NUL-terminated path; the fd it returns is ours.
+    let fd = unsafe { libc::openat(dirfd, path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO));
+    }
+    // SAFETY: fd is a fresh descriptor owned by nobody else.
+    Ok(unsafe { std::fs::File::from_raw_fd(fd) })
+}
+
+/// A copy of `fd` without close-on-exec at or above `min` (so a path
+/// `/proc/self/fd/N` to it survives into the next image).
+pub fn dup_inheritable(fd: c_int, min: c_int) -> Result<c_int, i32> {
+    // SAFETY: fcntl(F_DUPFD) has no memory arguments.
+    let n = unsafe { libc::fcntl(fd, libc::F_DUPFD, min) };
+    if n < 0 {
+        Err(std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EBADF))
+    } else {
+        Ok(n)
+    }
+}
+
+/// Close a descriptor made by [`dup_inheritable`] (an exec that failed).
+pub fn close_fd(fd: c_int) {
+    // SAFETY: closing a descriptor we made.
+    unsafe { libc::close(fd) };
+}
+
+/// Does the calling process's effective group set contain `gid`?
+pub fn in_group(gid: u32) -> bool {
+    // SAFETY: getegid cannot fail.
+    if unsafe { libc::getegid() } == gid {
+        return true;
+    }
+    let mut groups = [0 as libc::gid_t; 256];
+    // SAFETY: getgroups writes at most groups.len() entries.
+    let n = unsafe { libc::getgroups(groups.len() as c_int, groups.as_mut_ptr()) };
+    groups[..usize::try_from(n).unwrap_or(0)].contains(&gid)
+}
+
+/// The calling process's effective user id.
+pub fn euid() -> u32 {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// `execve(path, argv, envp)`; returns the errno if it failed.
+pub fn execve(path: &std::ffi::CStr, argv: &[std::ffi::CString], env: &[std::ffi::CString]) -> i32 {
+    let mut a: Vec<*const c_char> = argv.iter().map(|s| s.as_ptr()).collect();
+    a.push(std::ptr::null());
+    let mut e: Vec<*const c_char> = env.iter().map(|s| s.as_ptr()).collect();
+    e.push(std::ptr::null());
+    // SAFETY: NUL-terminated path and NULL-terminated arrays of pointers to
+    // NUL-terminated strings that outlive the call.
+    unsafe { libc::execve(path.as_ptr(), a.as_ptr(), e.as_ptr()) };
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
+}
+
+/// `fcntl(-1, cmd)`: a syscall that fails and does nothing, for guestview's
+/// eBPF programs to see (see `shmem_proto::HOSTPOS_FCNTL_CMD`).
+pub fn say_untimed(cmd: c_int) {
+    // SAFETY: fcntl on an invalid descriptor fails with EBADF; no memory
+    // is passed.
+    unsafe { libc::fcntl(-1, cmd) };
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64};
 /// First eight bytes of every region: `GVRING` + two version-independent bytes.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"GVRING\x00\x01");
 /// Version of this layout. The consumer refuses any other.
-pub const ABI_VERSION: u32 = 5;
+pub const ABI_VERSION: u32 = 6;
 /// Size of one record in bytes.
 pub const RECORD_SIZE: usize = 128;
 /// Size of the region header in bytes.
@@ -163,8 +163,12 @@ pub const KIND_GUEST_PATH: u16 = 8;
 /// A guest exception (fault, illegal instruction, trap): `pc` = the
 /// interrupted guest PC, `args[0]` = the handler, `args[1]` = the signal.
 pub const KIND_FAULT: u16 = 9;
+/// Something the plugin did or refused that the correlator should know
+/// (`nr` = a `NOTE_*` code, `ret` = its detail, `args` = up to 64 bytes of
+/// text, NUL-padded: a path).
+pub const KIND_NOTE: u16 = 10;
 /// Highest valid kind.
-pub const KIND_MAX: u16 = 9;
+pub const KIND_MAX: u16 = 10;
 
 /// Checksum of a record's first 120 bytes. Cheap (one multiply per word),
 /// not cryptographic: it catches torn and random writes, and makes a forged

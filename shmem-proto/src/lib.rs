@@ -23,3 +23,12 @@ pub use ring::{
     monotonic_ns, Consumer, Producer, Pushed, Region, RegionError, RegionParams, RingEvent,
     RingStats,
 };
+
+/// The `fcntl` command with which the plugin, once it has mapped the eBPF
+/// ring's producer page (`hostpos=`), tells guestview's eBPF programs that
+/// its process reads ring positions: `fcntl(-1, HOSTPOS_FCNTL_CMD)` fails
+/// with `EBADF` and changes nothing, and the programs, which see every
+/// syscall of the process, stop timing its host calls from then on. Said
+/// from within the image, it is in step with execs (which end it). The
+/// eBPF side's `GV_UNTIMED_FCNTL_CMD` ("gvps").
+pub const HOSTPOS_FCNTL_CMD: i32 = 0x6776_7073;

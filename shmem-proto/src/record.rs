@@ -104,6 +104,46 @@ pub enum GuestRecord {
         /// Guest exit code.
         code: i64,
     },
+    /// Something the plugin did or refused (a `NOTE_*` code).
+    Note {
+        /// Common fields.
+        at: Origin,
+        /// What (`NOTE_*`).
+        code: u32,
+        /// Its detail (for `NOTE_EXEC_REFUSED`, an `EXEC_REFUSED_*` reason).
+        detail: u32,
+        /// Up to 64 bytes of text (a path), NUL-padded.
+        text: [u8; NOTE_TEXT],
+    },
+}
+
+/// Bytes of text a [`GuestRecord::Note`] carries.
+pub const NOTE_TEXT: usize = 64;
+/// The guest exec'd a guest program: the plugin starts QEMU with itself on
+/// it (`text` = the program). Sent just before the host exec.
+pub const NOTE_EXEC: u32 = 1;
+/// The plugin refused a guest exec (`detail` = why, `text` = the file).
+pub const NOTE_EXEC_REFUSED: u32 = 2;
+/// The file is an ELF for the host (x86-64 or i386): host-native code.
+pub const EXEC_REFUSED_NATIVE: u32 = 1;
+/// The file is an ELF for another guest architecture than this QEMU's.
+pub const EXEC_REFUSED_FOREIGN: u32 = 2;
+/// The exec could not be followed under QEMU (too many script levels, no
+/// way to restart QEMU): refused rather than run untraced.
+pub const EXEC_REFUSED_UNFOLLOWED: u32 = 3;
+
+/// The text of a note as a string (up to the first NUL; lossy UTF-8).
+pub fn note_text(text: &[u8; NOTE_TEXT]) -> String {
+    let end = text.iter().position(|b| *b == 0).unwrap_or(NOTE_TEXT);
+    String::from_utf8_lossy(&text[..end]).into_owned()
+}
+
+/// A note's text field from bytes (cut at [`NOTE_TEXT`]).
+pub fn note_bytes(s: &[u8]) -> [u8; NOTE_TEXT] {
+    let mut t = [0u8; NOTE_TEXT];
+    let n = s.len().min(NOTE_TEXT);
+    t[..n].copy_from_slice(&s[..n]);
+    t
 }
 
 /// Fields every record carries.
@@ -125,6 +165,8 @@ pub const SPAN_SETUP: u32 = 1;
 pub const SPAN_RING_WAIT: u32 = 2;
 /// The plugin wrote its `out=` file.
 pub const SPAN_FILE_OUTPUT: u32 = 3;
+/// The plugin looked at the file a guest exec names (`exec=on`).
+pub const SPAN_EXEC_CHECK: u32 = 4;
 
 /// `flags` bit on `KIND_SYS_ENTER`: `pc` is valid.
 pub const FLAG_PC_VALID: u16 = 1;
@@ -232,6 +274,7 @@ impl GuestRecord {
             | GuestRecord::ProcessExit { at, .. }
             | GuestRecord::GuestPath { at, .. }
             | GuestRecord::Fault { at, .. } => at,
+            GuestRecord::Note { at, .. } => at,
         }
     }
 
@@ -248,6 +291,7 @@ impl GuestRecord {
             | GuestRecord::ProcessExit { at, .. }
             | GuestRecord::GuestPath { at, .. }
             | GuestRecord::Fault { at, .. } => at,
+            GuestRecord::Note { at, .. } => at,
         }
     }
 
@@ -349,6 +393,18 @@ impl GuestRecord {
                 if let Some(sig) = signal {
                     r.flags |= FAULT_SIGNAL;
                     r.args[1] = u64::from(sig);
+                }
+            }
+            GuestRecord::Note {
+                code, detail, text, ..
+            } => {
+                r.kind = KIND_NOTE;
+                r.nr = i64::from(code);
+                r.ret = i64::from(detail);
+                for (i, w) in r.args.iter_mut().enumerate() {
+                    let mut b = [0u8; 8];
+                    b.copy_from_slice(&text[i * 8..i * 8 + 8]);
+                    *w = u64::from_le_bytes(b);
                 }
             }
         }
@@ -470,6 +526,23 @@ impl TryFrom<&RawRecord> for GuestRecord {
                     pc: r.pc,
                     handler: (r.flags & FAULT_HANDLER != 0).then_some(r.args[0]),
                     signal,
+                }
+            }
+            KIND_NOTE => {
+                let code = u32::try_from(r.nr)
+                    .ok()
+                    .filter(|c| (NOTE_EXEC..=NOTE_EXEC_REFUSED).contains(c))
+                    .ok_or(RecordError::Field("note code"))?;
+                let detail = u32::try_from(r.ret).map_err(|_| RecordError::Field("note detail"))?;
+                let mut text = [0u8; NOTE_TEXT];
+                for (i, w) in r.args.iter().enumerate() {
+                    text[i * 8..i * 8 + 8].copy_from_slice(&w.to_le_bytes());
+                }
+                GuestRecord::Note {
+                    at,
+                    code,
+                    detail,
+                    text,
                 }
             }
             k => return Err(RecordError::Kind(k)),
@@ -606,6 +679,12 @@ mod tests {
                 pc: 0x400890,
                 handler: None,
                 signal: None,
+            },
+            GuestRecord::Note {
+                at: at(),
+                code: NOTE_EXEC_REFUSED,
+                detail: EXEC_REFUSED_NATIVE,
+                text: note_bytes(b"/tmp/native"),
             },
         ];
         for (i, rec) in recs.iter().enumerate() {

@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 /// First eight bytes of a trace file.
 pub const TRACE_MAGIC: [u8; 8] = *b"GVTRACE\0";
 /// Version of the trace format.
-pub const TRACE_VERSION: u32 = 4;
+pub const TRACE_VERSION: u32 = 5;
 /// Largest frame a reader accepts (a hostile length cannot make it allocate more).
 pub const MAX_FRAME: u32 = 64 << 20;
 /// Events per frame the writer aims at.
@@ -59,6 +59,8 @@ pub enum TraceEvent {
     Fault(FaultEvent),
     /// What a QEMU process offers the plugin (its plugin API), once per process.
     Plugin(PluginEvent),
+    /// Something the run must not hide: an exec refused or stopped.
+    Alert(AlertEvent),
 }
 
 /// What ran.
@@ -158,8 +160,33 @@ pub struct ProcessEvent {
     pub status: Option<i32>,
     /// Terminating signal (exit).
     pub signal: Option<i32>,
-    /// Executed file (exec).
+    /// Executed file (exec): what the host kernel ran.
     pub filename: Option<String>,
+    /// The guest program the exec runs under QEMU (exec in a sandbox,
+    /// where the kernel runs QEMU through its loader).
+    pub program: Option<String>,
+    /// The process id in its own PID namespace (fork in a sandbox).
+    pub ns_pid: Option<u32>,
+    /// When.
+    pub t_ns: u64,
+}
+
+/// An alert: something the guest tried that the sandbox refused or stopped.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct AlertEvent {
+    /// What (`exec-native`, `exec-foreign`, `exec-unfollowed`, `exec-untraced`).
+    pub rule: String,
+    /// What was done about it: `deny` (the call failed) or `kill` (the
+    /// process was killed before its first instruction).
+    pub action: String,
+    /// The process.
+    pub pid: u32,
+    /// The thread.
+    pub tid: u32,
+    /// The file concerned.
+    pub path: Option<String>,
+    /// Why, for people.
+    pub message: String,
     /// When.
     pub t_ns: u64,
 }

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 /* sandbox_probe: reports what the guest can reach, one "key: value" line
  * each, for the sandbox tests. argv[1] = a TCP port on 127.0.0.1 to connect
- * to; argv[2] = a file to create (reports whether it was there before). */
+ * to; argv[2] = a file to create (reports whether it was there before);
+ * argv[3..] = more files to create ("write PATH: ok" or the error). */
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
@@ -61,5 +62,31 @@ int main(int argc, char **argv)
     uname(&u);
     printf("hostname: %s\n", u.nodename);
     printf("pid: %d\n", (int)getpid());
+    printf("uid: %d\n", (int)getuid());
+
+    f = fopen("/proc/self/status", "r");
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "CapEff:", 7)) {
+            char *v = line + 7;
+            while (*v == ' ' || *v == '\t')
+                v++;
+            printf("capeff: %s", v);
+        }
+    if (f)
+        fclose(f);
+
+    /* test -x: the program is executable (its mount is noexec, guestview
+     * answers as an executable mount would); /etc/passwd is not. */
+    printf("x-ok self: %s\n", access(argv[0], X_OK) == 0 ? "ok" : strerror(errno));
+    printf("x-ok passwd: %s\n", access("/etc/passwd", X_OK) == 0 ? "ok" : strerror(errno));
+    printf("r-ok passwd: %s\n", access("/etc/passwd", R_OK) == 0 ? "ok" : strerror(errno));
+
+    for (int i = 3; i < argc; i++) {
+        int w = open(argv[i], O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (w >= 0 && write(w, "guest\n", 6) == 6 && close(w) == 0)
+            printf("write %s: ok\n", argv[i]);
+        else
+            printf("write %s: %s\n", argv[i], strerror(errno));
+    }
     return 0;
 }

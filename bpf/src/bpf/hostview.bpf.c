@@ -34,6 +34,22 @@ char LICENSE[] SEC("license") = "GPL";
  */
 struct gv_pidsets pidsets;
 
+/* The exec guard of a sandboxed run (see struct gv_guard). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct gv_guard);
+} guard SEC(".maps");
+
+/* Scratch for the guard's copy of the new image's arguments. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, char[GV_GUARD_PREFIX_MAX]);
+} guard_buf SEC(".maps");
+
 /* Size set by user space (TracerOptions::ring_bytes) before load. */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -420,8 +436,10 @@ int BPF_PROG(gv_sys_exit, struct gv_pt_regs *regs, long ret)
 		return 0;
 
 	pos = ring_pos();
-	now = is_untimed(tgid) ? 0 : bpf_ktime_get_ns();
 	nr = (__s64)regs->orig_ax;
+	if (nr == GV_NR_FCNTL && (int)regs->di == -1 && regs->si == GV_UNTIMED_FCNTL_CMD)
+		set_untimed(tgid);
+	now = is_untimed(tgid) ? 0 : bpf_ktime_get_ns();
 	if (nr == -1) {
 		/* rt_sigreturn put the interrupted context's orig_ax (-1) back;
 		 * its arguments are gone with it. */
@@ -519,12 +537,54 @@ int BPF_PROG(gv_fork, struct task_struct *parent, struct task_struct *child)
 	return 0;
 }
 
+/*
+ * The exec guard: is the image this exec loaded the allowed one (QEMU's
+ * loader, file and arguments as guestview starts it)? Runs after the point
+ * of no return but before the new image's first instruction, so a SIGKILL
+ * sent here is taken before anything of the image runs.
+ */
+static __always_inline int exec_allowed(struct task_struct *p, struct linux_binprm *bprm,
+					const struct gv_guard *g)
+{
+	struct inode *inode = BPF_CORE_READ(bprm, file, f_inode);
+	__u32 zero = 0, n = g->prefix_len;
+	unsigned long start, end;
+	char *buf;
+	int i;
+
+	if (!inode || BPF_CORE_READ(inode, i_ino) != g->ino ||
+	    BPF_CORE_READ(inode, i_sb, s_dev) != g->dev)
+		return 0;
+	if (n == 0 || n > GV_GUARD_PREFIX_MAX)
+		return 0;
+	start = BPF_CORE_READ(p, mm, arg_start);
+	end = BPF_CORE_READ(p, mm, arg_end);
+	if (end < start || end - start < n)
+		return 0;
+	buf = bpf_map_lookup_elem(&guard_buf, &zero);
+	if (!buf)
+		return 0;
+	if (bpf_probe_read_user(buf, n, (const void *)start))
+		return 0;
+	for (i = 0; i < GV_GUARD_PREFIX_MAX; i++) {
+		if (i >= n)
+			break;
+		if (buf[i] != g->prefix[i])
+			return 0;
+	}
+	return 1;
+}
+
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(gv_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
+	__u64 pos;
 	__u32 tgid = p->tgid;
 	struct gv_exec_event *e;
 	struct gv_pending *pend;
+	const struct gv_guard *g;
+	__u32 zero = 0;
+	__u16 killed = 0;
 	long n;
 
 	if (!is_traced(tgid))
@@ -533,14 +593,23 @@ int BPF_PROG(gv_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm 
 	/* The new image has no mapping of the producer page until its plugin
 	 * makes one and says so: time its calls until then. */
 	clear_untimed(tgid);
+
+	g = bpf_map_lookup_elem(&guard, &zero);
+	if (g && g->enabled && !exec_allowed(p, bprm, g)) {
+		bpf_send_signal(9 /* SIGKILL */);
+		killed = GV_F_EXEC_KILLED;
+	}
+
+	pos = ring_pos();
 	e = bpf_ringbuf_reserve(&rb, sizeof(*e), 0);
 	if (!e) {
 		count_dropped();
 		return 0;
 	}
-	fill_hdr(&e->hdr, GV_OP_EXEC, 0, sizeof(*e), bpf_ktime_get_ns());
+	fill_hdr(&e->hdr, GV_OP_EXEC, killed, sizeof(*e), bpf_ktime_get_ns());
 	e->tgid = tgid;
 	e->tid = p->pid;
+	e->pos = pos;
 	e->old_tid = old_pid;
 	e->_pad0 = 0;
 	n = bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), BPF_CORE_READ(bprm, filename));

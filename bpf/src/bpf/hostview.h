@@ -18,13 +18,24 @@
 /* Pids below this can be traced: the kernel's PID_MAX_LIMIT on 64-bit. */
 #define GV_PID_LIMIT (1u << 22)
 
+/*
+ * A plugin that has mapped the ring's producer page says so to the
+ * programs with fcntl(-1, GV_UNTIMED_FCNTL_CMD): they then stop timing the
+ * process's syscalls (it fails with EBADF and touches nothing). Said from
+ * within the image, it is in step with execs, which end it. The same
+ * number is shmem_proto::HOSTPOS_FCNTL_CMD.
+ */
+#define GV_UNTIMED_FCNTL_CMD 0x67767073 /* "gvps" */
+#define GV_NR_FCNTL 72
+
 /* The program's .bss: sets of processes, one bit per pid. */
 struct gv_pidsets {
 	/* Traced processes (user space seeds, fork extends, exit clears). */
 	__u64 traced[GV_PID_LIMIT / 64];
 	/*
 	 * Processes whose plugin reads ring positions: their syscall records
-	 * carry no time (user space sets, fork inherits, exec and exit clear).
+	 * carry no time (the plugin's fcntl sets, fork inherits, exec and exit
+	 * clear).
 	 */
 	__u64 untimed[GV_PID_LIMIT / 64];
 };
@@ -64,6 +75,28 @@ enum gv_flag {
 	GV_F_PATH_FAULT = 1 << 3,
 	/* The thread died while this syscall was in flight (GV_OP_NORETURN). */
 	GV_F_INTERRUPTED = 1 << 4,
+	/* GV_OP_EXEC: the exec guard found the new image is not the one
+	 * allowed (QEMU with the plugin) and sent SIGKILL, which is taken
+	 * before the image's first instruction. */
+	GV_F_EXEC_KILLED = 1 << 5,
+};
+
+/* Bytes of the argument prefix the exec guard compares. */
+#define GV_GUARD_PREFIX_MAX 512
+
+/*
+ * Value of the array `guard` (key 0), set by user space for a sandboxed
+ * run: every exec in the traced tree must load the file (ino, dev) and
+ * start with exactly these argument bytes (argv[0..k] with their NULs), or
+ * it is killed before it runs.
+ */
+struct gv_guard {
+	__u32 enabled;
+	__u32 prefix_len;
+	__u64 ino;
+	__u32 dev; /* the kernel's dev_t: major << 20 | minor */
+	__u32 _pad0;
+	char prefix[GV_GUARD_PREFIX_MAX];
 };
 
 /* Common header of every record (16 bytes). */
@@ -120,7 +153,7 @@ struct gv_fork_event {
 	__u8 _pad0[7];
 };
 
-/* GV_OP_EXEC (288 bytes). */
+/* GV_OP_EXEC (296 bytes). */
 struct gv_exec_event {
 	struct gv_event_hdr hdr;
 	__u32 tgid;
@@ -129,6 +162,9 @@ struct gv_exec_event {
 			* a non-leader thread exec'd) */
 	__u16 filename_len; /* bytes in filename, without the NUL */
 	__u16 _pad0;
+	/* The ring's producer position before this record (see
+	 * gv_syscall_event.pos): the old image's host calls are below it. */
+	__u64 pos;
 	char filename[GV_PATH_MAX];
 };
 
@@ -158,9 +194,10 @@ _Static_assert(sizeof(struct gv_event_hdr) == 16, "gv_event_hdr size");
 _Static_assert(sizeof(struct gv_syscall_event) == 112, "gv_syscall_event size");
 _Static_assert(sizeof(struct gv_syscall_path_event) == 376, "gv_syscall_path_event size");
 _Static_assert(sizeof(struct gv_fork_event) == 48, "gv_fork_event size");
-_Static_assert(sizeof(struct gv_exec_event) == 288, "gv_exec_event size");
+_Static_assert(sizeof(struct gv_exec_event) == 296, "gv_exec_event size");
 _Static_assert(sizeof(struct gv_exit_event) == 32, "gv_exit_event size");
 _Static_assert(sizeof(struct gv_stats) == 32, "gv_stats size");
+_Static_assert(sizeof(struct gv_guard) == 24 + GV_GUARD_PREFIX_MAX, "gv_guard size");
 GV_ASSERT_LAYOUT(gv_event_hdr, ktime, 8);
 GV_ASSERT_LAYOUT(gv_syscall_event, nr, 24);
 GV_ASSERT_LAYOUT(gv_syscall_event, args, 32);
@@ -170,7 +207,8 @@ GV_ASSERT_LAYOUT(gv_syscall_path_event, path_len, 112);
 GV_ASSERT_LAYOUT(gv_syscall_path_event, path, 120);
 GV_ASSERT_LAYOUT(gv_fork_event, child_ns_tgid, 32);
 GV_ASSERT_LAYOUT(gv_fork_event, is_thread, 40);
-GV_ASSERT_LAYOUT(gv_exec_event, filename, 32);
+GV_ASSERT_LAYOUT(gv_exec_event, pos, 32);
+GV_ASSERT_LAYOUT(gv_exec_event, filename, 40);
 GV_ASSERT_LAYOUT(gv_exit_event, exit_code, 24);
 
 #endif /* GV_HOSTVIEW_H */

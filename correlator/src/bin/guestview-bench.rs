@@ -2,7 +2,8 @@
 //! written) against bare QEMU, `qemu -strace` and `strace -f qemu`, on the
 //! same guest programs, in one run; and guestview's lost-event counts.
 //!
-//! Usage: `guestview-bench [--runs N] [--qemu PATH] GUEST_DIR`
+//! Usage: `guestview-bench [--runs N] [--qemu PATH] [--only PREFIX] GUEST_DIR`
+//! (`--only start-up`: the start-up rows alone)
 //! where GUEST_DIR holds the built guest programs (tests/guest/build.sh).
 
 use shmem_proto::trace::{TraceEvent, TraceReader};
@@ -28,17 +29,17 @@ const WORKLOADS: &[Workload] = &[
         name: "start-up",
         prog: "hello",
         args: &[],
-        what: "trivial program (unsandboxed run)",
+        what: "trivial program, sandboxed (the default; root already built)",
         gv_args: &[],
         strace: true,
     },
     Workload {
-        name: "start-up sbx",
+        name: "start-up nosbx",
         prog: "hello",
         args: &[],
-        what: "trivial program, run --sandbox (root already built)",
-        gv_args: &["--sandbox"],
-        strace: true,
+        what: "trivial program, run --no-sandbox",
+        gv_args: &["--no-sandbox"],
+        strace: false,
     },
     Workload {
         name: "syscall-heavy",
@@ -74,6 +75,10 @@ const WORKLOADS: &[Workload] = &[
     },
 ];
 
+/// Medians of one workload: bare, `-strace`, `strace -f` (if timed),
+/// guestview; lost events; the sandbox's reset (if measured).
+type Row = (f64, f64, Option<f64>, f64, u64, Option<f64>);
+
 fn time(cmd: &mut Command) -> Result<f64, String> {
     cmd.stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -92,23 +97,43 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn lost_in(trace: &Path) -> Result<u64, String> {
+/// Lost events of a run's trace, and for a sandboxed run its reset: from
+/// the exit of QEMU (PID 1 of the sandbox) to the exit of the process that
+/// waited for it outside, once the kernel had torn the namespaces down
+/// (overlay and tmpfs gone, processes killed).
+fn read_trace(trace: &Path) -> Result<(u64, Option<f64>), String> {
     let mut r = TraceReader::open(trace).map_err(|e| e.to_string())?;
     let mut lost = None;
+    let mut qemu = None;
+    let mut exits = std::collections::HashMap::new();
     while let Some(frame) = r.next_frame().map_err(|e| e.to_string())? {
         for ev in frame {
-            if let TraceEvent::Lost(l) = ev {
-                lost = Some(
-                    l.host_dropped
-                        + l.guest_dropped
-                        + l.guest_no_ring
-                        + l.guest_corrupt
-                        + l.host_malformed,
-                );
+            match ev {
+                TraceEvent::Lost(l) => {
+                    lost = Some(
+                        l.host_dropped
+                            + l.guest_dropped
+                            + l.guest_no_ring
+                            + l.guest_corrupt
+                            + l.host_malformed,
+                    )
+                }
+                TraceEvent::Syscall(c) if qemu.is_none() => qemu = Some(c.pid),
+                TraceEvent::Process(p) if p.event == "exit" => {
+                    exits.insert(p.pid, p.t_ns);
+                }
+                _ => {}
             }
         }
     }
-    lost.ok_or_else(|| "trace has no lost record".to_string())
+    let last = exits.iter().max_by_key(|(_, t)| **t).map(|(p, t)| (*p, *t));
+    let reset = match (qemu, last) {
+        (Some(q), Some((p, t))) if p != q => {
+            exits.get(&q).map(|tq| t.saturating_sub(*tq) as f64 * 1e-9)
+        }
+        _ => None,
+    };
+    Ok((lost.ok_or("trace has no lost record")?, reset))
 }
 
 /// Guest syscalls in a trace (the summary's count).
@@ -129,12 +154,16 @@ fn main() -> ExitCode {
     let mut runs = 5usize;
     let mut qemu = PathBuf::from("/usr/bin/qemu-mips");
     let mut dir = None;
+    let mut only: Option<String> = None;
     while let Some(a) = args.next() {
         match a.as_str() {
+            "--only" => only = args.next(),
             "--runs" => runs = args.next().and_then(|s| s.parse().ok()).unwrap_or(5).max(1),
             "--qemu" => qemu = args.next().map(PathBuf::from).unwrap_or(qemu),
             "-h" | "--help" => {
-                println!("usage: guestview-bench [--runs N] [--qemu PATH] GUEST_DIR");
+                println!(
+                    "usage: guestview-bench [--runs N] [--qemu PATH] [--only PREFIX] GUEST_DIR"
+                );
                 return ExitCode::SUCCESS;
             }
             d => dir = Some(PathBuf::from(d)),
@@ -170,10 +199,14 @@ fn main() -> ExitCode {
     let mut startup = None;
     // guestview's fixed cost (start-up over bare QEMU), from the first row.
     let mut fixed = None;
-    for w in WORKLOADS {
+    for w in WORKLOADS
+        .iter()
+        .filter(|w| only.as_deref().is_none_or(|o| w.name.starts_with(o)))
+    {
         let prog = dir.join(w.prog);
-        let res = (|| -> Result<(f64, f64, Option<f64>, f64, u64), String> {
+        let res = (|| -> Result<Row, String> {
             let (mut bare, mut qs, mut sf, mut gvt) = (vec![], vec![], vec![], vec![]);
+            let mut resets = vec![];
             let mut lost = 0;
             for i in 0..runs {
                 bare.push(time(Command::new(&qemu).arg(&prog).args(w.args))?);
@@ -201,23 +234,29 @@ fn main() -> ExitCode {
                         .arg(&prog)
                         .args(w.args),
                 )?);
-                lost += lost_in(&trace)?;
+                let (l, reset) = read_trace(&trace)?;
+                lost += l;
+                resets.extend(reset);
             }
             let sf = (!sf.is_empty()).then(|| median(sf));
-            Ok((median(bare), median(qs), sf, median(gvt), lost))
+            let reset = (!resets.is_empty()).then(|| median(resets));
+            Ok((median(bare), median(qs), sf, median(gvt), lost, reset))
         })();
         match res {
-            Ok((b, q, s, g, lost)) => {
+            Ok((b, q, s, g, lost, reset)) => {
                 let r = |x: f64| format!("{x:.3}s {:>5.2}x", x / b);
                 let s = s.map_or_else(|| format!("{:>17}", "-"), r);
                 if w.name.starts_with("start-up") {
-                    let extra = match startup {
-                        Some(plain) if !w.gv_args.is_empty() => format!(
-                            "; sandbox set-up and reset +{:.1} ms over the unsandboxed run",
-                            (g - plain) * 1e3
+                    let mut extra = match startup {
+                        Some(sandboxed) if !w.gv_args.is_empty() => format!(
+                            "; the sandbox (set-up and reset) costs {:.1} ms of the sandboxed run",
+                            (sandboxed - g) * 1e3
                         ),
                         _ => String::new(),
                     };
+                    if let Some(r) = reset {
+                        extra.push_str(&format!("; reset {:.1} ms", r * 1e3));
+                    }
                     startup.get_or_insert(g);
                     fixed.get_or_insert(g - b);
                     println!(

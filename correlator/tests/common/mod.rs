@@ -142,11 +142,30 @@ pub fn gv_run_in(
     env: &[(&str, &str)],
     qemu: Option<&Path>,
 ) -> Run {
+    gv_run_opts_in(dir, tag, prog, args, env, qemu, &[])
+}
+
+/// [`gv_run_in`] with more options of `guestview run` (`--no-sandbox` …).
+pub fn gv_run_opts_in(
+    dir: &str,
+    tag: &str,
+    prog: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    qemu: Option<&Path>,
+    opts: &[&str],
+) -> Run {
     let jsonl = tmp_in(dir, &format!("{tag}.jsonl"));
     let mut cmd = Command::new(GV);
     cmd.args(["run", "--format", "jsonl", "--output"])
-        .arg(&jsonl);
+        .arg(&jsonl)
+        .args(opts);
     if let Some(q) = qemu {
+        // A QEMU wrapped in a host script (strace) can only run outside the
+        // sandbox, which runs nothing of the host's but QEMU itself.
+        if std::fs::read(q).is_ok_and(|b| b.starts_with(b"#!")) {
+            cmd.arg("--no-sandbox");
+        }
         cmd.arg("--qemu").arg(q);
     }
     let out = cmd
