@@ -10,6 +10,7 @@ pub mod elf;
 pub mod join;
 pub mod launch;
 pub mod output;
+pub mod policy;
 pub mod report;
 pub mod rootfs;
 pub mod run;
