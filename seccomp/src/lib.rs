@@ -1,0 +1,270 @@
+//! guestview's host seccomp layer.
+//!
+//! * [`Filter`] — x86-64 host syscall numbers → [`Ret`]; [`Filter::compile`]
+//!   makes the classic-BPF program (other architectures and the x32 ABI
+//!   are killed: a process cannot step around the table by switching ABI).
+//! * [`prepare`] — called before `fork`; in the child, just before `exec`,
+//!   [`ChildSide::install_in_child`] sets `PR_SET_NO_NEW_PRIVS`, installs the
+//!   filter with `SECCOMP_FILTER_FLAG_NEW_LISTENER` and sends the listener
+//!   to the parent over a unix socket (`SCM_RIGHTS`); it allocates nothing
+//!   and calls only async-signal-safe functions.
+//! * [`Supervisor`] — in the parent, answers the notifications through a
+//!   [`Judge`]. See [`supervisor`] for how each call is answered without a
+//!   check-then-continue a racing thread could beat.
+//!
+//! All `unsafe` is in the private `sys` module.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+pub mod supervisor;
+mod sys;
+
+pub use supervisor::{Answer, Judge, Request, Stats, Supervisor};
+pub use sys::SockFilter;
+
+/// What the filter does with a host syscall.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Ret {
+    /// Let it run.
+    #[default]
+    Allow,
+    /// Fail it with this (positive, host) errno.
+    Errno(u16),
+    /// Kill the process (`SECCOMP_RET_KILL_PROCESS`).
+    Kill,
+    /// Ask the supervisor (`SECCOMP_RET_USER_NOTIF`).
+    Notify,
+}
+
+impl Ret {
+    fn k(self) -> u32 {
+        match self {
+            Ret::Allow => 0x7fff_0000,
+            Ret::Errno(e) => 0x0005_0000 | u32::from(e),
+            Ret::Kill => 0x8000_0000,
+            Ret::Notify => 0x7fc0_0000,
+        }
+    }
+}
+
+/// `AUDIT_ARCH_X86_64`.
+pub const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+/// Syscall numbers at or above this are the x32 ABI.
+pub const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+/// Most entries a filter takes (two instructions each, under the
+/// kernel's 4096-instruction limit).
+pub const MAX_ENTRIES: usize = 2000;
+
+/// A seccomp filter for an x86-64 process.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// Action for numbers not in `by_nr`.
+    pub default: Ret,
+    /// Host syscall number → action.
+    pub by_nr: BTreeMap<u32, Ret>,
+}
+
+/// Errors of this crate.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The filter has more entries than a program can hold.
+    #[error("seccomp filter with {0} entries, more than the {MAX_ENTRIES} a program can hold")]
+    TooLarge(usize),
+    /// A system call failed.
+    #[error("{what}: {source}")]
+    Sys {
+        /// What was being done.
+        what: &'static str,
+        /// Why it failed.
+        source: io::Error,
+    },
+    /// The child never sent its listener (it failed before exec).
+    #[error("the child sent no seccomp listener (it failed before installing the filter)")]
+    NoListener,
+}
+
+fn stmt(code: u16, k: u32) -> SockFilter {
+    SockFilter {
+        code,
+        jt: 0,
+        jf: 0,
+        k,
+    }
+}
+
+fn jeq(k: u32, jt: u8, jf: u8) -> SockFilter {
+    SockFilter {
+        code: BPF_JMP | BPF_JEQ | BPF_K,
+        jt,
+        jf,
+        k,
+    }
+}
+
+const BPF_LD: u16 = 0x00;
+const BPF_W: u16 = 0x00;
+const BPF_ABS: u16 = 0x20;
+const BPF_JMP: u16 = 0x05;
+const BPF_JEQ: u16 = 0x10;
+const BPF_JGE: u16 = 0x30;
+const BPF_K: u16 = 0x00;
+const BPF_RET: u16 = 0x06;
+
+impl Filter {
+    /// The classic-BPF program: check the architecture (kill otherwise),
+    /// kill the x32 ABI, then one compare-and-return per entry whose
+    /// action differs from the default, then the default.
+    pub fn compile(&self) -> Result<Vec<SockFilter>, Error> {
+        let entries: Vec<(u32, Ret)> = self
+            .by_nr
+            .iter()
+            .filter(|(_, &r)| r != self.default)
+            .map(|(&n, &r)| (n, r))
+            .collect();
+        if entries.len() > MAX_ENTRIES {
+            return Err(Error::TooLarge(entries.len()));
+        }
+        let mut p = Vec::with_capacity(6 + 2 * entries.len());
+        // seccomp_data: nr at 0, arch at 4.
+        p.push(stmt(BPF_LD | BPF_W | BPF_ABS, 4));
+        p.push(jeq(AUDIT_ARCH_X86_64, 1, 0));
+        p.push(stmt(BPF_RET | BPF_K, Ret::Kill.k()));
+        p.push(stmt(BPF_LD | BPF_W | BPF_ABS, 0));
+        p.push(SockFilter {
+            code: BPF_JMP | BPF_JGE | BPF_K,
+            jt: 0,
+            jf: 1,
+            k: X32_SYSCALL_BIT,
+        });
+        p.push(stmt(BPF_RET | BPF_K, Ret::Kill.k()));
+        for (nr, r) in entries {
+            p.push(jeq(nr, 0, 1));
+            p.push(stmt(BPF_RET | BPF_K, r.k()));
+        }
+        p.push(stmt(BPF_RET | BPF_K, self.default.k()));
+        Ok(p)
+    }
+
+    /// Does any entry ask the supervisor?
+    pub fn notifies(&self) -> bool {
+        self.default == Ret::Notify || self.by_nr.values().any(|&r| r == Ret::Notify)
+    }
+
+    /// What the filter does with `nr` (as the program would).
+    pub fn action(&self, nr: u32) -> Ret {
+        if nr >= X32_SYSCALL_BIT {
+            return Ret::Kill;
+        }
+        self.by_nr.get(&nr).copied().unwrap_or(self.default)
+    }
+}
+
+/// Compile `filter` and make the socket its listener comes back on.
+/// Call before `fork`; keep [`ChildSide`] for the child and start the
+/// supervisor from [`ParentSide`] *before* releasing the child (its `exec`
+/// may itself be a checked call); drop the parent's copy of `ChildSide`
+/// after the fork.
+pub fn prepare(filter: &Filter) -> Result<(ChildSide, ParentSide), Error> {
+    let prog = filter.compile()?;
+    let (parent, child) = sys::socketpair().map_err(|source| Error::Sys {
+        what: "socketpair for the seccomp listener",
+        source,
+    })?;
+    let notify = filter.notifies();
+    Ok((
+        ChildSide {
+            prog,
+            notify,
+            sock: child,
+        },
+        ParentSide {
+            notify,
+            sock: parent,
+        },
+    ))
+}
+
+/// What the child needs: the program and its end of the socket.
+pub struct ChildSide {
+    prog: Vec<SockFilter>,
+    notify: bool,
+    sock: OwnedFd,
+}
+
+impl ChildSide {
+    /// In the child, after `fork`, as the last step before `exec`: no new
+    /// privileges, the filter (with a listener when it notifies), the
+    /// listener sent to the parent and closed here. Allocation-free and
+    /// async-signal-safe. `Err(errno)` if a step failed (the child must
+    /// then not exec).
+    pub fn install_in_child(&self) -> Result<(), i32> {
+        let flags = if self.notify {
+            sys::SECCOMP_FILTER_FLAG_NEW_LISTENER
+        } else {
+            0
+        };
+        let fd = sys::install_filter(&self.prog, flags)?;
+        if self.notify {
+            sys::send_fd(self.sock.as_raw_fd(), fd)?;
+            sys::close(fd);
+        }
+        Ok(())
+    }
+}
+
+/// What the parent keeps: its end of the socket.
+pub struct ParentSide {
+    notify: bool,
+    sock: OwnedFd,
+}
+
+impl ParentSide {
+    /// Does the filter notify (is a supervisor needed)?
+    pub fn notifies(&self) -> bool {
+        self.notify
+    }
+
+    /// Start the supervisor on a thread of its own: it waits for the
+    /// child's listener, then answers notifications through `judge` until
+    /// [`Supervisor::stop`] or until no process uses the filter any more.
+    /// Without notifying entries there is nothing to supervise and the
+    /// supervisor only reports zeros.
+    pub fn start_supervisor(self, judge: std::sync::Arc<dyn Judge>) -> Result<Supervisor, Error> {
+        Supervisor::start(self.sock, self.notify, judge)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn program_checks_arch_and_x32_then_entries() {
+        let mut f = Filter::default();
+        f.by_nr.insert(105, Ret::Errno(1));
+        f.by_nr.insert(257, Ret::Notify);
+        f.by_nr.insert(0, Ret::Allow);
+        let p = f.compile().unwrap();
+        assert_eq!(p.len(), 6 + 4 + 1);
+        assert_eq!(p[1].k, AUDIT_ARCH_X86_64);
+        assert_eq!(p[2].k, 0x8000_0000);
+        assert_eq!(p[4].k, X32_SYSCALL_BIT);
+        assert_eq!((p[6].k, p[7].k), (105, 0x0005_0001));
+        assert_eq!((p[8].k, p[9].k), (257, 0x7fc0_0000));
+        assert_eq!(p[10].k, 0x7fff_0000);
+        assert!(f.notifies());
+        assert_eq!(f.action(105), Ret::Errno(1));
+        assert_eq!(f.action(0x4000_0001), Ret::Kill);
+    }
+
+    #[test]
+    fn too_many_entries_are_refused() {
+        let mut f = Filter::default();
+        for n in 0..=MAX_ENTRIES as u32 {
+            f.by_nr.insert(n, Ret::Kill);
+        }
+        assert!(matches!(f.compile(), Err(Error::TooLarge(_))));
+    }
+}
