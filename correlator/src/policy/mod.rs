@@ -16,6 +16,8 @@ pub mod glob;
 
 
 pub mod names;
+pub mod host;
+pub mod layers;
 pub mod oci;
 mod toml_file;
 
@@ -174,14 +176,18 @@ impl Rule {
 
     /// Does the rule match `call` on `arch`?
     pub fn matches(&self, arch: Arch, call: &Call<'_>) -> bool {
-        if !self.names(call.name) {
-            return false;
-        }
-        if let Some(a) = &self.arches {
-            if !a.contains(&arch) {
-                return false;
-            }
-        }
+        self.names(call.name) && self.applies_on(arch) && self.matches_args(arch, call)
+    }
+
+    /// Does the rule apply on guest architecture `arch` (OCI `arches`)?
+    pub fn applies_on(&self, arch: Arch) -> bool {
+        self.arches.as_ref().is_none_or(|a| a.contains(&arch))
+    }
+
+    /// Do the rule's argument matchers hold for `call` (whatever its
+    /// name), its registers and flags in `arch`'s numbering? The host layer
+    /// asks this of the host calls QEMU made for the calls the rule names.
+    pub fn matches_args(&self, arch: Arch, call: &Call<'_>) -> bool {
         if let Some(g) = &self.path {
             match call.path {
                 Some(p) if g.matches(&normalize(p)) => {}
