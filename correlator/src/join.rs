@@ -114,6 +114,8 @@ pub struct Joiner {
     /// Guest records whose ids are not mapped yet (their fork event comes
     /// in a later host drain), in arrival order.
     unmapped: Vec<GuestRecord>,
+    /// Rule names of the kernel's enforcement, for its alert records.
+    enforce_names: crate::enforce::EnforceNames,
 }
 
 fn host_call(h: &HostSyscall) -> HostCall {
@@ -169,7 +171,14 @@ impl Joiner {
             host_view_from: 0,
             ns_ids: None,
             unmapped: Vec::new(),
+            enforce_names: crate::enforce::EnforceNames::default(),
         }
+    }
+
+    /// Name the rules behind the kernel's enforcement records (from
+    /// [`crate::enforce::Enforcement::names`]), so their alerts carry them.
+    pub fn set_enforce_names(&mut self, names: crate::enforce::EnforceNames) {
+        self.enforce_names = names;
     }
 
     /// The guest side runs in its own PID namespace: its pids and tids are
@@ -455,6 +464,29 @@ impl Joiner {
                         ..Default::default()
                     }),
                 ));
+            }
+            HostEvent::Enforce {
+                tgid,
+                tid,
+                nr,
+                reason,
+                count,
+                limit,
+                killed,
+                t_ns,
+            } => {
+                let alert = crate::enforce::ebpf_alert(
+                    &self.enforce_names,
+                    tgid,
+                    tid,
+                    nr,
+                    reason,
+                    count,
+                    limit,
+                    killed,
+                    t_ns,
+                );
+                self.ready.push((t_ns, TraceEvent::Alert(alert)));
             }
             HostEvent::Exit {
                 tgid,

@@ -7,6 +7,7 @@
 
 pub mod diff;
 pub mod elf;
+pub mod enforce;
 pub mod join;
 pub mod launch;
 pub mod output;

@@ -247,7 +247,9 @@ fn policy_check(file: &std::path::Path, arch: Arch, qemu: Option<&std::path::Pat
     let text = layers::explain(&policy, arch, &q);
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => fail(format!("writing failed: {e}")),
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            fail(format!("writing failed: {e}"))
+        }
         _ => ExitCode::SUCCESS,
     }
 }

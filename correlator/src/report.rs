@@ -31,6 +31,8 @@ pub struct Report {
     pub processes: BTreeMap<String, u64>,
     /// Loss counters.
     pub lost: Option<LostEvent>,
+    /// Policy alerts: `"<action> <rule>"` → count.
+    pub alerts: BTreeMap<String, u64>,
     /// End of run.
     pub summary: Option<SummaryEvent>,
     /// Frames read.
@@ -143,6 +145,16 @@ impl Report {
             TraceEvent::Thread(_) => {}
             TraceEvent::Lost(l) => self.lost = Some(l),
             TraceEvent::Summary(s) => self.summary = Some(s),
+            TraceEvent::Alert(a) => {
+                *self
+                    .alerts
+                    .entry(format!(
+                        "{} {}",
+                        a.action,
+                        a.rule.as_deref().unwrap_or("(default)")
+                    ))
+                    .or_default() += 1;
+            }
         }
     }
 
@@ -240,6 +252,14 @@ impl Report {
                 .map(|(k, n)| format!("{k} {n}"))
                 .collect();
             writeln!(w, "\nprocess events: {}", p.join(", "))?;
+        }
+        if !self.alerts.is_empty() {
+            let a: Vec<String> = self
+                .alerts
+                .iter()
+                .map(|(k, n)| format!("{k} ×{n}"))
+                .collect();
+            writeln!(w, "\nPOLICY ALERTS: {}", a.join(", "))?;
         }
         match &self.lost {
             Some(l) => writeln!(

@@ -55,6 +55,9 @@ pub enum TraceEvent {
     Lost(LostEvent),
     /// Written last.
     Summary(SummaryEvent),
+    /// A policy decision that alerts (alert, deny, kill, a rate limit).
+    /// Last variant: traces without alerts keep their encoding.
+    Alert(AlertEvent),
 }
 
 /// What ran.
@@ -183,6 +186,33 @@ pub struct InternalEvent {
     pub origin: String,
     /// The calls.
     pub host: Vec<HostCall>,
+}
+
+/// A policy decision worth attention: a rule with action `alert`, `deny`
+/// or `kill` matched, or a rate limit was exceeded.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct AlertEvent {
+    /// The rule that matched (`limits.fork_per_second` … for rate limits);
+    /// `None` when the policy's default decided.
+    pub rule: Option<String>,
+    /// `alert`, `deny` or `kill`.
+    pub action: String,
+    /// Where it was decided: `guest` (the plugin's syscall filter),
+    /// `seccomp` (host filter or its supervisor), `ebpf` (in the kernel),
+    /// `join` (observed on the joined call, nothing enforced).
+    pub layer: String,
+    /// The guest call's `seq`, when the decision belongs to one.
+    pub seq: Option<u64>,
+    /// Process.
+    pub pid: u32,
+    /// Thread.
+    pub tid: u32,
+    /// The syscall (guest name; host name for host-layer decisions).
+    pub syscall: Option<String>,
+    /// What was judged: the path, the address, the rate.
+    pub detail: Option<String>,
+    /// When.
+    pub t_ns: u64,
 }
 
 /// Loss and validation counters.

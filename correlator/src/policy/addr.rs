@@ -57,7 +57,9 @@ impl AddrMatch {
             Some(r) => (true, r.trim_start()),
             None => (false, text),
         };
-        let bad = |why: &str| format!("addr \"{text}\": {why} (expected CIDR[:port], e.g. \"10.0.0.0/8\", \"127.0.0.1:53\", \"[::1]/128:443\", \"!127.0.0.0/8\")");
+        let bad = |why: &str| {
+            format!("addr \"{text}\": {why} (expected CIDR[:port], e.g. \"10.0.0.0/8\", \"127.0.0.1:53\", \"[::1]/128:443\", \"!127.0.0.0/8\")")
+        };
         // Split the port off: "[v6]..." or "v4...:port"; a bare IPv6
         // (several ':') has no port.
         let (cidr, port) = if let Some(r) = rest.strip_prefix('[') {
@@ -78,7 +80,10 @@ impl AddrMatch {
         };
         let port = match port {
             None => None,
-            Some(p) => Some(p.parse::<u16>().map_err(|_| bad(&format!("bad port '{p}'")))?),
+            Some(p) => Some(
+                p.parse::<u16>()
+                    .map_err(|_| bad(&format!("bad port '{p}'")))?,
+            ),
         };
         let (ip, prefix) = match cidr.split_once('/') {
             Some((ip, pfx)) => (ip, Some(pfx)),
@@ -162,7 +167,15 @@ mod tests {
     #[test]
     fn bad_matchers_are_refused() {
         for bad in [
-            "", "!", "10.0.0.0/33", "1.2.3.4:99999", "1.2.3:80", "[::1", "::1/129", "x", "10.0.0.0/8:",
+            "",
+            "!",
+            "10.0.0.0/33",
+            "1.2.3.4:99999",
+            "1.2.3:80",
+            "[::1",
+            "::1/129",
+            "x",
+            "10.0.0.0/8:",
         ] {
             assert!(AddrMatch::new(bad).is_err(), "{bad}");
         }

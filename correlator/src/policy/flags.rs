@@ -166,10 +166,19 @@ mod tests {
     #[test]
     fn host_values_are_libc_values() {
         assert_eq!(value(Arch::X86_64, "O_CREAT"), Some(libc::O_CREAT as u64));
-        assert_eq!(value(Arch::X86_64, "O_CLOEXEC"), Some(libc::O_CLOEXEC as u64));
+        assert_eq!(
+            value(Arch::X86_64, "O_CLOEXEC"),
+            Some(libc::O_CLOEXEC as u64)
+        );
         assert_eq!(value(Arch::X86_64, "O_PATH"), Some(libc::O_PATH as u64));
-        assert_eq!(value(Arch::X86_64, "O_TMPFILE"), Some(libc::O_TMPFILE as u64));
-        assert_eq!(value(Arch::X86_64, "O_NOFOLLOW"), Some(libc::O_NOFOLLOW as u64));
+        assert_eq!(
+            value(Arch::X86_64, "O_TMPFILE"),
+            Some(libc::O_TMPFILE as u64)
+        );
+        assert_eq!(
+            value(Arch::X86_64, "O_NOFOLLOW"),
+            Some(libc::O_NOFOLLOW as u64)
+        );
         assert_eq!(value(Arch::X86_64, "O_SYNC"), Some(libc::O_SYNC as u64));
     }
 
@@ -201,9 +210,12 @@ mod tests {
             };
             let mut defs = std::collections::HashMap::new();
             // The arch header overrides; the generic one fills in.
-            for t in [Some(text), generic.and_then(|g| std::fs::read_to_string(g).ok())]
-                .into_iter()
-                .flatten()
+            for t in [
+                Some(text),
+                generic.and_then(|g| std::fs::read_to_string(g).ok()),
+            ]
+            .into_iter()
+            .flatten()
             {
                 for line in t.lines() {
                     let mut w = line.split_whitespace();
@@ -232,7 +244,10 @@ mod tests {
                 }
             }
         }
-        assert!(checked >= 15, "only {checked} flags checked against headers");
+        assert!(
+            checked >= 15,
+            "only {checked} flags checked against headers"
+        );
     }
 
     #[test]

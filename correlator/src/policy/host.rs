@@ -108,7 +108,12 @@ pub fn compile(policy: &Policy, arch: Arch) -> HostLayer {
         let own = names::qemu_needs(name);
         let mut steps = Vec::new();
         for (i, r) in policy.rules.iter().enumerate() {
-            if !r.applies_on(arch) || !r.syscalls.iter().any(|s| names::host_calls(s).contains(&name)) {
+            if !r.applies_on(arch)
+                || !r
+                    .syscalls
+                    .iter()
+                    .any(|s| names::host_calls(s).contains(&name))
+            {
                 continue;
             }
             let host_checkable = r.args.is_empty();
@@ -121,7 +126,8 @@ pub fn compile(policy: &Policy, arch: Arch) -> HostLayer {
             };
             steps.push(step);
         }
-        let fallback = if policy.default >= Action::Deny && (own || allowed_by_rule.contains(name)) {
+        let fallback = if policy.default >= Action::Deny && (own || allowed_by_rule.contains(name))
+        {
             Action::Allow
         } else {
             policy.default
@@ -301,7 +307,9 @@ impl Judge for PolicyJudge {
         match action {
             Action::Allow | Action::Alert => Answer::Allow,
             Action::Deny => {
-                let errno = rule.map_or(self.policy.default_errno.as_str(), |i| &self.policy.rules[i].errno);
+                let errno = rule.map_or(self.policy.default_errno.as_str(), |i| {
+                    &self.policy.rules[i].errno
+                });
                 Answer::Deny(i32::from(host_errno(errno)))
             }
             Action::Kill => Answer::Kill,
@@ -315,7 +323,11 @@ mod tests {
     use std::path::Path;
 
     fn example() -> Policy {
-        Policy::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/policies/example.toml"))).unwrap()
+        Policy::load(Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../docs/policies/example.toml"
+        )))
+        .unwrap()
     }
 
     fn nr(n: &str) -> u32 {
@@ -325,7 +337,10 @@ mod tests {
     #[test]
     fn the_example_compiles_to_notify_and_nothing_that_breaks_qemu() {
         let l = compile(&example(), Arch::Mips);
-        for n in ["open", "openat", "openat2", "creat", "execve", "execveat", "connect", "sendto", "sendmsg"] {
+        for n in [
+            "open", "openat", "openat2", "creat", "execve", "execveat", "connect", "sendto",
+            "sendmsg",
+        ] {
             assert_eq!(l.filter.action(nr(n)), Ret::Notify, "{n}");
         }
         // Alerts need no enforcement; reads pass untouched.
@@ -373,12 +388,21 @@ mod tests {
             path,
             ..Default::default()
         };
-        assert_eq!(j.judge(&req("openat", Some("/etc/shadow"))), Answer::Deny(libc::EPERM));
+        assert_eq!(
+            j.judge(&req("openat", Some("/etc/shadow"))),
+            Answer::Deny(libc::EPERM)
+        );
         assert_eq!(j.judge(&req("openat", Some("/etc/passwd"))), Answer::Allow);
         // Under QEMU's -L prefix the guest's name is the one judged.
-        assert_eq!(j.judge(&req("openat", Some("/usr/mips-linux-gnu/etc/shadow"))), Answer::Deny(libc::EPERM));
+        assert_eq!(
+            j.judge(&req("openat", Some("/usr/mips-linux-gnu/etc/shadow"))),
+            Answer::Deny(libc::EPERM)
+        );
         assert_eq!(j.judge(&req("execve", Some("/bin/sh"))), Answer::Kill);
-        assert_eq!(j.judge(&req("execve", Some("/usr/bin/qemu-mips"))), Answer::Allow);
+        assert_eq!(
+            j.judge(&req("execve", Some("/usr/bin/qemu-mips"))),
+            Answer::Allow
+        );
         let mut c = req("connect", None);
         c.addr = "10.1.1.1:80".parse().ok();
         assert_eq!(j.judge(&c), Answer::Deny(libc::EPERM));
@@ -386,7 +410,10 @@ mod tests {
         assert_eq!(j.judge(&c), Answer::Allow);
         let (alerts, dropped) = j.drain();
         assert_eq!(dropped, 0);
-        let rules: Vec<_> = alerts.iter().map(|a| (a.rule.as_deref(), a.action)).collect();
+        let rules: Vec<_> = alerts
+            .iter()
+            .map(|a| (a.rule.as_deref(), a.action))
+            .collect();
         assert_eq!(
             rules,
             [
@@ -402,7 +429,11 @@ mod tests {
 
     #[test]
     fn raw_oci_comparisons_never_refuse_at_the_host() {
-        let p = Policy::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/policies/docker-default-subset.json"))).unwrap();
+        let p = Policy::load(Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../docs/policies/docker-default-subset.json"
+        )))
+        .unwrap();
         let l = compile(&p, Arch::X86_64);
         // personality is allowed for some arguments: never refused by number.
         assert_eq!(l.filter.action(nr("personality")), Ret::Allow);

@@ -38,7 +38,8 @@ pub struct QemuInfo {
 pub fn exports_symbol(path: &Path, symbol: &str) -> Result<bool, String> {
     use object::{Object, ObjectSymbol};
     let data = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let file = object::File::parse(&*data).map_err(|e| format!("{} is not an ELF file: {e}", path.display()))?;
+    let file = object::File::parse(&*data)
+        .map_err(|e| format!("{} is not an ELF file: {e}", path.display()))?;
     Ok(file
         .dynamic_symbols()
         .any(|s| s.is_definition() && s.name_bytes().is_ok_and(|n| n == symbol.as_bytes())))
@@ -78,7 +79,13 @@ fn matcher_text(r: &Rule) -> String {
         m.push(format!("address matches {}", a.as_str()));
     }
     if let Some(u) = &r.uid {
-        m.push(format!("an id argument is {}", u.iter().map(u32::to_string).collect::<Vec<_>>().join(" or ")));
+        m.push(format!(
+            "an id argument is {}",
+            u.iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(" or ")
+        ));
     }
     if r.flags.is_some() {
         m.push("flags match".into());
@@ -116,7 +123,12 @@ pub fn explain(policy: &Policy, arch: Arch, qemu: &Result<QemuInfo, String>) -> 
     let _ = writeln!(o, "\nLayers for {} guests on this machine:", arch.name());
     let guest = match qemu {
         Ok(q) if q.filter_api => {
-            let _ = writeln!(o, "  guest layer:  yes — {} ({}) exports {FILTER_API_SYMBOL}", q.path.display(), q.version);
+            let _ = writeln!(
+                o,
+                "  guest layer:  yes — {} ({}) exports {FILTER_API_SYMBOL}",
+                q.path.display(),
+                q.version
+            );
             true
         }
         Ok(q) => {
@@ -124,7 +136,10 @@ pub fn explain(policy: &Policy, arch: Arch, qemu: &Result<QemuInfo, String>) -> 
             false
         }
         Err(e) => {
-            let _ = writeln!(o, "  guest layer:  unknown — {e}; the host layers alone enforce");
+            let _ = writeln!(
+                o,
+                "  guest layer:  unknown — {e}; the host layers alone enforce"
+            );
             false
         }
     };
@@ -138,7 +153,11 @@ pub fn explain(policy: &Policy, arch: Arch, qemu: &Result<QemuInfo, String>) -> 
             "\nrule {} \"{}\"{}: {} {}{}",
             i + 1,
             r.name,
-            if r.line > 0 { format!(" (line {})", r.line) } else { String::new() },
+            if r.line > 0 {
+                format!(" (line {})", r.line)
+            } else {
+                String::new()
+            },
             r.action,
             r.syscalls.join(", "),
             matcher_text(r)
@@ -161,7 +180,10 @@ pub fn explain(policy: &Policy, arch: Arch, qemu: &Result<QemuInfo, String>) -> 
         }
         Action::Deny | Action::Kill => {
             if guest {
-                let _ = writeln!(o, "  guest layer: every guest call no rule matches is refused by the plugin");
+                let _ = writeln!(
+                    o,
+                    "  guest layer: every guest call no rule matches is refused by the plugin"
+                );
             }
             let _ = writeln!(
                 o,
@@ -186,7 +208,14 @@ pub fn explain(policy: &Policy, arch: Arch, qemu: &Result<QemuInfo, String>) -> 
     o
 }
 
-fn explain_rule(o: &mut String, policy: &Policy, layer: &HostLayer, i: usize, arch: Arch, guest: bool) {
+fn explain_rule(
+    o: &mut String,
+    policy: &Policy,
+    layer: &HostLayer,
+    i: usize,
+    arch: Arch,
+    guest: bool,
+) {
     let r = &policy.rules[i];
     let absent: Vec<&str> = r
         .syscalls
@@ -195,17 +224,30 @@ fn explain_rule(o: &mut String, policy: &Policy, layer: &HostLayer, i: usize, ar
         .map(String::as_str)
         .collect();
     if absent.len() == r.syscalls.len() {
-        let _ = writeln!(o, "  {} has none of these calls: the rule never applies to {} guests", arch.name(), arch.name());
+        let _ = writeln!(
+            o,
+            "  {} has none of these calls: the rule never applies to {} guests",
+            arch.name(),
+            arch.name()
+        );
         return;
     } else if !absent.is_empty() {
-        let _ = writeln!(o, "  not on {}: {} (ignored there)", arch.name(), list(&absent));
+        let _ = writeln!(
+            o,
+            "  not on {}: {} (ignored there)",
+            arch.name(),
+            list(&absent)
+        );
     }
     if !r.applies_on(arch) {
         let _ = writeln!(o, "  applies to other architectures only");
         return;
     }
     if r.action == Action::Allow {
-        let _ = writeln!(o, "  nothing to enforce; matching calls show with this rule as their policy");
+        let _ = writeln!(
+            o,
+            "  nothing to enforce; matching calls show with this rule as their policy"
+        );
         return;
     }
     if r.action == Action::Alert {
@@ -214,7 +256,10 @@ fn explain_rule(o: &mut String, policy: &Policy, layer: &HostLayer, i: usize, ar
     }
     if guest {
         let what = if r.action == Action::Deny {
-            format!("answers -{} to the guest before QEMU runs the call", r.errno)
+            format!(
+                "answers -{} to the guest before QEMU runs the call",
+                r.errno
+            )
         } else {
             "stops the call and guestview kills the guest".into()
         };
@@ -238,9 +283,21 @@ fn explain_rule(o: &mut String, policy: &Policy, layer: &HostLayer, i: usize, ar
         }
     }
     if !notify.is_empty() {
-        let opens: Vec<&str> = notify.iter().copied().filter(|n| names::is_open(n)).collect();
-        let nets: Vec<&str> = notify.iter().copied().filter(|n| matches!(*n, "connect" | "sendto" | "bind")).collect();
-        let rest: Vec<&str> = notify.iter().copied().filter(|n| !opens.contains(n) && !nets.contains(n)).collect();
+        let opens: Vec<&str> = notify
+            .iter()
+            .copied()
+            .filter(|n| names::is_open(n))
+            .collect();
+        let nets: Vec<&str> = notify
+            .iter()
+            .copied()
+            .filter(|n| matches!(*n, "connect" | "sendto" | "bind"))
+            .collect();
+        let rest: Vec<&str> = notify
+            .iter()
+            .copied()
+            .filter(|n| !opens.contains(n) && !nets.contains(n))
+            .collect();
         if !opens.is_empty() {
             let _ = writeln!(o, "  host seccomp: USER_NOTIF on {}: guestview reads the path once, opens allowed files itself (target's root and credentials) and injects the descriptor — race-free", list(&opens));
         }
@@ -280,18 +337,30 @@ fn explain_rule(o: &mut String, policy: &Policy, layer: &HostLayer, i: usize, ar
             o,
             "  not at the host: {} — {why}{}",
             list(&lenient),
-            if guest { "; the guest layer enforces" } else { "; NOT ENFORCED without the guest layer (alerts still show)" }
+            if guest {
+                "; the guest layer enforces"
+            } else {
+                "; NOT ENFORCED without the guest layer (alerts still show)"
+            }
         );
     }
     if notify.is_empty() && plain.is_empty() && lenient.is_empty() {
         let _ = writeln!(
             o,
             "  no host call: QEMU answers these calls itself{}",
-            if guest { "; the guest layer enforces" } else { "; NOT ENFORCED without the guest layer (alerts still show)" }
+            if guest {
+                "; the guest layer enforces"
+            } else {
+                "; NOT ENFORCED without the guest layer (alerts still show)"
+            }
         );
     }
     if r.action == Action::Kill && !r.has_matchers() {
-        let kills: Vec<&str> = plain.iter().filter(|(_, ret)| *ret == Ret::Kill).map(|(n, _)| *n).collect();
+        let kills: Vec<&str> = plain
+            .iter()
+            .filter(|(_, ret)| *ret == Ret::Kill)
+            .map(|(n, _)| *n)
+            .collect();
         if !kills.is_empty() {
             let _ = writeln!(o, "  eBPF:         bpf_send_signal(SIGKILL) at the exit of {} for traced processes (for `watch`, where no filter can be installed, and as a backstop)", list(&kills));
         }
@@ -303,7 +372,12 @@ mod tests {
     use super::*;
 
     fn pol(name: &str) -> Policy {
-        Policy::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/policies").join(name)).unwrap()
+        Policy::load(
+            &Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../docs/policies")
+                .join(name),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -317,9 +391,16 @@ mod tests {
         let t = explain(&p, Arch::Mips, &q);
         assert!(t.contains("guest layer:  yes"), "{t}");
         assert!(t.contains("rule 1 \"no-shadow\" (line 6): deny open, openat, openat2 when path matches /etc/shadow*"), "{t}");
-        assert!(t.contains("USER_NOTIF on creat, open, openat, openat2") || t.contains("USER_NOTIF on open"), "{t}");
+        assert!(
+            t.contains("USER_NOTIF on creat, open, openat, openat2")
+                || t.contains("USER_NOTIF on open"),
+            "{t}"
+        );
         assert!(t.contains("injects the descriptor"), "{t}");
-        assert!(t.contains("makes the call itself on the guest's socket"), "{t}");
+        assert!(
+            t.contains("makes the call itself on the guest's socket"),
+            "{t}"
+        );
         assert!(t.contains("fork_per_second = 20"), "{t}");
         assert!(t.contains("BPF LSM:      not used"), "{t}");
         let t = explain(&p, Arch::Aarch64, &Err("qemu-aarch64 not found".into()));
@@ -329,7 +410,11 @@ mod tests {
 
     #[test]
     fn unenforceable_host_rules_are_said_so() {
-        let p = Policy::parse("[[rule]]\nname = \"m\"\nsyscalls = [\"mmap\", \"cacheflush\"]\naction = \"deny\"\n", Path::new("p.toml")).unwrap();
+        let p = Policy::parse(
+            "[[rule]]\nname = \"m\"\nsyscalls = [\"mmap\", \"cacheflush\"]\naction = \"deny\"\n",
+            Path::new("p.toml"),
+        )
+        .unwrap();
         let no = Ok(QemuInfo {
             path: "/usr/bin/qemu-mips".into(),
             version: "7.2".into(),

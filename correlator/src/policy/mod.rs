@@ -14,10 +14,9 @@ pub mod addr;
 pub mod flags;
 pub mod glob;
 
-
-pub mod names;
 pub mod host;
 pub mod layers;
+pub mod names;
 pub mod oci;
 mod toml_file;
 
@@ -389,14 +388,16 @@ impl Policy {
             column: 0,
             reason,
         };
-        let meta = std::fs::metadata(path).map_err(|e| whole(format!("cannot read the policy: {e}")))?;
+        let meta =
+            std::fs::metadata(path).map_err(|e| whole(format!("cannot read the policy: {e}")))?;
         if meta.len() > MAX_POLICY_BYTES as u64 {
             return Err(whole(format!(
                 "policy is {} bytes, more than the {MAX_POLICY_BYTES} accepted",
                 meta.len()
             )));
         }
-        let bytes = std::fs::read(path).map_err(|e| whole(format!("cannot read the policy: {e}")))?;
+        let bytes =
+            std::fs::read(path).map_err(|e| whole(format!("cannot read the policy: {e}")))?;
         let text = String::from_utf8(bytes).map_err(|e| {
             let (line, column) = line_col(
                 &String::from_utf8_lossy(e.as_bytes()),

@@ -126,12 +126,17 @@ impl Ctx<'_> {
 }
 
 /// `(action, errno, note)` for a profile action.
-fn action(ctx: &Ctx<'_>, a: &str, errno_ret: Option<u32>, what: &str) -> Result<(Action, String, Option<String>), PolicyError> {
+fn action(
+    ctx: &Ctx<'_>,
+    a: &str,
+    errno_ret: Option<u32>,
+    what: &str,
+) -> Result<(Action, String, Option<String>), PolicyError> {
     let errno = || -> Result<String, PolicyError> {
         let e = i64::from(errno_ret.unwrap_or(1));
-        tables::host_errno_name(e).map(str::to_owned).ok_or_else(|| {
-            ctx.err_at(a, format!("{what}: errnoRet {e} is not an errno number"))
-        })
+        tables::host_errno_name(e)
+            .map(str::to_owned)
+            .ok_or_else(|| ctx.err_at(a, format!("{what}: errnoRet {e} is not an errno number")))
     };
     Ok(match a {
         "SCMP_ACT_ALLOW" => (Action::Allow, "EPERM".into(), None),
@@ -178,8 +183,12 @@ pub(super) fn parse(text: &str, file: &Path) -> Result<Policy, PolicyError> {
             .replace(&format!(" at line {} column {}", e.line(), e.column()), ""),
     })?;
     let mut notes = Vec::new();
-    let (default, default_errno, note) =
-        action(&ctx, &p.default_action, p.default_errno_ret, "defaultAction")?;
+    let (default, default_errno, note) = action(
+        &ctx,
+        &p.default_action,
+        p.default_errno_ret,
+        "defaultAction",
+    )?;
     notes.extend(note);
     if !p.flags.is_empty() {
         notes.push(format!(
@@ -191,7 +200,10 @@ pub(super) fn parse(text: &str, file: &Path) -> Result<Policy, PolicyError> {
         notes.push("listenerPath is ignored: guestview answers notifications itself".into());
     }
     if p.syscalls.len() > MAX_RULES {
-        return Err(ctx.err_at("\"syscalls\"", format!("more than {MAX_RULES} syscall entries")));
+        return Err(ctx.err_at(
+            "\"syscalls\"",
+            format!("more than {MAX_RULES} syscall entries"),
+        ));
     }
 
     let mut rules = Vec::new();
@@ -212,7 +224,13 @@ pub(super) fn parse(text: &str, file: &Path) -> Result<Policy, PolicyError> {
         }
         let mut arches: Option<Vec<Arch>> = None;
         if !inc.arches.is_empty() {
-            let mut v: Vec<Arch> = inc.arches.iter().filter_map(|a| scmp_arch(a)).flatten().copied().collect();
+            let mut v: Vec<Arch> = inc
+                .arches
+                .iter()
+                .filter_map(|a| scmp_arch(a))
+                .flatten()
+                .copied()
+                .collect();
             // x86-64 profiles name the 32-bit x86 and x32 ABIs too: those
             // are not guest architectures here.
             v.sort_by_key(|a| a.id());
@@ -223,7 +241,13 @@ pub(super) fn parse(text: &str, file: &Path) -> Result<Policy, PolicyError> {
             arches = Some(v);
         }
         if !exc.arches.is_empty() {
-            let ex: Vec<Arch> = exc.arches.iter().filter_map(|a| scmp_arch(a)).flatten().copied().collect();
+            let ex: Vec<Arch> = exc
+                .arches
+                .iter()
+                .filter_map(|a| scmp_arch(a))
+                .flatten()
+                .copied()
+                .collect();
             let base = arches.unwrap_or_else(|| Arch::ALL.to_vec());
             arches = Some(base.into_iter().filter(|a| !ex.contains(a)).collect());
         }
@@ -258,7 +282,10 @@ pub(super) fn parse(text: &str, file: &Path) -> Result<Policy, PolicyError> {
             if a.index > 5 {
                 return Err(ctx.err_at(
                     "\"index\"",
-                    format!("{what}: argument index {} (a syscall has arguments 0 to 5)", a.index),
+                    format!(
+                        "{what}: argument index {} (a syscall has arguments 0 to 5)",
+                        a.index
+                    ),
                 ));
             }
             args.push(ArgCmp {

@@ -51,23 +51,66 @@ fn the_issue_example_parses_and_decides() {
     assert_eq!(p.limits.fork_per_second, Some(20));
     assert_eq!(p.limits.connect_per_second, Some(5));
     let m = Arch::Mips;
-    let d = p.decide(m, &Call { path: Some("/etc/shadow"), ..call("open") });
-    assert_eq!((d.action, d.rule, d.errno), (Action::Deny, Some("no-shadow"), "EPERM"));
-    let d = p.decide(m, &Call { path: Some("/etc/passwd"), ..call("open") });
+    let d = p.decide(
+        m,
+        &Call {
+            path: Some("/etc/shadow"),
+            ..call("open")
+        },
+    );
+    assert_eq!(
+        (d.action, d.rule, d.errno),
+        (Action::Deny, Some("no-shadow"), "EPERM")
+    );
+    let d = p.decide(
+        m,
+        &Call {
+            path: Some("/etc/passwd"),
+            ..call("open")
+        },
+    );
     assert_eq!((d.action, d.rule), (Action::Allow, None));
     // Not named by the rule: falls through to the default.
-    let d = p.decide(m, &Call { path: Some("/etc/shadow"), ..call("stat64") });
+    let d = p.decide(
+        m,
+        &Call {
+            path: Some("/etc/shadow"),
+            ..call("stat64")
+        },
+    );
     assert_eq!(d.action, Action::Allow);
-    let d = p.decide(m, &Call { path: Some("/bin/bash"), ..call("execve") });
+    let d = p.decide(
+        m,
+        &Call {
+            path: Some("/bin/bash"),
+            ..call("execve")
+        },
+    );
     assert_eq!((d.action, d.rule), (Action::Kill, Some("no-shell")));
     // setuid32 (ARM's 32-bit id call) is setuid.
     let d = p.decide(Arch::Arm, &call("setuid32"));
     assert_eq!((d.action, d.rule), (Action::Alert, Some("privilege")));
     let out = "8.8.8.8:53".parse().ok();
-    let d = p.decide(m, &Call { addr: out, ..call("connect") });
+    let d = p.decide(
+        m,
+        &Call {
+            addr: out,
+            ..call("connect")
+        },
+    );
     assert_eq!((d.action, d.rule), (Action::Deny, Some("no-network")));
     let lo = "127.0.0.1:80".parse().ok();
-    assert_eq!(p.decide(m, &Call { addr: lo, ..call("connect") }).action, Action::Allow);
+    assert_eq!(
+        p.decide(
+            m,
+            &Call {
+                addr: lo,
+                ..call("connect")
+            }
+        )
+        .action,
+        Action::Allow
+    );
     // No address (AF_UNIX, a connected socket): the addr matcher does not match.
     assert_eq!(p.decide(m, &call("sendto")).action, Action::Allow);
 }
@@ -75,8 +118,19 @@ fn the_issue_example_parses_and_decides() {
 #[test]
 fn paths_are_normalised_before_matching() {
     let p = parse(EXAMPLE).unwrap();
-    for sneaky in ["/etc//shadow", "/etc/./shadow", "/tmp/../etc/shadow", "//etc/shadow-"] {
-        let d = p.decide(Arch::Mips, &Call { path: Some(sneaky), ..call("openat") });
+    for sneaky in [
+        "/etc//shadow",
+        "/etc/./shadow",
+        "/tmp/../etc/shadow",
+        "//etc/shadow-",
+    ] {
+        let d = p.decide(
+            Arch::Mips,
+            &Call {
+                path: Some(sneaky),
+                ..call("openat")
+            },
+        );
         assert_eq!(d.action, Action::Deny, "{sneaky}");
     }
     assert_eq!(resolve("/etc", "shadow"), "/etc/shadow");
@@ -104,9 +158,21 @@ action = "alert"
 "#,
     )
     .unwrap();
-    let d = p.decide(Arch::Aarch64, &Call { path: Some("/tmp/a/b"), ..call("openat") });
+    let d = p.decide(
+        Arch::Aarch64,
+        &Call {
+            path: Some("/tmp/a/b"),
+            ..call("openat")
+        },
+    );
     assert_eq!(d.rule, Some("tmp-ok"));
-    let d = p.decide(Arch::Aarch64, &Call { path: Some("/etc/x"), ..call("openat") });
+    let d = p.decide(
+        Arch::Aarch64,
+        &Call {
+            path: Some("/etc/x"),
+            ..call("openat")
+        },
+    );
     assert_eq!(d.rule, Some("opens"));
     let d = p.decide(Arch::Aarch64, &call("read"));
     assert_eq!((d.action, d.rule), (Action::Deny, None));
@@ -130,19 +196,37 @@ action = "alert"
     )
     .unwrap();
     let m = Arch::Mips;
-    let set = |name, a: [u64; 6]| p.decide(m, &Call { args: a, ..call(name) }).action;
+    let set = |name, a: [u64; 6]| {
+        p.decide(
+            m,
+            &Call {
+                args: a,
+                ..call(name)
+            },
+        )
+        .action
+    };
     assert_eq!(set("setuid", [0; 6]), Action::Kill);
     assert_eq!(set("setuid", [1000, 0, 0, 0, 0, 0]), Action::Allow);
     // -1 means "unchanged", not uid 4294967295 and never 0.
-    assert_eq!(set("setresuid", [u64::MAX, u64::MAX, 0, 0, 0, 0]), Action::Kill);
-    assert_eq!(set("setresuid", [u64::MAX, 5, u64::MAX, 0, 0, 0]), Action::Allow);
+    assert_eq!(
+        set("setresuid", [u64::MAX, u64::MAX, 0, 0, 0, 0]),
+        Action::Kill
+    );
+    assert_eq!(
+        set("setresuid", [u64::MAX, 5, u64::MAX, 0, 0, 0]),
+        Action::Allow
+    );
     assert_eq!(set("chown", [0x1000, 0, 5, 0, 0, 0]), Action::Kill);
     // MIPS O_WRONLY is 1 too; O_CREAT 0x100 alone is a read-only open.
     assert_eq!(set("open", [0, 0x101, 0, 0, 0, 0]), Action::Alert);
     assert_eq!(set("open", [0, 0x100, 0, 0, 0, 0]), Action::Allow);
     assert_eq!(set("openat", [0, 0, 2, 0, 0, 0]), Action::Alert);
     assert_eq!(set("creat", [0; 6]), Action::Alert);
-    let how = Call { flags: Some(1), ..call("openat") };
+    let how = Call {
+        flags: Some(1),
+        ..call("openat")
+    };
     assert_eq!(p.decide(m, &how).action, Action::Alert);
 }
 
@@ -170,7 +254,10 @@ fn malformed_policies_name_line_column_and_reason() {
         let e = parse(text).expect_err(text);
         assert_eq!((e.line, e.column), (line, col), "{text:?}: {e}");
         assert!(e.reason.contains(why), "{text:?}: {e}");
-        assert!(e.to_string().starts_with(&format!("p.toml:{line}:{col}: ")), "{e}");
+        assert!(
+            e.to_string().starts_with(&format!("p.toml:{line}:{col}: ")),
+            "{e}"
+        );
     }
 }
 
@@ -192,7 +279,8 @@ fn mutated_and_random_input_never_panics() {
         seed ^= seed << 17;
         seed
     };
-    let alphabet: &[u8] = b"[]{}=\"'#,.:!*/\\\n \t0123456789abcdefghijklmnopqrstuvwxyzO_\x7f\xc3\xa9";
+    let alphabet: &[u8] =
+        b"[]{}=\"'#,.:!*/\\\n \t0123456789abcdefghijklmnopqrstuvwxyzO_\x7f\xc3\xa9";
     let oci = include_str!("../../../docs/policies/docker-default-subset.json");
     let mut errors = 0;
     for base in [EXAMPLE, oci] {
@@ -220,7 +308,9 @@ fn mutated_and_random_input_never_panics() {
     }
     for _ in 0..2000 {
         let len = (next() % 200) as usize;
-        let b: Vec<u8> = (0..len).map(|_| alphabet[(next() as usize) % alphabet.len()]).collect();
+        let b: Vec<u8> = (0..len)
+            .map(|_| alphabet[(next() as usize) % alphabet.len()])
+            .collect();
         let _ = parse(&String::from_utf8_lossy(&b));
     }
     assert!(errors > 1000, "mutations were too gentle: {errors} errors");
@@ -231,7 +321,10 @@ fn oci_profiles_translate_with_notes() {
     let text = include_str!("../../../docs/policies/docker-default-subset.json");
     let p = Policy::parse(text, Path::new("d.json")).unwrap();
     assert_eq!(p.source, Source::Oci);
-    assert_eq!((p.default, p.default_errno.as_str()), (Action::Deny, "EPERM"));
+    assert_eq!(
+        (p.default, p.default_errno.as_str()),
+        (Action::Deny, "EPERM")
+    );
     // Strictest first: kill, then deny, alert, allow.
     let acts: Vec<Action> = p.rules.iter().map(|r| r.action).collect();
     let mut sorted = acts.clone();
@@ -245,17 +338,40 @@ fn oci_profiles_translate_with_notes() {
     assert_eq!((d.action, d.rule, d.errno), (Action::Deny, None, "EPERM"));
     // personality(0) and (8) allowed, others fall to the default.
     assert_eq!(p.decide(m, &call("personality")).action, Action::Allow);
-    let pers = |v| p.decide(m, &Call { args: [v, 0, 0, 0, 0, 0], ..call("personality") }).action;
+    let pers = |v| {
+        p.decide(
+            m,
+            &Call {
+                args: [v, 0, 0, 0, 0, 0],
+                ..call("personality")
+            },
+        )
+        .action
+    };
     assert_eq!(pers(8), Action::Allow);
     assert_eq!(pers(9), Action::Deny);
     // clone with namespace flags: denied with ENOSYS (errnoRet 38 is x86's ENOSYS).
-    let clone = |f| p.decide(m, &Call { args: [f, 0, 0, 0, 0, 0], ..call("clone") });
+    let clone = |f| {
+        p.decide(
+            m,
+            &Call {
+                args: [f, 0, 0, 0, 0, 0],
+                ..call("clone")
+            },
+        )
+    };
     let d = clone(0x2000_0000);
     assert_eq!((d.action, d.errno), (Action::Deny, "ENOSYS"));
     assert_eq!(clone(0x11).action, Action::Allow);
     // arch_prctl only for x86-64 guests; capability entries dropped.
-    assert_eq!(p.decide(Arch::X86_64, &call("arch_prctl")).action, Action::Allow);
-    assert_eq!(p.decide(Arch::Aarch64, &call("arch_prctl")).action, Action::Deny);
+    assert_eq!(
+        p.decide(Arch::X86_64, &call("arch_prctl")).action,
+        Action::Allow
+    );
+    assert_eq!(
+        p.decide(Arch::Aarch64, &call("arch_prctl")).action,
+        Action::Deny
+    );
     assert_eq!(p.decide(m, &call("ptrace")).action, Action::Deny);
     let notes = p.notes.join("\n");
     assert!(notes.contains("includes.caps"), "{notes}");
@@ -275,6 +391,10 @@ fn oci_errors_are_positioned() {
     assert_eq!(e.line, 3);
     let e = Policy::parse("{\"defaultAction\": 3}", Path::new("d.json")).unwrap_err();
     assert_eq!((e.line, e.column > 0), (1, true), "{e}");
-    let e = Policy::parse("{\"defaultAction\": \"SCMP_ACT_ERRNO\", \"defaultErrnoRet\": 4000}", Path::new("d.json")).unwrap_err();
+    let e = Policy::parse(
+        "{\"defaultAction\": \"SCMP_ACT_ERRNO\", \"defaultErrnoRet\": 4000}",
+        Path::new("d.json"),
+    )
+    .unwrap_err();
     assert!(e.reason.contains("errnoRet 4000"), "{e}");
 }

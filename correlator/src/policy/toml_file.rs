@@ -99,16 +99,19 @@ pub(super) fn parse(text: &str, file: &Path) -> Result<Policy, PolicyError> {
             Some(n) => format!("rule \"{}\"", n.get_ref()),
             None => format!("rule {}", i + 1),
         };
-        let name = r.name.ok_or_else(|| {
-            err(rspan.clone(), format!("{which}: missing `name`"))
-        })?;
+        let name = r
+            .name
+            .ok_or_else(|| err(rspan.clone(), format!("{which}: missing `name`")))?;
         if name.get_ref().trim().is_empty() || name.get_ref().len() > 128 {
             return Err(err(
                 name.span(),
                 format!("{which}: a name is 1 to 128 characters"),
             ));
         }
-        if rules.iter().any(|x: &super::Rule| x.name == *name.get_ref()) {
+        if rules
+            .iter()
+            .any(|x: &super::Rule| x.name == *name.get_ref())
+        {
             return Err(err(
                 name.span(),
                 format!("{which}: a rule of that name comes earlier (names must be unique)"),
@@ -153,14 +156,20 @@ pub(super) fn parse(text: &str, file: &Path) -> Result<Policy, PolicyError> {
             None => None,
             Some(p) => {
                 need("path", p.span(), names::has_path)?;
-                Some(Glob::new(p.get_ref()).map_err(|e| err(p.span(), format!("{which}: path: {e}")))?)
+                Some(
+                    Glob::new(p.get_ref())
+                        .map_err(|e| err(p.span(), format!("{which}: path: {e}")))?,
+                )
             }
         };
         let addr = match r.addr {
             None => None,
             Some(a) => {
                 need("addr", a.span(), names::has_addr)?;
-                Some(AddrMatch::new(a.get_ref()).map_err(|e| err(a.span(), format!("{which}: {e}")))?)
+                Some(
+                    AddrMatch::new(a.get_ref())
+                        .map_err(|e| err(a.span(), format!("{which}: {e}")))?,
+                )
             }
         };
         let uid = match r.uid {
@@ -170,7 +179,10 @@ pub(super) fn parse(text: &str, file: &Path) -> Result<Policy, PolicyError> {
                 let span = u.span();
                 let v = u.into_inner().into_vec();
                 if v.is_empty() {
-                    return Err(err(span, format!("{which}: uid: an empty list matches nothing")));
+                    return Err(err(
+                        span,
+                        format!("{which}: uid: an empty list matches nothing"),
+                    ));
                 }
                 let mut ids = Vec::new();
                 for x in v {
@@ -180,7 +192,9 @@ pub(super) fn parse(text: &str, file: &Path) -> Result<Policy, PolicyError> {
                         .ok_or_else(|| {
                             err(
                                 span.clone(),
-                                format!("{which}: uid {x} is not a user or group id (0 to 4294967294)"),
+                                format!(
+                                    "{which}: uid {x} is not a user or group id (0 to 4294967294)"
+                                ),
                             )
                         })?;
                     ids.push(id);
