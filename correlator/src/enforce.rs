@@ -8,14 +8,15 @@
 //! `docs/policy.md`, "Wiring"):
 //!
 //! 1. before the fork: `let (child, parent) = enf.prepare_seccomp()?`;
-//!    `let sup = enf.start_supervisor(parent, prefix)?` (before the child
-//!    is released: its `exec` of QEMU may be a checked call);
 //! 2. in the child, last step before `execv`: `child.install_in_child()`
-//!    (allocation-free; on `Err(errno)` the child reports and exits);
-//!    the parent drops its `child` after the fork;
-//! 3. after loading eBPF: `enf.apply_to_tracer(&tracer)?` and
+//!    (allocation-free; on `Err(errno)` the child reports and exits); the
+//!    child then waits in its `exec`, which is always a checked call;
+//! 3. in the parent after the fork: `let sup = enf.start_supervisor(parent,
+//!    pid, prefix)?` — it takes the child's listener once the filter is in
+//!    and answers the exec; `sup.stop()` after the run;
+//! 4. after loading eBPF: `enf.apply_to_tracer(&tracer)?` and
 //!    `joiner.set_enforce_names(enf.names())`;
-//! 4. while joining: [`annotate`] each guest call (policy fields, verdict,
+//! 5. while joining: [`annotate`] each guest call (policy fields, verdict,
 //!    an alert for every match) and emit [`Enforcement::drain_host_alerts`].
 
 use crate::policy::host::{self, HostAlert, HostLayer, PolicyJudge};
@@ -170,16 +171,17 @@ impl Enforcement {
         Ok(guestview_seccomp::prepare(&self.host.filter)?)
     }
 
-    /// Start the supervisor (before releasing the child). `prefix` is
-    /// QEMU's `-L` directory in unsandboxed runs.
+    /// Start the supervisor for child `pid` (right after the fork). `prefix`
+    /// is QEMU's `-L` directory in unsandboxed runs.
     pub fn start_supervisor(
         &mut self,
         parent: ParentSide,
+        pid: u32,
         prefix: Option<String>,
     ) -> Result<Supervisor, EnforceError> {
         let judge = Arc::new(PolicyJudge::new(self.policy.clone(), &self.host, prefix));
         self.judge = Some(judge.clone());
-        Ok(parent.start_supervisor(judge)?)
+        Ok(parent.start_supervisor(judge, pid)?)
     }
 
     /// Give the kernel its kill rules and rate limits.

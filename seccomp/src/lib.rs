@@ -4,10 +4,11 @@
 //!   makes the classic-BPF program (other architectures and the x32 ABI
 //!   are killed: a process cannot step around the table by switching ABI).
 //! * [`prepare`] — called before `fork`; in the child, just before `exec`,
-//!   [`ChildSide::install_in_child`] sets `PR_SET_NO_NEW_PRIVS`, installs the
-//!   filter with `SECCOMP_FILTER_FLAG_NEW_LISTENER` and sends the listener
-//!   to the parent over a unix socket (`SCM_RIGHTS`); it allocates nothing
-//!   and calls only async-signal-safe functions.
+//!   [`ChildSide::install_in_child`] sets `PR_SET_NO_NEW_PRIVS` and installs
+//!   the filter with `SECCOMP_FILTER_FLAG_NEW_LISTENER`; it allocates
+//!   nothing and calls only async-signal-safe functions. The child then
+//!   waits in its own (checked) `exec` while the parent takes the listener
+//!   with `pidfd_getfd`.
 //! * [`Supervisor`] — in the parent, answers the notifications through a
 //!   [`Judge`]. See [`supervisor`] for how each call is answered without a
 //!   check-then-continue a racing thread could beat.
@@ -161,63 +162,63 @@ impl Filter {
     }
 }
 
-/// Compile `filter` and make the socket its listener comes back on.
-/// Call before `fork`; keep [`ChildSide`] for the child and start the
-/// supervisor from [`ParentSide`] *before* releasing the child (its `exec`
-/// may itself be a checked call); drop the parent's copy of `ChildSide`
-/// after the fork.
+/// Host `execve` and `execveat`: always checked when anything is, so the
+/// child stops in its own exec until the supervisor holds the listener.
+pub const EXEC_NRS: [u32; 2] = [59, 322];
+
+/// Split `filter` into what the child installs and what the parent
+/// supervises. Call before `fork`.
+///
+/// The hand-over needs no syscall after the filter is in place: when the
+/// filter notifies anything, `execve`/`execveat` are notified too, so the
+/// child, having installed the filter, stops in its `exec`; the parent
+/// ([`ParentSide::start_supervisor`], given the child's pid) finds the
+/// listener in `/proc/PID/fd`, takes its own copy with `pidfd_getfd`, and
+/// answers the exec (and everything after). A child that sent the
+/// listener over a socket would deadlock on a filter that checks
+/// `sendmsg`.
 pub fn prepare(filter: &Filter) -> Result<(ChildSide, ParentSide), Error> {
-    let prog = filter.compile()?;
-    let (parent, child) = sys::socketpair().map_err(|source| Error::Sys {
-        what: "socketpair for the seccomp listener",
-        source,
-    })?;
-    let notify = filter.notifies();
-    Ok((
-        ChildSide {
-            prog,
-            notify,
-            sock: child,
-        },
-        ParentSide {
-            notify,
-            sock: parent,
-        },
-    ))
+    let mut f = filter.clone();
+    let notify = f.notifies();
+    if notify {
+        for nr in EXEC_NRS {
+            if matches!(f.action(nr), Ret::Allow) {
+                f.by_nr.insert(nr, Ret::Notify);
+            }
+        }
+    }
+    let prog = f.compile()?;
+    Ok((ChildSide { prog, notify }, ParentSide { notify }))
 }
 
-/// What the child needs: the program and its end of the socket.
+/// What the child needs: the program.
 pub struct ChildSide {
     prog: Vec<SockFilter>,
     notify: bool,
-    sock: OwnedFd,
 }
 
 impl ChildSide {
     /// In the child, after `fork`, as the last step before `exec`: no new
-    /// privileges, the filter (with a listener when it notifies), the
-    /// listener sent to the parent and closed here. Allocation-free and
-    /// async-signal-safe. `Err(errno)` if a step failed (the child must
-    /// then not exec).
+    /// privileges, then the filter (with a listener when it notifies; the
+    /// listener is close-on-exec, the parent takes its own copy while the
+    /// child waits in its exec). Allocation-free and async-signal-safe.
+    /// The child must hold no other seccomp listener (a launcher running
+    /// several supervisors closes inherited descriptors first, as
+    /// [`spawn`] does), or the parent cannot tell which is its own.
+    /// `Err(errno)` if a step failed (the child must then not exec).
     pub fn install_in_child(&self) -> Result<(), i32> {
         let flags = if self.notify {
             sys::SECCOMP_FILTER_FLAG_NEW_LISTENER
         } else {
             0
         };
-        let fd = sys::install_filter(&self.prog, flags)?;
-        if self.notify {
-            sys::send_fd(self.sock.as_raw_fd(), fd)?;
-            sys::close(fd);
-        }
-        Ok(())
+        sys::install_filter(&self.prog, flags).map(|_| ())
     }
 }
 
-/// What the parent keeps: its end of the socket.
+/// What the parent keeps.
 pub struct ParentSide {
     notify: bool,
-    sock: OwnedFd,
 }
 
 impl ParentSide {
@@ -226,14 +227,50 @@ impl ParentSide {
         self.notify
     }
 
-    /// Start the supervisor on a thread of its own: it waits for the
-    /// child's listener, then answers notifications through `judge` until
-    /// [`Supervisor::stop`] or until no process uses the filter any more.
-    /// Without notifying entries there is nothing to supervise and the
-    /// supervisor only reports zeros.
-    pub fn start_supervisor(self, judge: std::sync::Arc<dyn Judge>) -> Result<Supervisor, Error> {
-        Supervisor::start(self.sock, self.notify, judge)
+    /// Start the supervisor on a thread of its own: it takes the listener
+    /// of child `pid` as soon as the child has installed the filter, then
+    /// answers notifications through `judge` until [`Supervisor::stop`] or
+    /// until no process uses the filter any more. Without notifying entries
+    /// there is nothing to supervise and the supervisor only reports zeros.
+    pub fn start_supervisor(
+        self,
+        judge: std::sync::Arc<dyn Judge>,
+        pid: u32,
+    ) -> Result<Supervisor, Error> {
+        Supervisor::start(pid, self.notify, judge)
     }
+}
+
+/// Fork and exec `argv` under `child`'s filter (as `uid`/`gid` when given,
+/// its stdout on `stdout` when given); the child's pid. For tests and
+/// tools; guestview's launcher has its own fork and calls
+/// [`ChildSide::install_in_child`] itself.
+pub fn spawn(
+    child: &ChildSide,
+    argv: &[&str],
+    uid: Option<u32>,
+    stdout: Option<&OwnedFd>,
+) -> Result<u32, Error> {
+    let args: Vec<std::ffi::CString> = argv
+        .iter()
+        .map(|a| std::ffi::CString::new(*a))
+        .collect::<Result<_, _>>()
+        .map_err(|_| Error::Sys {
+            what: "argument with a NUL byte",
+            source: io::Error::from_raw_os_error(libc::EINVAL),
+        })?;
+    sys::spawn(&args, uid, stdout.map(AsRawFd::as_raw_fd), &|| {
+        child.install_in_child()
+    })
+    .map_err(|source| Error::Sys {
+        what: "fork",
+        source,
+    })
+}
+
+/// Wait for process `pid`: `Ok(code)` or `Err(signal)`.
+pub fn wait(pid: u32) -> Result<i32, i32> {
+    sys::wait(pid)
 }
 
 #[cfg(test)]

@@ -19,9 +19,9 @@
 //! * **calls judged by registers only** (uids, raw comparisons, numbers):
 //!   the registers cannot change under the kernel, so allowing them with
 //!   `SECCOMP_USER_NOTIF_FLAG_CONTINUE` is race-free.
-//! * **other calls that name a path** (`execve`, `unlink`, `stat` …):
-//!   deny and kill are final; an *allow* can only continue, and the kernel
-//!   reads the path again — a racing thread can swap in another path after
+//! * **other calls that name a path or address in memory** (`execve`,
+//!   `unlink`, `stat` …, `sendmsg`, `sendmmsg`): deny and kill are final;
+//!   an *allow* can only continue, and the kernel reads the memory again — a racing thread can swap in another path after
 //!   the check. [`Stats::continued_after_read`] counts those; the threat
 //!   model says which layer covers them.
 //!
@@ -120,7 +120,7 @@ pub struct Supervisor {
 
 impl Supervisor {
     pub(crate) fn start(
-        sock: OwnedFd,
+        pid: u32,
         notify: bool,
         judge: Arc<dyn Judge>,
     ) -> Result<Supervisor, Error> {
@@ -136,7 +136,7 @@ impl Supervisor {
         let (st, ss) = (stop.clone(), stats.clone());
         let thread = std::thread::Builder::new()
             .name("gv-seccomp".into())
-            .spawn(move || serve(sock, judge, st, ss))
+            .spawn(move || serve(pid, judge, st, ss))
             .map_err(|source| Error::Sys {
                 what: "starting the supervisor thread",
                 source,
@@ -197,25 +197,72 @@ fn sys_err(what: &'static str) -> impl FnOnce(io::Error) -> Error {
     move |source| Error::Sys { what, source }
 }
 
+/// The listener of `pid`, once its filter is installed: the child then
+/// waits in its `exec` (always checked), and of its fds linking to a
+/// seccomp notify file the one that is not a copy of ours (kcmp) is its
+/// own. Copied here with pidfd_getfd.
+fn take_listener(pid: u32, stop: &AtomicBool) -> Result<Option<OwnedFd>, Error> {
+    let me = std::process::id();
+    let mut wait_us = 20;
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // A zombie has no fds left: it ended before installing.
+        if stat.is_empty() || stat.contains(") Z ") {
+            return Err(Error::NoListener);
+        }
+        let call = std::fs::read_to_string(format!("/proc/{pid}/syscall")).unwrap_or_default();
+        let nr = call
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse::<u32>().ok());
+        if nr.is_some_and(|n| crate::EXEC_NRS.contains(&n)) {
+            let mut found = Vec::new();
+            let entries =
+                std::fs::read_dir(format!("/proc/{pid}/fd")).map_err(|_| Error::NoListener)?;
+            for e in entries.flatten() {
+                let is_listener = std::fs::read_link(e.path())
+                    .is_ok_and(|t| t.as_os_str() == "anon_inode:seccomp notify");
+                let fd = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok());
+                if let (true, Some(fd)) = (is_listener, fd) {
+                    if !sys::same_file(me, fd, pid, fd) {
+                        found.push(fd);
+                    }
+                }
+            }
+            match found[..] {
+                [fd] => {
+                    return sys::steal_fd(pid, fd).map(Some).map_err(|source| Error::Sys {
+                        what: "pidfd_getfd of the child's seccomp listener",
+                        source,
+                    })
+                }
+                [] => {}
+                _ => {
+                    return Err(Error::Sys {
+                        what: "finding the child's seccomp listener (it inherited others: close them before exec)",
+                        source: io::Error::from_raw_os_error(libc::EEXIST),
+                    })
+                }
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_micros(wait_us));
+        wait_us = (wait_us * 2).min(2000);
+    }
+}
+
 fn serve(
-    sock: OwnedFd,
+    pid: u32,
     judge: Arc<dyn Judge>,
     stop: Arc<AtomicBool>,
     stats: Arc<Stats>,
 ) -> Result<(), Error> {
-    let listener = loop {
-        if stop.load(Ordering::Relaxed) {
-            return Ok(());
-        }
-        if sys::poll_in(sock.as_raw_fd(), 100).unwrap_or(true) {
-            match sys::recv_fd(sock.as_raw_fd())
-                .map_err(sys_err("receiving the seccomp listener"))?
-            {
-                Some(l) => break Arc::new(l),
-                None => return Err(Error::NoListener),
-            }
-        }
+    let Some(listener) = take_listener(pid, &stop)? else {
+        return Ok(());
     };
+    let listener = Arc::new(listener);
     let ctx = thread_ctx(listener, judge, stats)?;
     loop {
         if stop.load(Ordering::Relaxed) {
@@ -352,6 +399,8 @@ fn handle(ctx: &Ctx, n: &sys::SeccompNotif) {
             Err(e) => Err(e),
         },
         42 => net_call(ctx, n, NetCall::Connect),
+        46 => msg_call(ctx, n, 1),
+        307 => msg_call(ctx, n, n.data.args[2].min(1024) as usize),
         44 if a[4] != 0 => net_call(ctx, n, NetCall::SendTo),
         49 => net_call(ctx, n, NetCall::Bind),
         _ => match PATH_CALLS.iter().find(|p| p.0 == nr) {
@@ -668,6 +717,57 @@ fn path_call(ctx: &Ctx, n: &sys::SeccompNotif, addr: u64, dirfd: i32) -> Result<
         if sys::notif_send(ctx.listener.as_raw_fd(), n.id, 0, 0, true).is_err() {
             Stats::inc(&ctx.stats.gone);
         }
+    }
+    Ok(())
+}
+
+/// `sendmsg` (one header) and `sendmmsg` (`count` headers): each
+/// destination is read and judged; the first refused one refuses the call.
+/// An allowed call continues: the kernel reads the headers again, so a
+/// racing thread can swap a destination in after the check (counted in
+/// `continued_after_read`; see the threat model).
+fn msg_call(ctx: &Ctx, n: &sys::SeccompNotif, count: usize) -> Result<(), i32> {
+    // struct msghdr: msg_name at 0, msg_namelen at 8; struct mmsghdr is a
+    // msghdr (56 bytes) and a length, 64 bytes in all.
+    let stride = if n.data.nr == 46 { 56 } else { 64 };
+    let base = n.data.args[1];
+    let mut answers = Vec::new();
+    for i in 0..count.max(1) {
+        let mut h = [0u8; 16];
+        let at = base.wrapping_add((i * stride) as u64);
+        if sys::read_mem(n.pid, at, &mut h).map_err(|_| libc::EFAULT)? != h.len() {
+            return Err(libc::EFAULT);
+        }
+        let name = u64::from_ne_bytes(h[..8].try_into().unwrap_or([0; 8]));
+        let len = u32::from_ne_bytes(h[8..12].try_into().unwrap_or([0; 4])) as usize;
+        let addr = if name != 0 && len > 0 {
+            let mut sa = vec![0u8; len.min(std::mem::size_of::<libc::sockaddr_storage>())];
+            if sys::read_mem(n.pid, name, &mut sa).map_err(|_| libc::EFAULT)? != sa.len() {
+                return Err(libc::EFAULT);
+            }
+            decode_inet(&sa)
+        } else {
+            None
+        };
+        answers.push(addr);
+    }
+    valid(ctx, n)?;
+    for addr in answers {
+        let req = Request {
+            pid: n.pid,
+            nr: n.data.nr as u32,
+            args: n.data.args,
+            addr,
+            ..Default::default()
+        };
+        if !settle(ctx, n, ctx.judge.judge(&req))? {
+            return Ok(());
+        }
+    }
+    Stats::inc(&ctx.stats.allowed);
+    Stats::inc(&ctx.stats.continued_after_read);
+    if sys::notif_send(ctx.listener.as_raw_fd(), n.id, 0, 0, true).is_err() {
+        Stats::inc(&ctx.stats.gone);
     }
     Ok(())
 }

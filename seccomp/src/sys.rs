@@ -141,89 +141,70 @@ pub fn install_filter(prog: &[SockFilter], flags: libc::c_ulong) -> Result<RawFd
     RawFd::try_from(r).map_err(|_| libc::EBADF)
 }
 
-/// A connected pair of `AF_UNIX` datagram sockets, close-on-exec.
-pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0 as libc::c_int; 2];
-    // SAFETY: socketpair writes two fds into an array of two ints.
-    let r = unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
-            0,
-            fds.as_mut_ptr(),
-        )
-    };
-    if r != 0 {
+/// Fork; in the child: stdout onto `stdout`, then gid/uid, then `hook`
+/// (the filter), then `execv(argv[0], argv)`, exiting 127 if any step
+/// fails. The pointer arrays are built before the fork; the child only
+/// makes raw syscalls.
+pub fn spawn(
+    argv: &[std::ffi::CString],
+    uid: Option<u32>,
+    stdout: Option<RawFd>,
+    hook: &dyn Fn() -> Result<(), i32>,
+) -> io::Result<u32> {
+    let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    ptrs.push(std::ptr::null());
+    if argv.is_empty() {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    // SAFETY: the child calls only dup2, setgroups, setgid, setuid, the
+    // hook (allocation-free by contract), execv and _exit on memory
+    // prepared before the fork.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: both fds are fresh and owned by nobody else.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
-}
-
-/// Send `fd` over `sock` with SCM_RIGHTS. Async-signal-safe.
-pub fn send_fd(sock: RawFd, fd: RawFd) -> Result<(), i32> {
-    let mut byte = [0u8; 1];
-    let mut iov = libc::iovec {
-        iov_base: byte.as_mut_ptr().cast(),
-        iov_len: 1,
-    };
-    // Room for one cmsghdr with one int, aligned.
-    let mut cbuf = [0u64; 4];
-    // SAFETY: msghdr is plain data; zeroed is a valid empty header.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cbuf.as_mut_ptr().cast();
-    // SAFETY: CMSG_SPACE only computes a size.
-    msg.msg_controllen = unsafe { libc::CMSG_SPACE(4) } as usize;
-    // SAFETY: the control buffer is large enough for one int (checked by
-    // CMSG_SPACE above); CMSG_FIRSTHDR points into it.
-    unsafe {
-        let c = libc::CMSG_FIRSTHDR(&msg);
-        (*c).cmsg_level = libc::SOL_SOCKET;
-        (*c).cmsg_type = libc::SCM_RIGHTS;
-        (*c).cmsg_len = libc::CMSG_LEN(4) as usize;
-        std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<libc::c_int>(), fd);
-    }
-    // SAFETY: msg and the buffers it points at live for the call.
-    if unsafe { libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) } != 1 {
-        return Err(errno());
-    }
-    Ok(())
-}
-
-/// Receive one fd sent with [`send_fd`]; `Ok(None)` when the peer closed
-/// without sending.
-pub fn recv_fd(sock: RawFd) -> io::Result<Option<OwnedFd>> {
-    let mut byte = [0u8; 1];
-    let mut iov = libc::iovec {
-        iov_base: byte.as_mut_ptr().cast(),
-        iov_len: 1,
-    };
-    let mut cbuf = [0u64; 4];
-    // SAFETY: zeroed msghdr is valid.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cbuf.as_mut_ptr().cast();
-    msg.msg_controllen = std::mem::size_of_val(&cbuf);
-    // SAFETY: buffers live for the call.
-    let n = unsafe { libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if n == 0 {
-        return Ok(None);
-    }
-    // SAFETY: the kernel filled the control buffer; walk its headers.
-    unsafe {
-        let c = libc::CMSG_FIRSTHDR(&msg);
-        if c.is_null() || (*c).cmsg_level != libc::SOL_SOCKET || (*c).cmsg_type != libc::SCM_RIGHTS
-        {
-            return Ok(None);
+    if pid == 0 {
+        // SAFETY: child side, see above.
+        unsafe {
+            if let Some(fd) = stdout {
+                if libc::dup2(fd, 1) < 0 {
+                    libc::_exit(127);
+                }
+            }
+            // Nothing of this (possibly multithreaded) process beyond
+            // stdio: no other supervisor's listener, no stray pipe.
+            libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+            if let Some(u) = uid {
+                if libc::setgroups(0, std::ptr::null()) != 0
+                    || libc::setgid(u) != 0
+                    || libc::setuid(u) != 0
+                {
+                    libc::_exit(127);
+                }
+            }
+            if hook().is_err() {
+                libc::_exit(127);
+            }
+            libc::execv(ptrs[0], ptrs.as_ptr());
+            libc::_exit(127);
         }
-        let fd = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::c_int>());
-        Ok(Some(OwnedFd::from_raw_fd(fd)))
+    }
+    Ok(pid as u32)
+}
+
+/// waitpid: `Ok(exit code)` or `Err(signal)`.
+pub fn wait(pid: u32) -> Result<i32, i32> {
+    let mut st = 0;
+    // SAFETY: st is a valid int for waitpid to write.
+    while unsafe { libc::waitpid(pid as libc::pid_t, &mut st, 0) } < 0 {
+        if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            return Err(0);
+        }
+    }
+    if libc::WIFEXITED(st) {
+        Ok(libc::WEXITSTATUS(st))
+    } else {
+        Err(libc::WTERMSIG(st))
     }
 }
 
@@ -328,6 +309,22 @@ pub fn steal_fd(pid: u32, fd: i32) -> io::Result<OwnedFd> {
     let r = cvt(unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) })?;
     // SAFETY: a fresh fd we own.
     Ok(unsafe { OwnedFd::from_raw_fd(r as RawFd) })
+}
+
+/// Is fd `a` of process `pa` the same open file as fd `b` of `pb` (kcmp)?
+pub fn same_file(pa: u32, a: i32, pb: u32, b: i32) -> bool {
+    const KCMP_FILE: libc::c_int = 0;
+    // SAFETY: integer arguments only.
+    unsafe {
+        libc::syscall(
+            libc::SYS_kcmp,
+            pa as libc::pid_t,
+            pb as libc::pid_t,
+            KCMP_FILE,
+            a,
+            b,
+        ) == 0
+    }
 }
 
 /// `open(path, flags)` in the current thread's root and cwd.
@@ -565,12 +562,6 @@ impl Drop for Borrowed<'_> {
             }
         }
     }
-}
-
-/// `close(fd)`; async-signal-safe.
-pub fn close(fd: RawFd) {
-    // SAFETY: closing a descriptor number the caller owns.
-    unsafe { libc::close(fd) };
 }
 
 /// `bind(fd, addr)` with a raw sockaddr.

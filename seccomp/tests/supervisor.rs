@@ -3,9 +3,7 @@
 //! target's memory and borrows its credentials).
 
 use guestview_seccomp::{prepare, Answer, Filter, Judge, Request, Ret, Supervisor};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -16,6 +14,7 @@ const CREAT: u32 = 85;
 const CONNECT: u32 = 42;
 const SENDTO: u32 = 44;
 const EXECVE: u32 = 59;
+const SENDMSG: u32 = 46;
 const GETPRIORITY: u32 = 140;
 const SETPRIORITY: u32 = 141;
 
@@ -72,6 +71,7 @@ fn filter() -> Filter {
         CREAT,
         CONNECT,
         SENDTO,
+        SENDMSG,
         EXECVE,
         SETPRIORITY,
     ] {
@@ -85,33 +85,33 @@ fn probe() -> &'static str {
     env!("CARGO_BIN_EXE_seccomp-probe")
 }
 
+/// What a probe run gave.
+#[derive(Debug)]
+struct Output {
+    stdout: Vec<u8>,
+    status: Result<i32, i32>,
+}
+
 /// Run the probe under `filter` with a supervisor; its output and stats.
 fn run(filter: &Filter, args: &[&str], uid: Option<u32>) -> (Output, Supervisor) {
     let (child, parent) = prepare(filter).unwrap();
-    let sup = parent.start_supervisor(Arc::new(TestJudge)).unwrap();
-    let mut cmd = Command::new(probe());
-    cmd.args(args);
-    if let Some(u) = uid {
-        cmd.uid(u).gid(u);
-    }
-    // SAFETY-free closure: install_in_child is async-signal-safe.
-    let out = {
-        let c = child;
-        // The closure runs in the child between fork and exec.
-        unsafe_pre_exec(&mut cmd, move || c.install_in_child());
-        cmd.output().unwrap()
-    };
-    (out, sup)
+    let out = std::env::temp_dir().join(format!(
+        "gv-seccomp-out-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let file = std::fs::File::create(&out).unwrap();
+    let mut argv = vec![probe()];
+    argv.extend_from_slice(args);
+    let pid = guestview_seccomp::spawn(&child, &argv, uid, Some(&file.into())).unwrap();
+    let sup = parent.start_supervisor(Arc::new(TestJudge), pid).unwrap();
+    let status = guestview_seccomp::wait(pid);
+    let stdout = std::fs::read(&out).unwrap();
+    std::fs::remove_file(&out).unwrap();
+    (Output { stdout, status }, sup)
 }
 
-/// `CommandExt::pre_exec` is unsafe; the hook only makes raw syscalls.
-fn unsafe_pre_exec(cmd: &mut Command, f: impl Fn() -> Result<(), i32> + Send + Sync + 'static) {
-    // SAFETY: `f` (ChildSide::install_in_child) is allocation-free and
-    // async-signal-safe, as pre_exec requires.
-    unsafe {
-        cmd.pre_exec(move || f().map_err(std::io::Error::from_raw_os_error));
-    }
-}
+static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 fn line(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).trim().to_owned()
@@ -141,7 +141,8 @@ fn root_denied_open_is_eperm_and_allowed_open_is_an_injected_fd() {
     assert!(l.starts_with("ok ") && l.ends_with(" PUBLIC"), "{l}");
     let st = sup2.stop().unwrap();
     assert!(st.injected.load(Ordering::Relaxed) >= 1);
-    // Only the probe's own execve continued after its path was read.
+    // Only the probe's own execve (always checked) continued after its
+    // path was read.
     assert_eq!(st.continued_after_read.load(Ordering::Relaxed), 1);
     let st = sup.stop().unwrap();
     assert!(st.denied.load(Ordering::Relaxed) >= 1);
@@ -230,20 +231,19 @@ fn root_a_thread_flipping_the_path_never_gets_the_forbidden_file() {
 #[test]
 fn root_kill_kills() {
     require_root();
-    use std::os::unix::process::ExitStatusExt;
     // By number in the filter: SECCOMP_RET_KILL_PROCESS (SIGSYS).
     let (o, _s) = run(&filter(), &["raw", &GETPRIORITY.to_string(), "0"], None);
-    assert_eq!(o.status.signal(), Some(libc::SIGSYS), "{o:?}");
+    assert_eq!(o.status, Err(libc::SIGSYS));
     assert_eq!(line(&o), "");
     // By the judge: SIGKILL from the supervisor.
     let (o, sup) = run(&filter(), &["raw", &SETPRIORITY.to_string(), "0"], None);
-    assert_eq!(o.status.signal(), Some(libc::SIGKILL), "{o:?}");
+    assert_eq!(o.status, Err(libc::SIGKILL));
     assert_eq!(sup.stop().unwrap().killed.load(Ordering::Relaxed), 1);
     // A path rule on execve.
     let d = scratch("exec");
     std::fs::copy("/bin/true", d.join("kill-me")).unwrap();
     let (o, _s) = run(&filter(), &["exec", s(&d.join("kill-me"))], None);
-    assert_eq!(o.status.signal(), Some(libc::SIGKILL), "{o:?}");
+    assert_eq!(o.status, Err(libc::SIGKILL));
     std::fs::remove_dir_all(&d).unwrap();
 }
 
@@ -274,6 +274,17 @@ fn root_connect_and_sendto_are_made_on_the_targets_socket() {
     assert_eq!(&b[..n], b"hello");
     let (o, _s) = run(&filter(), &["sendto", "192.0.2.1:9", "x"], None);
     assert_eq!(line(&o), format!("err {}", libc::EACCES));
+    // sendmsg: the destination in the header is judged too.
+    let (o, _s) = run(&filter(), &["sendmsg", "192.0.2.1:9", "x"], None);
+    assert_eq!(line(&o), format!("err {}", libc::EACCES));
+    let (o, _s) = run(
+        &filter(),
+        &["sendmsg", &format!("127.0.0.1:{port}"), "hi"],
+        None,
+    );
+    assert_eq!(line(&o), "ok 2");
+    let (n, _) = u.recv_from(&mut b).unwrap();
+    assert_eq!(&b[..n], b"hi");
 }
 
 #[test]

@@ -2,7 +2,8 @@
 //!
 //! `*` matches any run of characters except `/`, `**` any run including
 //! `/`, `?` one character except `/`, `[abc]`, `[a-z]` and `[!a-z]` one
-//! character of (or not of) a set, `\x` the character `x`. Matching
+//! character of (or not of) a set, `{a,b}` either alternative (not
+//! nested; at most 256 alternatives in all), `\x` the character `x`. Matching
 //! simulates the pattern as an automaton over a set of states, so its
 //! cost is bounded by pattern length × path length whatever the input
 //! (no backtracking blow-up on hostile paths).
@@ -22,11 +23,66 @@ enum Tok {
     Class(bool, Vec<(char, char)>),
 }
 
-/// A compiled glob.
+/// A compiled glob: one token list per brace alternative.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Glob {
     text: String,
+    alts: Vec<Alt>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Alt {
     toks: Vec<Tok>,
+}
+
+/// Most alternatives braces may expand to.
+const MAX_ALTERNATIVES: usize = 256;
+
+/// Expand `{a,b}` groups (outside `[...]`, not escaped) into plain globs.
+fn expand(text: &str) -> Result<Vec<String>, String> {
+    let chars: Vec<char> = text.chars().collect();
+    let (mut i, mut in_class) = (0, false);
+    while i < chars.len() {
+        match chars[i] {
+            '\\' => i += 1,
+            '[' if !in_class => in_class = true,
+            ']' if in_class => in_class = false,
+            '}' if !in_class => {
+                return Err(format!(
+                    "'}}' without '{{' at character {} of the path glob",
+                    i + 1
+                ))
+            }
+            '{' if !in_class => {
+                let close = (i + 1..chars.len())
+                    .find(|&j| chars[j] == '}' && chars[j - 1] != '\\')
+                    .ok_or_else(|| {
+                        format!("unclosed '{{' at character {} of the path glob", i + 1)
+                    })?;
+                let inner: String = chars[i + 1..close].iter().collect();
+                if inner.contains('{') {
+                    return Err("nested '{' in the path glob".into());
+                }
+                let head: String = chars[..i].iter().collect();
+                let tail: String = chars[close + 1..].iter().collect();
+                let mut out = Vec::new();
+                for alt in inner.split(',') {
+                    for rest in expand(&tail)? {
+                        out.push(format!("{head}{alt}{rest}"));
+                        if out.len() > MAX_ALTERNATIVES {
+                            return Err(format!(
+                                "braces expand to more than {MAX_ALTERNATIVES} alternatives"
+                            ));
+                        }
+                    }
+                }
+                return Ok(out);
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    Ok(vec![text.to_owned()])
 }
 
 impl Glob {
@@ -38,6 +94,29 @@ impl Glob {
         if text.len() > 4096 {
             return Err("path glob longer than 4096 bytes".into());
         }
+        let alts = expand(text)?
+            .iter()
+            .map(|t| Alt::new(t))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Glob {
+            text: text.to_owned(),
+            alts,
+        })
+    }
+
+    /// The glob as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Does `path` match the whole glob (any alternative)?
+    pub fn matches(&self, path: &str) -> bool {
+        self.alts.iter().any(|a| a.matches(path))
+    }
+}
+
+impl Alt {
+    fn new(text: &str) -> Result<Alt, String> {
         let chars: Vec<char> = text.chars().collect();
         let mut toks = Vec::new();
         let mut i = 0;
@@ -115,19 +194,10 @@ impl Glob {
                 }
             }
         }
-        Ok(Glob {
-            text: text.to_owned(),
-            toks,
-        })
+        Ok(Alt { toks })
     }
 
-    /// The glob as written.
-    pub fn as_str(&self) -> &str {
-        &self.text
-    }
-
-    /// Does `path` match the whole glob?
-    pub fn matches(&self, path: &str) -> bool {
+    fn matches(&self, path: &str) -> bool {
         let n = self.toks.len();
         // states[i]: the pattern has consumed its first i tokens.
         let mut cur = vec![false; n + 1];
@@ -203,6 +273,20 @@ mod tests {
         assert!(m("/x\\*", "/x*"));
         assert!(!m("/x\\*", "/xy"));
         assert!(m("[]]", "]"));
+    }
+
+    #[test]
+    fn braces_are_alternatives() {
+        assert!(m("/**/{sh,bash}", "/bin/sh"));
+        assert!(m("/**/{sh,bash}", "/usr/bin/bash"));
+        assert!(!m("/**/{sh,bash}", "/usr/bin/ssh"));
+        assert!(m("/{etc,usr}/x{1,2}", "/usr/x2"));
+        assert!(m("/a\\{b", "/a{b"));
+        assert!(m("/a[{]", "/a{"));
+        assert!(Glob::new("/{a,b").is_err());
+        assert!(Glob::new("/a}").is_err());
+        assert!(Glob::new("/{a,{b}}").is_err());
+        assert!(Glob::new(&"{a,b,c,d}".repeat(5)).is_err());
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //!                                        good <n> bad <n> failed <n>
 //! seccomp-probe connect IP:PORT          ok | err <errno>
 //! seccomp-probe sendto IP:PORT TEXT      ok <n> | err <errno>
+//! seccomp-probe sendmsg IP:PORT TEXT     ok <n> | err <errno>
 //! seccomp-probe raw NR [ARG0]            ret <v> | err <errno>
 //! seccomp-probe exec PATH                (execs PATH) | err <errno>
 //! ```
@@ -51,6 +52,35 @@ mod sys {
         // SAFETY: NUL-terminated path and a NULL-terminated argv.
         unsafe { libc::execv(p.as_ptr(), argv.as_ptr()) };
         std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+    }
+
+    /// A UDP socket, then sendmsg of `data` to `to` (a name in the header).
+    pub fn sendmsg_v4(to: &std::net::SocketAddrV4, data: &[u8]) -> Result<i64, i32> {
+        // SAFETY: integer arguments only.
+        let s = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+        ret(s.into())?;
+        let sa = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: to.port().to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from(*to.ip()).to_be(),
+            },
+            sin_zero: [0; 8],
+        };
+        let mut iov = libc::iovec {
+            iov_base: data.as_ptr() as *mut libc::c_void,
+            iov_len: data.len(),
+        };
+        // SAFETY: a zeroed msghdr is valid; the pointers set below live for the call.
+        let mut m: libc::msghdr = unsafe { std::mem::zeroed() };
+        m.msg_name = std::ptr::addr_of!(sa) as *mut libc::c_void;
+        m.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
+        m.msg_iov = &mut iov;
+        m.msg_iovlen = 1;
+        // SAFETY: m and what it points at live for the call.
+        let r = ret(unsafe { libc::sendmsg(s, &m, 0) } as i64);
+        close(s);
+        r
     }
 
     /// A File owning `fd`.
@@ -172,6 +202,13 @@ fn main() {
                 Err(e) => err_line(e.raw_os_error().unwrap_or(0)),
             },
             _ => "err setup".into(),
+        },
+        "sendmsg" => match arg(2).parse::<SocketAddr>() {
+            Ok(SocketAddr::V4(a)) => match sys::sendmsg_v4(&a, arg(3).as_bytes()) {
+                Ok(n) => format!("ok {n}"),
+                Err(e) => err_line(e),
+            },
+            _ => "err bad-address".into(),
         },
         "raw" => match sys::raw(arg(2).parse().unwrap_or(-1), arg(3).parse().unwrap_or(0)) {
             Ok(v) => format!("ret {v}"),
