@@ -17,7 +17,10 @@ fn in_ci() -> bool {
 }
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
 }
 
 fn probe() -> PathBuf {
@@ -39,7 +42,9 @@ fn probe() -> PathBuf {
 
 fn qemus() -> Vec<PathBuf> {
     let mut v = vec![PathBuf::from("/usr/bin/qemu-mips")];
-    let o = Command::new(repo().join("patches/build-qemu")).arg("--print-prefix").output();
+    let o = Command::new(repo().join("patches/build-qemu"))
+        .arg("--print-prefix")
+        .output();
     if let Ok(o) = o {
         let p = String::from_utf8_lossy(&o.stdout).trim().to_owned();
         if !p.is_empty() {
@@ -58,15 +63,21 @@ fn qemus() -> Vec<PathBuf> {
 fn root_the_example_policy_holds_around_real_qemu_by_the_host_layers_alone() {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     assert!(
-        status.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0")),
+        status
+            .lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0")),
         "this test needs root (the supervisor reads QEMU's memory)"
     );
-    assert!(Path::new("/etc/shadow").is_file(), "the host has an /etc/shadow to protect");
+    assert!(
+        Path::new("/etc/shadow").is_file(),
+        "the host has an /etc/shadow to protect"
+    );
     let policy = Arc::new(Policy::load(&repo().join("docs/policies/example.toml")).unwrap());
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port().to_string();
     for qemu in qemus() {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("enforce-{}", std::process::id()));
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("enforce-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let mark = dir.join("mark");
         let _ = std::fs::remove_file(&mark);
@@ -87,7 +98,11 @@ fn root_the_example_policy_holds_around_real_qemu_by_the_host_layers_alone() {
         let text = std::fs::read_to_string(&out).unwrap();
         assert_eq!(st, Ok(0), "{}: {text}", qemu.display());
         // Denied by the policy, at the host, although QEMU runs as root.
-        assert!(text.contains("shadow: error Operation not permitted"), "{}: {text}", qemu.display());
+        assert!(
+            text.contains("shadow: error Operation not permitted"),
+            "{}: {text}",
+            qemu.display()
+        );
         // Allowed opens (QEMU's own libraries, the guest's new file) went
         // through the supervisor and were injected.
         assert!(text.contains("mark-create: ok"), "{text}");
@@ -95,7 +110,11 @@ fn root_the_example_policy_holds_around_real_qemu_by_the_host_layers_alone() {
         // Loopback is outside "!127.0.0.0/8": connected, by the supervisor.
         assert!(text.contains("connect: ok"), "{text}");
         let stats = sup.stop().unwrap();
-        assert!(stats.injected.load(Ordering::Relaxed) >= 2, "{}", qemu.display());
+        assert!(
+            stats.injected.load(Ordering::Relaxed) >= 2,
+            "{}",
+            qemu.display()
+        );
         assert_eq!(stats.on_behalf.load(Ordering::Relaxed), 1);
         let (alerts, dropped) = enf.drain_host_alerts();
         assert_eq!(dropped, 0);
@@ -104,8 +123,15 @@ fn root_the_example_policy_holds_around_real_qemu_by_the_host_layers_alone() {
             .filter(|a| a.rule.as_deref() == Some("no-shadow"))
             .collect();
         assert!(!shadow.is_empty(), "{alerts:?}");
-        assert!(shadow.iter().all(|a| a.action == "deny" && a.layer == "seccomp" && a.detail.as_deref() == Some("/etc/shadow")));
-        assert!(alerts.iter().all(|a| a.rule.as_deref() == Some("no-shadow")), "nothing else alerted: {alerts:?}");
+        assert!(shadow.iter().all(|a| a.action == "deny"
+            && a.layer == "seccomp"
+            && a.detail.as_deref() == Some("/etc/shadow")));
+        assert!(
+            alerts
+                .iter()
+                .all(|a| a.rule.as_deref() == Some("no-shadow")),
+            "nothing else alerted: {alerts:?}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
