@@ -228,7 +228,9 @@ impl ParentSide {
     }
 
     /// Start the supervisor on a thread of its own: it takes the listener
-    /// of child `pid` as soon as the child has installed the filter, then
+    /// of child `pid` — or of a descendant up to three generations down,
+    /// for a launcher that forks again (into a PID namespace) before
+    /// installing — as soon as the filter is installed, then
     /// answers notifications through `judge` until [`Supervisor::stop`] or
     /// until no process uses the filter any more. Without notifying entries
     /// there is nothing to supervise and the supervisor only reports zeros.

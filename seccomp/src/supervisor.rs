@@ -197,11 +197,11 @@ fn sys_err(what: &'static str) -> impl FnOnce(io::Error) -> Error {
     move |source| Error::Sys { what, source }
 }
 
-/// The listener of `pid`, once its filter is installed: the child then
-/// waits in its `exec` (always checked), and of its fds linking to a
-/// seccomp notify file the one that is not a copy of ours (kcmp) is its
-/// own. Copied here with pidfd_getfd.
-fn take_listener(pid: u32, stop: &AtomicBool) -> Result<Option<OwnedFd>, Error> {
+/// The listener of `pid` (or of a descendant), once its filter is
+/// installed: the process then waits in its `exec` (always checked), and
+/// of its fds linking to a seccomp notify file the one that is not a copy
+/// of ours (kcmp) is its own. Copied here with pidfd_getfd.
+fn take_listener(pid: u32, stop: &AtomicBool) -> Result<Option<(u32, OwnedFd)>, Error> {
     let me = std::process::id();
     let mut wait_us = 20;
     loop {
@@ -213,31 +213,39 @@ fn take_listener(pid: u32, stop: &AtomicBool) -> Result<Option<OwnedFd>, Error> 
         if stat.is_empty() || stat.contains(") Z ") {
             return Err(Error::NoListener);
         }
-        let call = std::fs::read_to_string(format!("/proc/{pid}/syscall")).unwrap_or_default();
-        let nr = call
-            .split_whitespace()
-            .next()
-            .and_then(|n| n.parse::<u32>().ok());
-        if nr.is_some_and(|n| crate::EXEC_NRS.contains(&n)) {
+        // The child, or a descendant it started for the filter (a sandbox
+        // launcher forks again inside its new PID namespace).
+        for cand in family(pid, 3) {
+            let call = std::fs::read_to_string(format!("/proc/{cand}/syscall")).unwrap_or_default();
+            let nr = call
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse::<u32>().ok());
+            if !nr.is_some_and(|n| crate::EXEC_NRS.contains(&n)) {
+                continue;
+            }
             let mut found = Vec::new();
-            let entries =
-                std::fs::read_dir(format!("/proc/{pid}/fd")).map_err(|_| Error::NoListener)?;
+            let Ok(entries) = std::fs::read_dir(format!("/proc/{cand}/fd")) else {
+                continue;
+            };
             for e in entries.flatten() {
                 let is_listener = std::fs::read_link(e.path())
                     .is_ok_and(|t| t.as_os_str() == "anon_inode:seccomp notify");
                 let fd = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok());
                 if let (true, Some(fd)) = (is_listener, fd) {
-                    if !sys::same_file(me, fd, pid, fd) {
+                    if !sys::same_file(me, fd, cand, fd) {
                         found.push(fd);
                     }
                 }
             }
             match found[..] {
                 [fd] => {
-                    return sys::steal_fd(pid, fd).map(Some).map_err(|source| Error::Sys {
-                        what: "pidfd_getfd of the child's seccomp listener",
-                        source,
-                    })
+                    return sys::steal_fd(cand, fd)
+                        .map(|l| Some((cand, l)))
+                        .map_err(|source| Error::Sys {
+                            what: "pidfd_getfd of the child's seccomp listener",
+                            source,
+                        })
                 }
                 [] => {}
                 _ => {
@@ -253,13 +261,40 @@ fn take_listener(pid: u32, stop: &AtomicBool) -> Result<Option<OwnedFd>, Error> 
     }
 }
 
+/// `pid` and its descendants, `depth` generations down.
+fn family(pid: u32, depth: u32) -> Vec<u32> {
+    let mut out = vec![pid];
+    let mut gen = vec![pid];
+    for _ in 0..depth {
+        let mut next = Vec::new();
+        for p in &gen {
+            let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else {
+                continue;
+            };
+            for t in tasks.flatten() {
+                let kids = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+                next.extend(
+                    kids.split_whitespace()
+                        .filter_map(|k| k.parse::<u32>().ok()),
+                );
+            }
+        }
+        if next.is_empty() {
+            break;
+        }
+        out.extend(&next);
+        gen = next;
+    }
+    out
+}
+
 fn serve(
     pid: u32,
     judge: Arc<dyn Judge>,
     stop: Arc<AtomicBool>,
     stats: Arc<Stats>,
 ) -> Result<(), Error> {
-    let Some(listener) = take_listener(pid, &stop)? else {
+    let Some((_, listener)) = take_listener(pid, &stop)? else {
         return Ok(());
     };
     let listener = Arc::new(listener);
