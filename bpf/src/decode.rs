@@ -130,6 +130,25 @@ impl TryFrom<&[u8]> for HostEvent {
                     t_ns: hdr.ktime,
                 }
             }
+            sys::GV_OP_ENFORCE => {
+                let e: sys::gv_enforce_event = body(&hdr, bytes)?;
+                let reason = match e.reason {
+                    sys::GV_ENF_KILL_NR => crate::EnforceReason::KillRule,
+                    sys::GV_ENF_FORK_RATE => crate::EnforceReason::ForkRate,
+                    sys::GV_ENF_CONNECT_RATE => crate::EnforceReason::ConnectRate,
+                    _ => return Err(DecodeError::UnknownOp(hdr.op)),
+                };
+                HostEvent::Enforce {
+                    tgid: e.tgid,
+                    tid: e.tid,
+                    nr: e.nr,
+                    reason,
+                    count: e.count,
+                    limit: e.limit,
+                    killed: e.killed != 0,
+                    t_ns: hdr.ktime,
+                }
+            }
             _ => return Err(DecodeError::UnknownOp(hdr.op)),
         })
     }
@@ -241,6 +260,46 @@ mod tests {
     }
 
     #[test]
+    fn enforce_records_decode_and_unknown_reasons_are_refused() {
+        let n = size_of::<sys::gv_enforce_event>();
+        assert_eq!(n, 48);
+        let mut b = record(sys::GV_OP_ENFORCE, n, n);
+        assert!(HostEvent::try_from(b.as_slice()).is_err(), "reason 0");
+        put(
+            &mut b,
+            offset_of!(sys::gv_enforce_event, reason),
+            &sys::GV_ENF_FORK_RATE.to_ne_bytes(),
+        );
+        put(
+            &mut b,
+            offset_of!(sys::gv_enforce_event, nr),
+            &(-1i64).to_ne_bytes(),
+        );
+        put(
+            &mut b,
+            offset_of!(sys::gv_enforce_event, count),
+            &21u32.to_ne_bytes(),
+        );
+        put(
+            &mut b,
+            offset_of!(sys::gv_enforce_event, limit),
+            &20u32.to_ne_bytes(),
+        );
+        b[offset_of!(sys::gv_enforce_event, killed)] = 1;
+        match HostEvent::try_from(b.as_slice()) {
+            Ok(HostEvent::Enforce {
+                reason: crate::EnforceReason::ForkRate,
+                nr: -1,
+                count: 21,
+                limit: 20,
+                killed: true,
+                ..
+            }) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn unknown_op_and_short_input_are_errors() {
         let b = record(99, 16, 16);
         assert_eq!(
@@ -258,8 +317,13 @@ mod tests {
             (sys::GV_OP_FORK, size_of::<gv_fork_event>()),
             (sys::GV_OP_EXEC, size_of::<gv_exec_event>()),
             (sys::GV_OP_EXIT, size_of::<gv_exit_event>()),
+            (sys::GV_OP_ENFORCE, size_of::<sys::gv_enforce_event>()),
         ] {
-            let b = record(op, n, n);
+            let mut b = record(op, n, n);
+            if op == sys::GV_OP_ENFORCE {
+                let at = offset_of!(sys::gv_enforce_event, reason);
+                put(&mut b, at, &sys::GV_ENF_KILL_NR.to_ne_bytes());
+            }
             assert!(HostEvent::try_from(b.as_slice()).is_ok(), "op {op}");
             for cut in 0..n {
                 assert!(HostEvent::try_from(&b[..cut]).is_err(), "op {op} cut {cut}");

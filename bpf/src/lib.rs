@@ -114,6 +114,25 @@ pub enum HostEvent {
         /// [`HostSyscall::pos`]).
         pos: u64,
     },
+    /// The kernel enforced the policy (see [`HostTracer::enforce`]).
+    Enforce {
+        /// Process that made the call (for a fork rate: the parent).
+        tgid: u32,
+        /// Its thread.
+        tid: u32,
+        /// Host syscall; -1 for a process creation.
+        nr: i64,
+        /// Why.
+        reason: EnforceReason,
+        /// Events of this kind in the current one-second window.
+        count: u32,
+        /// The limit (rates), 0 for kill rules.
+        limit: u32,
+        /// SIGKILL was sent (to the caller; for a fork rate, to the new process).
+        killed: bool,
+        /// Monotonic time, ns.
+        t_ns: u64,
+    },
     /// A thread exited.
     Exit {
         /// Process.
@@ -128,6 +147,32 @@ pub enum HostEvent {
         /// Monotonic time, ns.
         t_ns: u64,
     },
+}
+
+/// Why the kernel enforced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnforceReason {
+    /// A traced process returned from a host syscall a kill rule names;
+    /// it was killed. One event per kill.
+    KillRule,
+    /// The traced tree created more processes in a second than allowed;
+    /// each new process beyond the limit is killed at its first syscall
+    /// exit, before it runs guest code. One event per second.
+    ForkRate,
+    /// The traced tree made more `connect` calls in a second than allowed;
+    /// each caller beyond the limit is killed. One event per second.
+    ConnectRate,
+}
+
+/// What the kernel enforced so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EnforceStats {
+    /// SIGKILLs sent.
+    pub kills: u64,
+    /// Process creations beyond the fork rate.
+    pub forks_over: u64,
+    /// Connects beyond the connect rate.
+    pub connects_over: u64,
 }
 
 /// A host syscall.
@@ -266,6 +311,7 @@ pub struct HostTracer {
     spare: VecDeque<HostEvent>,
     malformed: u64,
     sets: sys::PidSets,
+    enforce: sys::EnforceArea,
     stats: MapHandle,
     guard: MapHandle,
     _links: Vec<Link>,
@@ -336,6 +382,12 @@ impl HostTracer {
             .ok_or(BpfError::MissingMap(".bss"))?;
         let sets = sys::PidSets::map(bss.as_fd(), bss.value_size() as usize)
             .map_err(|e| BpfError::Load(libbpf_rs::Error::from(e)))?;
+        let area = object
+            .maps()
+            .find(|m| m.name().as_encoded_bytes().ends_with(b".data.enforce"))
+            .ok_or(BpfError::MissingMap(".data.enforce"))?;
+        let enforce = sys::EnforceArea::map(area.as_fd(), area.value_size() as usize)
+            .map_err(|e| BpfError::Load(libbpf_rs::Error::from(e)))?;
         let stats = map_handle(&object, "stats")?;
         let guard = map_handle(&object, "guard")?;
         let rb = object
@@ -370,6 +422,7 @@ impl HostTracer {
             spare: VecDeque::new(),
             malformed: 0,
             sets,
+            enforce,
             stats,
             guard,
             _links: links,
@@ -419,6 +472,41 @@ impl HostTracer {
                 tgid,
                 source: libbpf_rs::Error::from(std::io::Error::from_raw_os_error(libc::ERANGE)),
             })
+        }
+    }
+
+    /// Enforce in the kernel for the traced tree: the exit of each host
+    /// syscall in `kill_nrs` kills its caller with `bpf_send_signal(SIGKILL)`;
+    /// more than `fork_per_second` new processes (0: no limit) in a second
+    /// are each killed at their first syscall exit; more than
+    /// `connect_per_second` connects kill their caller. Each decision is a
+    /// [`HostEvent::Enforce`] (rates: one per second). Call before tracing
+    /// starts; numbers of 512 and above are refused.
+    pub fn enforce(
+        &self,
+        kill_nrs: &[u32],
+        fork_per_second: u32,
+        connect_per_second: u32,
+    ) -> Result<(), BpfError> {
+        for &nr in kill_nrs {
+            if !self.enforce.set_kill_nr(nr) {
+                return Err(BpfError::TracePid {
+                    tgid: nr,
+                    source: libbpf_rs::Error::from(std::io::Error::from_raw_os_error(libc::ERANGE)),
+                });
+            }
+        }
+        self.enforce.set_limits(fork_per_second, connect_per_second);
+        Ok(())
+    }
+
+    /// What the kernel enforced so far.
+    pub fn enforce_stats(&self) -> EnforceStats {
+        let (kills, forks_over, connects_over) = self.enforce.counters();
+        EnforceStats {
+            kills,
+            forks_over,
+            connects_over,
         }
     }
 

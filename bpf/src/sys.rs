@@ -16,9 +16,10 @@ mod raw {
 }
 
 pub(crate) use raw::{
-    gv_event_hdr, gv_exec_event, gv_exit_event, gv_fork_event, gv_guard, gv_stats,
-    gv_syscall_event, gv_syscall_path_event, GV_F_EXEC_KILLED, GV_F_PATH_FAULT,
-    GV_GUARD_PREFIX_MAX, GV_OP_EXEC, GV_OP_EXIT, GV_OP_FORK, GV_OP_NORETURN, GV_OP_SYSCALL,
+    gv_enforce, gv_enforce_event, gv_event_hdr, gv_exec_event, gv_exit_event, gv_fork_event,
+    gv_guard, gv_rate, gv_stats, gv_syscall_event, gv_syscall_path_event, GV_ENF_CONNECT_RATE,
+    GV_ENF_FORK_RATE, GV_ENF_KILL_NR, GV_F_EXEC_KILLED, GV_F_PATH_FAULT, GV_GUARD_PREFIX_MAX,
+    GV_NR_LIMIT, GV_OP_ENFORCE, GV_OP_EXEC, GV_OP_EXIT, GV_OP_FORK, GV_OP_NORETURN, GV_OP_SYSCALL,
     GV_OP_SYSCALL_PATH, GV_UNTIMED_FCNTL_CMD,
 };
 
@@ -68,6 +69,8 @@ pub(crate) fn record_bytes<T: Record>(r: &T) -> &[u8] {
         std::slice::from_raw_parts(std::ptr::from_ref(r).cast::<u8>(), std::mem::size_of::<T>())
     }
 }
+// SAFETY: as above: integers and a padding byte array.
+unsafe impl Record for gv_enforce_event {}
 
 /// Copy a `T` out of the front of `bytes`, or `None` if there are too few.
 pub(crate) fn read_record<T: Record>(bytes: &[u8]) -> Option<T> {
@@ -79,6 +82,111 @@ pub(crate) fn read_record<T: Record>(bytes: &[u8]) -> Option<T> {
     // makes any bit pattern a valid `T`.
     Some(unsafe { bytes.as_ptr().cast::<T>().read_unaligned() })
 }
+
+/// The `enforce` settings and counters of `hostview.bpf.c` (its
+/// `.data.enforce` section), mapped shared with the kernel. Every field is
+/// read and written through atomics of its own width.
+pub(crate) struct EnforceArea {
+    base: *mut u8,
+    len: usize,
+}
+
+impl EnforceArea {
+    /// Map the `.data.enforce` array map behind `fd` (value size `bytes`).
+    pub(crate) fn map(fd: std::os::fd::BorrowedFd<'_>, bytes: usize) -> std::io::Result<Self> {
+        use std::os::fd::AsRawFd;
+        if bytes < std::mem::size_of::<gv_enforce>() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "the eBPF .data.enforce holds {bytes} bytes, struct gv_enforce needs {}",
+                    std::mem::size_of::<gv_enforce>()
+                ),
+            ));
+        }
+        // SAFETY: a shared read-write mapping of an mmapable BPF array map;
+        // the kernel checks fd and length; accessed only through atomics.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Self {
+            base: p.cast(),
+            len: bytes,
+        })
+    }
+
+    fn u64_at(&self, off: usize) -> &std::sync::atomic::AtomicU64 {
+        assert!(off % 8 == 0 && off + 8 <= std::mem::size_of::<gv_enforce>());
+        // SAFETY: in bounds of the mapping (checked against gv_enforce's
+        // size, which `map` checked against the mapping) and 8-aligned
+        // (page-aligned base, offset asserted).
+        unsafe { &*self.base.add(off).cast::<std::sync::atomic::AtomicU64>() }
+    }
+
+    fn u32_at(&self, off: usize) -> &std::sync::atomic::AtomicU32 {
+        assert!(off % 4 == 0 && off + 4 <= std::mem::size_of::<gv_enforce>());
+        // SAFETY: as in u64_at, 4-aligned.
+        unsafe { &*self.base.add(off).cast::<std::sync::atomic::AtomicU32>() }
+    }
+
+    /// Make the exit of host syscall `nr` kill its traced caller; false if out of range.
+    pub(crate) fn set_kill_nr(&self, nr: u32) -> bool {
+        use std::sync::atomic::Ordering;
+        if nr >= GV_NR_LIMIT {
+            return false;
+        }
+        let off = std::mem::offset_of!(gv_enforce, kill_nr_bits) + 8 * (nr / 64) as usize;
+        self.u64_at(off)
+            .fetch_or(1u64 << (nr % 64), Ordering::SeqCst);
+        true
+    }
+
+    /// Set the rate limits (0: none).
+    pub(crate) fn set_limits(&self, fork: u32, connect: u32) {
+        use std::sync::atomic::Ordering;
+        self.u32_at(std::mem::offset_of!(gv_enforce, fork_per_sec))
+            .store(fork, Ordering::SeqCst);
+        self.u32_at(std::mem::offset_of!(gv_enforce, connect_per_sec))
+            .store(connect, Ordering::SeqCst);
+    }
+
+    /// `(kills, forks beyond the limit, connects beyond the limit)`.
+    pub(crate) fn counters(&self) -> (u64, u64, u64) {
+        use std::mem::offset_of;
+        use std::sync::atomic::Ordering;
+        let exceeded = offset_of!(gv_rate, exceeded);
+        (
+            self.u64_at(offset_of!(gv_enforce, kills))
+                .load(Ordering::SeqCst),
+            self.u64_at(offset_of!(gv_enforce, fork) + exceeded)
+                .load(Ordering::SeqCst),
+            self.u64_at(offset_of!(gv_enforce, connect) + exceeded)
+                .load(Ordering::SeqCst),
+        )
+    }
+}
+
+impl Drop for EnforceArea {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly the mapping made in `map`.
+        unsafe { libc::munmap(self.base.cast(), self.len) };
+    }
+}
+
+// SAFETY: shared memory accessed only through atomics; lives until drop.
+unsafe impl Send for EnforceArea {}
+// SAFETY: as above: &EnforceArea only does atomic operations.
+unsafe impl Sync for EnforceArea {}
 
 /// The `pidsets` of `hostview.bpf.c` (its `.bss`, a `struct gv_pidsets`),
 /// mapped shared with the kernel: one bit per pid in each set.
@@ -262,6 +370,26 @@ mod tests {
             off!(gv_stats, dropped),
             off!(gv_stats, path_failures),
             off!(gv_stats, pending_failures),
+            sz!(gv_enforce_event),
+            off!(gv_enforce_event, tgid),
+            off!(gv_enforce_event, tid),
+            off!(gv_enforce_event, nr),
+            off!(gv_enforce_event, reason),
+            off!(gv_enforce_event, count),
+            off!(gv_enforce_event, limit),
+            off!(gv_enforce_event, killed),
+            sz!(gv_rate),
+            off!(gv_rate, window),
+            off!(gv_rate, count),
+            off!(gv_rate, alerted),
+            off!(gv_rate, exceeded),
+            sz!(gv_enforce),
+            off!(gv_enforce, kill_nr_bits),
+            off!(gv_enforce, fork_per_sec),
+            off!(gv_enforce, connect_per_sec),
+            off!(gv_enforce, fork),
+            off!(gv_enforce, connect),
+            off!(gv_enforce, kills),
         ]
     }
 

@@ -110,6 +110,7 @@ fn root_traces_child_process() {
             }
             HostEvent::Syscall(HostSyscall { tgid, .. })
             | HostEvent::Exec { tgid, .. }
+            | HostEvent::Enforce { tgid, .. }
             | HostEvent::Exit { tgid, .. } => {
                 assert!(tree.contains(tgid), "event outside the tree: {ev:?}");
             }

@@ -209,6 +209,8 @@ pub struct Joiner {
     /// Processes the kernel saw end, and the host signal that ended them
     /// (a fault record can be drained after its process's end).
     ended: HashMap<u32, Option<i32>>,
+    /// Rule names of the kernel's enforcement, for its alert records.
+    enforce_names: crate::enforce::EnforceNames,
 }
 
 fn host_call(h: &HostSyscall) -> HostCall {
@@ -295,7 +297,14 @@ impl Joiner {
             plugins: HashMap::default(),
             fatal_faults: HashMap::default(),
             ended: HashMap::default(),
+            enforce_names: crate::enforce::EnforceNames::default(),
         }
+    }
+
+    /// Name the rules behind the kernel's enforcement records (from
+    /// [`crate::enforce::Enforcement::names`]), so their alerts carry them.
+    pub fn set_enforce_names(&mut self, names: crate::enforce::EnforceNames) {
+        self.enforce_names = names;
     }
 
     /// The guest side runs in its own PID namespace: its pids and tids are
@@ -605,10 +614,14 @@ impl Joiner {
                 self.alert(
                     at.t_ns,
                     AlertEvent {
-                        rule: rule.into(),
+                        rule: Some(rule.into()),
                         action: "deny".into(),
+                        layer: "sandbox".into(),
+                        seq: None,
                         pid: at.pid,
                         tid: at.tid,
+                        syscall: Some("execve".into()),
+                        detail: None,
                         message: format!("exec of {path} refused: it {why}"),
                         path: Some(path),
                         t_ns: at.t_ns,
@@ -769,8 +782,12 @@ impl Joiner {
                     self.alert(
                         t_ns,
                         AlertEvent {
-                            rule: "exec-untraced".into(),
+                            rule: Some("exec-untraced".into()),
                             action: "kill".into(),
+                            layer: "sandbox".into(),
+                            seq: None,
+                            syscall: Some("execve".into()),
+                            detail: None,
                             pid: tgid,
                             tid: old_tid,
                             message: format!(
@@ -794,6 +811,29 @@ impl Joiner {
                         ..Default::default()
                     },
                 ));
+            }
+            HostEvent::Enforce {
+                tgid,
+                tid,
+                nr,
+                reason,
+                count,
+                limit,
+                killed,
+                t_ns,
+            } => {
+                let alert = crate::enforce::ebpf_alert(
+                    &self.enforce_names,
+                    tgid,
+                    tid,
+                    nr,
+                    reason,
+                    count,
+                    limit,
+                    killed,
+                    t_ns,
+                );
+                self.ready.push((t_ns, TraceEvent::Alert(alert)));
             }
             HostEvent::Exit {
                 tgid,

@@ -7,9 +7,11 @@
 
 pub mod diff;
 pub mod elf;
+pub mod enforce;
 pub mod join;
 pub mod launch;
 pub mod output;
+pub mod policy;
 pub mod report;
 pub mod rootfs;
 pub mod run;

@@ -141,6 +141,11 @@ enum Cmd {
         #[arg(long, short)]
         quiet: bool,
     },
+    /// Policies: check and explain.
+    Policy {
+        #[command(subcommand)]
+        cmd: PolicyCmd,
+    },
     /// Guest roots: minimal, from Debian's cross libc packages, cached.
     Rootfs {
         #[command(subcommand)]
@@ -160,6 +165,24 @@ enum Cmd {
         /// Output file (default: stdout).
         #[arg(long)]
         output: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCmd {
+    /// Validate a policy (TOML or OCI seccomp JSON) and explain, rule by
+    /// rule, which layer enforces it on this machine and QEMU. Exit status
+    /// 0: valid, 2: refused (with file:line:column and the reason).
+    Check {
+        /// The policy file.
+        file: PathBuf,
+        /// Guest architecture to explain for.
+        #[arg(long, value_parser = parse_arch, default_value = "mips")]
+        arch: Arch,
+        /// QEMU binary whose syscall-filter API decides the guest layer
+        /// (default: qemu-<arch> from PATH).
+        #[arg(long)]
+        qemu: Option<PathBuf>,
     },
 }
 
@@ -239,6 +262,26 @@ fn diff_cmd(
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    }
+}
+
+fn policy_check(file: &std::path::Path, arch: Arch, qemu: Option<&std::path::Path>) -> ExitCode {
+    use guestview::policy::{layers, Policy};
+    let policy = match Policy::load(file) {
+        Ok(p) => p,
+        Err(e) => return fail(format!("malformed policy: {e}")),
+    };
+    let q = layers::probe_qemu(arch, qemu);
+    if let (Some(_), Err(e)) = (qemu, &q) {
+        return fail(e);
+    }
+    let text = layers::explain(&policy, arch, &q);
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            fail(format!("writing failed: {e}"))
+        }
+        _ => ExitCode::SUCCESS,
     }
 }
 
@@ -334,6 +377,9 @@ fn main() -> ExitCode {
             }
             Err(e) => fail(e),
         },
+        Cmd::Policy {
+            cmd: PolicyCmd::Check { file, arch, qemu },
+        } => policy_check(&file, arch, qemu.as_deref()),
         Cmd::Diff {
             trace_a,
             trace_b,

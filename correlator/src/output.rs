@@ -3,7 +3,7 @@
 
 use crate::tables;
 use serde_json::{json, Value};
-use shmem_proto::trace::{FaultEvent, HostCall, PluginEvent, SyscallEvent, TraceEvent};
+use shmem_proto::trace::{AlertEvent, FaultEvent, HostCall, PluginEvent, SyscallEvent, TraceEvent};
 use std::io::{self, Write};
 
 /// Output format.
@@ -21,6 +21,21 @@ pub struct Output {
     format: Format,
     /// Show QEMU's internal host calls in text output.
     pub show_internal: bool,
+    /// The first enforced kill of the run, said again with the summary.
+    kill: Option<AlertEvent>,
+}
+
+/// The words the summary adds when the policy killed the run.
+pub fn killed_note(k: &AlertEvent) -> String {
+    format!(
+        "KILLED by guestview's policy: rule {} ({} layer){}",
+        k.rule
+            .as_deref()
+            .map_or_else(|| "(default)".to_owned(), |r| format!("\"{r}\"")),
+        k.layer,
+        k.seq
+            .map_or(String::new(), |s| format!(" at guest call seq {s}"))
+    )
 }
 
 fn hex(v: u64) -> String {
@@ -251,6 +266,44 @@ pub fn syscall_text(s: &SyscallEvent) -> String {
     line
 }
 
+/// An alert as text: one line that stands out among the calls.
+pub fn alert_text(a: &AlertEvent) -> String {
+    use std::fmt::Write as _;
+    let mut l = format!("guestview: ALERT {} ", a.action.to_uppercase());
+    match &a.rule {
+        Some(r) => {
+            let _ = write!(l, "rule \"{r}\"");
+        }
+        None => l.push_str("(policy default)"),
+    }
+    let _ = write!(l, " [{}] [{}/{}]", a.layer, a.pid, a.tid);
+    if let Some(s) = &a.syscall {
+        let _ = write!(l, " {s}");
+    }
+    if let Some(d) = &a.detail {
+        let _ = write!(l, " {d:?}");
+    }
+    if let Some(seq) = a.seq {
+        let _ = write!(l, " (seq {seq})");
+    }
+    if !a.message.is_empty() {
+        let _ = write!(l, ": {}", a.message);
+    }
+    l
+}
+
+/// The verdict a guest call gets once the policy has acted on it:
+/// `killed` when a kill rule was enforced on it, `denied` when a deny was
+/// (the guest saw the refusal), otherwise the verdict judged from the host
+/// calls (`passthrough`, `translated` …).
+pub fn policy_verdict(base: &'static str, action: &str, enforced: bool) -> &'static str {
+    match (action, enforced) {
+        ("kill", true) => "killed",
+        ("deny", true) => "denied",
+        _ => base,
+    }
+}
+
 /// Any event as text; `None` for events text output leaves out.
 pub fn event_text(ev: &TraceEvent, show_internal: bool) -> Option<String> {
     Some(match ev {
@@ -283,7 +336,6 @@ pub fn event_text(ev: &TraceEvent, show_internal: bool) -> Option<String> {
         TraceEvent::Internal(_) => return None,
         TraceEvent::Fault(f) => fault_text(f),
         TraceEvent::Plugin(p) => plugin_text(p),
-        TraceEvent::Alert(a) => format!("[{}/{}] ALERT {} ({}): {}", a.pid, a.tid, a.rule, a.action, a.message),
         TraceEvent::Lost(l) => {
             let total = l.host_dropped + l.guest_dropped + l.guest_no_ring + l.guest_corrupt + l.host_malformed;
             if total == 0 {
@@ -295,6 +347,7 @@ pub fn event_text(ev: &TraceEvent, show_internal: bool) -> Option<String> {
                 )
             }
         }
+        TraceEvent::Alert(a) => alert_text(a),
         TraceEvent::Summary(s) => format!(
             "guestview: {} guest syscalls, {} host syscalls ({} attributed, {} internal), exit status {}, {:.3} s",
             s.syscalls,
@@ -314,18 +367,39 @@ impl Output {
             out,
             format,
             show_internal: false,
+            kill: None,
         }
     }
 
     /// Write one event.
     pub fn write(&mut self, ev: &TraceEvent) -> io::Result<()> {
+        if let TraceEvent::Alert(a) = ev {
+            if a.action == "kill" && a.layer != "join" && self.kill.is_none() {
+                self.kill = Some(a.clone());
+            }
+        }
         match self.format {
             Format::Jsonl => {
-                serde_json::to_writer(&mut self.out, &event_json(ev))?;
+                let mut v = event_json(ev);
+                if let (TraceEvent::Summary(_), Value::Object(m)) = (ev, &mut v) {
+                    m.insert(
+                        "policy_kill".into(),
+                        self.kill.as_ref().map_or(
+                            Value::Null,
+                            |k| json!({"rule": k.rule, "layer": k.layer, "seq": k.seq}),
+                        ),
+                    );
+                }
+                serde_json::to_writer(&mut self.out, &v)?;
                 self.out.write_all(b"\n")
             }
             Format::Text => match event_text(ev, self.show_internal) {
-                Some(s) => writeln!(self.out, "{s}"),
+                Some(s) => match (ev, &self.kill) {
+                    (TraceEvent::Summary(_), Some(k)) => {
+                        writeln!(self.out, "{s}\nguestview: {}", killed_note(k))
+                    }
+                    _ => writeln!(self.out, "{s}"),
+                },
                 None => Ok(()),
             },
         }
@@ -411,6 +485,91 @@ mod tests {
         );
     }
 
+    fn kill_alert() -> AlertEvent {
+        AlertEvent {
+            rule: Some("no-shell".into()),
+            action: "kill".into(),
+            layer: "seccomp".into(),
+            seq: Some(42),
+            pid: 7,
+            tid: 8,
+            syscall: Some("execve".into()),
+            detail: Some("/bin/sh".into()),
+            path: Some("/bin/sh".into()),
+            message: String::new(),
+            t_ns: 5,
+        }
+    }
+
+    #[test]
+    fn alerts_have_the_contract_fields_and_stand_out_in_text() {
+        let v = event_json(&TraceEvent::Alert(kill_alert()));
+        for k in [
+            "type", "rule", "action", "layer", "seq", "pid", "tid", "syscall", "detail", "t_ns",
+        ] {
+            assert!(v.get(k).is_some(), "missing {k}: {v}");
+        }
+        assert_eq!(v["type"], "alert");
+        assert_eq!(v["seq"], 42);
+        let t = alert_text(&kill_alert());
+        assert_eq!(
+            t,
+            "guestview: ALERT KILL rule \"no-shell\" [seccomp] [7/8] execve \"/bin/sh\" (seq 42)"
+        );
+        let mut d = kill_alert();
+        d.rule = None;
+        d.seq = None;
+        d.detail = None;
+        d.action = "deny".into();
+        assert_eq!(
+            alert_text(&d),
+            "guestview: ALERT DENY (policy default) [seccomp] [7/8] execve"
+        );
+    }
+
+    /// A writer the test can read back.
+    #[derive(Clone, Default)]
+    struct Buf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl Write for Buf {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_killed_run_says_so_in_its_summary() {
+        for (format, want) in [
+            (Format::Text, "KILLED by guestview's policy: rule \"no-shell\" (seccomp layer) at guest call seq 42"),
+            (Format::Jsonl, "\"policy_kill\":{\"layer\":\"seccomp\",\"rule\":\"no-shell\",\"seq\":42}"),
+        ] {
+            let buf = Buf::default();
+            let mut o = Output::new(Box::new(buf.clone()), format);
+            o.write(&TraceEvent::Alert(kill_alert())).unwrap();
+            o.write(&TraceEvent::Summary(Default::default())).unwrap();
+            let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+            assert!(text.contains(want), "{text}");
+        }
+        // No kill: the JSON summary says null, the text adds nothing.
+        let buf = Buf::default();
+        let mut o = Output::new(Box::new(buf.clone()), Format::Jsonl);
+        o.write(&TraceEvent::Summary(Default::default())).unwrap();
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        assert!(text.contains("\"policy_kill\":null"), "{text}");
+    }
+
+    #[test]
+    fn policy_verdicts() {
+        assert_eq!(policy_verdict("passthrough", "kill", true), "killed");
+        assert_eq!(policy_verdict("emulated", "deny", true), "denied");
+        assert_eq!(policy_verdict("translated", "deny", false), "translated");
+        assert_eq!(policy_verdict("translated", "alert", true), "translated");
+    }
+
     #[test]
     fn every_event_type_has_a_type_field() {
         let evs = [
@@ -421,9 +580,10 @@ mod tests {
             TraceEvent::Run(Default::default()),
             TraceEvent::Fault(Default::default()),
             TraceEvent::Plugin(Default::default()),
+            TraceEvent::Alert(Default::default()),
         ];
         for (ev, ty) in evs.iter().zip([
-            "lost", "summary", "process", "thread", "run", "fault", "plugin",
+            "lost", "summary", "process", "thread", "run", "fault", "plugin", "alert",
         ]) {
             assert_eq!(event_json(ev)["type"], ty);
         }

@@ -42,6 +42,8 @@ pub struct Report {
     pub alerts: Vec<AlertEvent>,
     /// Loss counters.
     pub lost: Option<LostEvent>,
+    /// Alerts: `"<action> <rule>"` → count.
+    pub alert_counts: BTreeMap<String, u64>,
     /// End of run.
     pub summary: Option<SummaryEvent>,
     /// Frames read.
@@ -162,6 +164,14 @@ impl Report {
                 self.qemu_plugin.get_or_insert(p);
             }
             TraceEvent::Alert(a) => {
+                *self
+                    .alert_counts
+                    .entry(format!(
+                        "{} {}",
+                        a.action,
+                        a.rule.as_deref().unwrap_or("(default)")
+                    ))
+                    .or_default() += 1;
                 if self.alerts.len() < MISMATCHES_KEPT {
                     self.alerts.push(a);
                 }
@@ -287,10 +297,21 @@ impl Report {
             for a in &self.alerts {
                 writeln!(
                     w,
-                    "  [{}/{}] {} ({}): {}",
-                    a.pid, a.tid, a.rule, a.action, a.message
+                    "  [{}/{}] {} ({}, {}): {}",
+                    a.pid,
+                    a.tid,
+                    a.rule.as_deref().unwrap_or("(default)"),
+                    a.action,
+                    a.layer,
+                    a.message
                 )?;
             }
+            let a: Vec<String> = self
+                .alert_counts
+                .iter()
+                .map(|(k, n)| format!("{k} ×{n}"))
+                .collect();
+            writeln!(w, "ALERTS: {}", a.join(", "))?;
         }
         match &self.lost {
             Some(l) => writeln!(
@@ -386,7 +407,7 @@ impl Report {
                     "<tr class=mismatch><td class=n>{}</td><td class=n>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                     a.pid,
                     a.tid,
-                    esc(&a.rule),
+                    esc(a.rule.as_deref().unwrap_or("(default)")),
                     esc(&a.action),
                     esc(&a.message)
                 )?;

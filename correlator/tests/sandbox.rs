@@ -313,7 +313,8 @@ fn root_sandbox_refuses_host_native_code_and_alerts() {
     let rep = Command::new(GV).arg("report").arg(&trace).output().unwrap();
     let rep = String::from_utf8_lossy(&rep.stdout);
     assert!(
-        rep.contains("alerts: ") && rep.contains("exec-native (deny): exec of /tmp/native-x86"),
+        rep.contains("alerts: ")
+            && rep.contains("exec-native (deny, sandbox): exec of /tmp/native-x86"),
         "{rep}"
     );
 

@@ -171,26 +171,6 @@ pub struct ProcessEvent {
     pub t_ns: u64,
 }
 
-/// An alert: something the guest tried that the sandbox refused or stopped.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
-pub struct AlertEvent {
-    /// What (`exec-native`, `exec-foreign`, `exec-unfollowed`, `exec-untraced`).
-    pub rule: String,
-    /// What was done about it: `deny` (the call failed) or `kill` (the
-    /// process was killed before its first instruction).
-    pub action: String,
-    /// The process.
-    pub pid: u32,
-    /// The thread.
-    pub tid: u32,
-    /// The file concerned.
-    pub path: Option<String>,
-    /// Why, for people.
-    pub message: String,
-    /// When.
-    pub t_ns: u64,
-}
-
 /// A thread event.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 pub struct ThreadEvent {
@@ -273,6 +253,40 @@ pub struct PluginEvent {
     /// QEMU exports `qemu_plugin_register_vcpu_syscall_filter_cb` (guest-layer enforcement possible).
     pub syscall_filter: bool,
     /// When the plugin announced it.
+    pub t_ns: u64,
+}
+
+/// An alert: a policy decision worth attention (a rule with action
+/// `alert`, `deny` or `kill` matched, or a rate limit was exceeded), or
+/// something the sandbox refused or stopped (an exec of host-native code).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct AlertEvent {
+    /// The rule that matched (`limits.fork_per_second` … for rate limits;
+    /// the sandbox's own: `exec-native`, `exec-foreign`, `exec-unfollowed`,
+    /// `exec-untraced`); `None` when the policy's default decided.
+    pub rule: Option<String>,
+    /// `alert`, `deny` or `kill`.
+    pub action: String,
+    /// Where it was decided: `guest` (the plugin's syscall filter),
+    /// `seccomp` (host filter or its supervisor), `ebpf` (in the kernel),
+    /// `join` (observed on the joined call, nothing enforced), `sandbox`
+    /// (the sandbox's exec following and exec guard).
+    pub layer: String,
+    /// The guest call's `seq`, when the decision belongs to one.
+    pub seq: Option<u64>,
+    /// Process.
+    pub pid: u32,
+    /// Thread.
+    pub tid: u32,
+    /// The syscall (guest name; host name for host-layer decisions).
+    pub syscall: Option<String>,
+    /// What was judged: the path, the address, the rate.
+    pub detail: Option<String>,
+    /// The file concerned, if any.
+    pub path: Option<String>,
+    /// Why, for people.
+    pub message: String,
+    /// When.
     pub t_ns: u64,
 }
 

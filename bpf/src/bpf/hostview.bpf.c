@@ -422,6 +422,134 @@ static __always_inline void exec_at_exit(__u32 tgid, __u32 tid, struct gv_pt_reg
  * process, which made untraced processes 2.6x slower on a syscall-heavy
  * loop; tp_btf hands us the registers directly.
  */
+/*
+ * Enforcement (policy kill rules and rate limits), decided here where the
+ * guest cannot reach. Settings and counters live in their own section so
+ * the traced bitmap's .bss layout stays as it is.
+ */
+#define NR_CONNECT 42
+#define GV_SIGKILL 9
+
+struct gv_enforce enforce SEC(".data.enforce");
+
+/* New processes beyond the fork rate: killed at their first syscall exit. */
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, __u8);
+} doomed SEC(".maps");
+
+static __always_inline void emit_enforce(__u32 tgid, __u32 tid, __s64 nr, __u32 reason,
+					 __u64 count, __u32 limit, __u8 killed, __u64 now)
+{
+	struct gv_enforce_event *e = bpf_ringbuf_reserve(&rb, sizeof(*e), 0);
+
+	if (!e) {
+		count_dropped();
+		return;
+	}
+	fill_hdr(&e->hdr, GV_OP_ENFORCE, 0, sizeof(*e), now);
+	e->tgid = tgid;
+	e->tid = tid;
+	e->nr = nr;
+	e->reason = reason;
+	e->count = count > 0xffffffffULL ? 0xffffffffU : (__u32)count;
+	e->limit = limit;
+	e->killed = killed;
+	__builtin_memset(e->_pad0, 0, sizeof(e->_pad0));
+	/* Wake the reader: enforcement is rare and should show at once. */
+	bpf_ringbuf_submit(e, 0);
+}
+
+/*
+ * Count one event against a rate; returns the count in this window when
+ * it is over `limit` (0 when within). Sets *alert when this is the first
+ * excess of the window (one alert per second).
+ */
+static __always_inline __u64 rate_over(struct gv_rate *r, __u32 limit, __u64 now, int *alert)
+{
+	__u64 win = now / 1000000000ULL;
+	__u64 seen = r->window;
+	__u64 n;
+
+	if (seen != win && __sync_val_compare_and_swap(&r->window, seen, win) == seen)
+		__sync_lock_test_and_set(&r->count, 0);
+	n = __sync_fetch_and_add(&r->count, 1) + 1;
+	if (n <= limit)
+		return 0;
+	__sync_fetch_and_add(&r->exceeded, 1);
+	seen = r->alerted;
+	*alert = seen != win + 1 &&
+		 __sync_val_compare_and_swap(&r->alerted, seen, win + 1) == seen;
+	return n;
+}
+
+/*
+ * Enforcement at a traced syscall exit: kill rules, connect rate, doomed
+ * children. `now` is 0 for an untimed process: the clock is read only
+ * where a decision needs it.
+ */
+static __always_inline void enforce_at_exit(__u32 tgid, __u32 tid, __s64 nr, __u64 now)
+{
+	__u32 limit;
+	int alert = 0;
+	__u64 n;
+
+	if ((__u64)nr < GV_NR_LIMIT &&
+	    (enforce.kill_nr_bits[((__u64)nr / 64) & (GV_NR_LIMIT / 64 - 1)] >> (nr % 64)) & 1) {
+		if (!now)
+			now = bpf_ktime_get_ns();
+		bpf_send_signal(GV_SIGKILL);
+		__sync_fetch_and_add(&enforce.kills, 1);
+		emit_enforce(tgid, tid, nr, GV_ENF_KILL_NR, 1, 0, 1, now);
+		return;
+	}
+	limit = enforce.connect_per_sec;
+	if (nr == NR_CONNECT && limit) {
+		if (!now)
+			now = bpf_ktime_get_ns();
+		n = rate_over(&enforce.connect, limit, now, &alert);
+		if (n) {
+			bpf_send_signal(GV_SIGKILL);
+			__sync_fetch_and_add(&enforce.kills, 1);
+			if (alert)
+				emit_enforce(tgid, tid, nr, GV_ENF_CONNECT_RATE, n, limit, 1, now);
+		}
+	}
+	if (enforce.fork.exceeded) {
+		struct task_struct *t = bpf_get_current_task_btf();
+		__u8 *d = bpf_task_storage_get(&doomed, t, 0, 0);
+
+		if (d && *d) {
+			*d = 0;
+			bpf_send_signal(GV_SIGKILL);
+			__sync_fetch_and_add(&enforce.kills, 1);
+		}
+	}
+}
+
+/* A new process of the traced tree: count it against the fork rate. */
+static __always_inline void enforce_at_fork(struct task_struct *child, __u32 ptgid, __u32 ptid)
+{
+	__u32 limit = enforce.fork_per_sec;
+	__u64 now, n;
+	int alert = 0;
+	__u8 *d;
+
+	if (!limit)
+		return;
+	now = bpf_ktime_get_ns();
+	n = rate_over(&enforce.fork, limit, now, &alert);
+	if (!n)
+		return;
+	d = bpf_task_storage_get(&doomed, child, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (d)
+		*d = 1;
+	if (alert)
+		emit_enforce(ptgid, ptid, -1, GV_ENF_FORK_RATE, n, limit, d != 0, now);
+}
+
 SEC("tp_btf/sys_exit")
 int BPF_PROG(gv_sys_exit, struct gv_pt_regs *regs, long ret)
 {
@@ -440,6 +568,7 @@ int BPF_PROG(gv_sys_exit, struct gv_pt_regs *regs, long ret)
 	if (nr == GV_NR_FCNTL && (int)regs->di == -1 && regs->si == GV_UNTIMED_FCNTL_CMD)
 		set_untimed(tgid);
 	now = is_untimed(tgid) ? 0 : bpf_ktime_get_ns();
+	enforce_at_exit(tgid, tid, nr, now);
 	if (nr == -1) {
 		/* rt_sigreturn put the interrupted context's orig_ax (-1) back;
 		 * its arguments are gone with it. */
@@ -517,6 +646,7 @@ int BPF_PROG(gv_fork, struct task_struct *parent, struct task_struct *child)
 			set_untimed(ctgid);
 		else
 			clear_untimed(ctgid);
+		enforce_at_fork(child, ptgid, parent->pid);
 	}
 
 	e = bpf_ringbuf_reserve(&rb, sizeof(*e), 0);

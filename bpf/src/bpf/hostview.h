@@ -59,6 +59,8 @@ enum gv_op {
 	GV_OP_FORK = 4,
 	GV_OP_EXEC = 5,
 	GV_OP_EXIT = 6,
+	/* An enforcement decision made in the kernel (gv_enforce_event). */
+	GV_OP_ENFORCE = 7,
 };
 
 /* Bits of gv_event_hdr.flags. */
@@ -176,6 +178,54 @@ struct gv_exit_event {
 	__s32 exit_code; /* task->exit_code: wait(2) status form */
 	__u8 group_dead;
 	__u8 _pad0[3];
+};
+
+/* Why the kernel enforced (gv_enforce_event.reason). Stable. */
+enum gv_enforce_reason {
+	/* A traced process returned from a host syscall a kill rule names. */
+	GV_ENF_KILL_NR = 1,
+	/* The traced tree created more processes in a second than allowed. */
+	GV_ENF_FORK_RATE = 2,
+	/* The traced tree made more connect calls in a second than allowed. */
+	GV_ENF_CONNECT_RATE = 3,
+};
+
+/* GV_OP_ENFORCE (48 bytes). */
+struct gv_enforce_event {
+	struct gv_event_hdr hdr;
+	__u32 tgid;
+	__u32 tid;
+	__s64 nr;      /* host syscall; -1 for a process creation */
+	__u32 reason;  /* enum gv_enforce_reason */
+	__u32 count;   /* events of this kind in the current one-second window */
+	__u32 limit;   /* the limit (rates), 0 for kill rules */
+	__u8 killed;   /* 1: SIGKILL sent (to the caller, or to the new process) */
+	__u8 _pad0[3];
+};
+
+/* Syscall numbers a kill bitmap covers (x86-64 numbers are below 512). */
+#define GV_NR_LIMIT 512
+
+/* One rate limit's state: a one-second window, updated with atomics. */
+struct gv_rate {
+	__u64 window;   /* current window: ktime / 1e9 */
+	__u64 count;    /* events in that window */
+	__u64 alerted;  /* window + 1 of the last alert event (0: none) */
+	__u64 exceeded; /* events beyond the limit, ever */
+};
+
+/*
+ * Enforcement settings and state, one per loaded tracer (so per traced
+ * tree), in the section ".data.enforce" that user space maps: it writes
+ * the settings before tracing starts and reads the counters.
+ */
+struct gv_enforce {
+	__u64 kill_nr_bits[GV_NR_LIMIT / 64]; /* exit of these kills the caller */
+	__u32 fork_per_sec;    /* 0: no limit */
+	__u32 connect_per_sec; /* 0: no limit */
+	struct gv_rate fork;
+	struct gv_rate connect;
+	__u64 kills;           /* SIGKILLs sent */
 };
 
 /* Value of the per-CPU array `stats` (key 0). */
