@@ -152,6 +152,8 @@ pub struct JoinStats {
     pub host_internal: u64,
     /// Guest returns without an entry that were not the child side of fork/clone.
     pub unmatched_exits: u64,
+    /// Guest calls the plugin held back until the host ring was read down.
+    pub host_ring_waits: u64,
 }
 
 /// The streaming join.
@@ -199,8 +201,8 @@ pub struct Joiner {
     /// side reports (namespace tid or tgid → host), learnt from forks.
     ns_ids: Option<HashMap<u32, u32>>,
     /// Guest records whose ids are not mapped yet (their fork event comes
-    /// in a later host drain), in arrival order.
-    unmapped: Vec<GuestRecord>,
+    /// in a later host drain): per namespace thread id, in arrival order.
+    unmapped: HashMap<u32, Vec<GuestRecord>>,
     /// What each process's QEMU offered the plugin.
     plugins: HashMap<u32, PluginEvent>,
     /// Faults that ended their process, waiting for the kernel to say
@@ -293,7 +295,7 @@ impl Joiner {
             exec_pending: Vec::new(),
             host_view_from: 0,
             ns_ids: None,
-            unmapped: Vec::new(),
+            unmapped: HashMap::default(),
             plugins: HashMap::default(),
             fatal_faults: HashMap::default(),
             ended: HashMap::default(),
@@ -326,14 +328,25 @@ impl Joiner {
         }
     }
 
-    /// Records held back for their ids, now that more forks are known.
+    /// Records held back for their ids, now that more forks are known: the
+    /// threads whose first held record now maps go on, in their order.
     fn retry_unmapped(&mut self) {
-        if self.unmapped.is_empty() {
-            return;
-        }
-        let held = std::mem::take(&mut self.unmapped);
-        for r in held {
-            self.guest(r);
+        let Some(ns) = &self.ns_ids else { return };
+        let ready: Vec<u32> = self
+            .unmapped
+            .iter()
+            .filter(|(_, q)| {
+                q.first().is_some_and(|r| {
+                    let at = r.origin();
+                    ns.contains_key(&at.pid) && ns.contains_key(&at.tid)
+                })
+            })
+            .map(|(tid, _)| *tid)
+            .collect();
+        for tid in ready {
+            for r in self.unmapped.remove(&tid).unwrap_or_default() {
+                self.guest(r);
+            }
         }
     }
 
@@ -458,9 +471,12 @@ impl Joiner {
             // Keep each thread's order: once one record waits, the later
             // ones of that thread wait behind it.
             let tid = rec.origin().tid;
-            let behind = self.unmapped.iter().any(|r| r.origin().tid == tid);
-            if behind || !Self::map_ids(ns, &mut rec) {
-                self.unmapped.push(rec);
+            if let Some(q) = self.unmapped.get_mut(&tid) {
+                q.push(rec);
+                return;
+            }
+            if !Self::map_ids(ns, &mut rec) {
+                self.unmapped.insert(tid, vec![rec]);
                 return;
             }
         }
@@ -565,7 +581,15 @@ impl Joiner {
                     }),
                 ));
             }
-            GuestRecord::PluginSpan { end_ns, hpos, .. } => {
+            GuestRecord::PluginSpan {
+                end_ns,
+                hpos,
+                reason,
+                ..
+            } => {
+                if reason == shmem_proto::record::SPAN_HOST_BACKLOG {
+                    self.stats.host_ring_waits += 1;
+                }
                 th.spans.push_back((at.t_ns, end_ns));
                 if let Some(p) = hpos {
                     th.pspans.push_back(p);
@@ -1059,8 +1083,10 @@ impl Joiner {
         if all && !self.unmapped.is_empty() {
             // Their fork was never seen: join them under the ids they gave.
             self.ns_ids = None;
-            for r in std::mem::take(&mut self.unmapped) {
-                self.guest(r);
+            for (_, q) in std::mem::take(&mut self.unmapped) {
+                for r in q {
+                    self.guest(r);
+                }
             }
         }
         while let Some((p, _)) = self.host_pending.front() {
@@ -1489,6 +1515,57 @@ mod tests {
         assert_eq!((c[0].pid, c[0].tid), (100, 100), "host ids");
         assert_eq!(c[0].host.len(), 1, "joined with the host getpid");
         assert_eq!(c[0].verdict, "passthrough");
+    }
+
+    #[test]
+    fn each_namespace_thread_waits_for_its_own_fork_only() {
+        let mut j = Joiner::new(Arch::Mips);
+        j.in_pid_namespace();
+        let ns = |pid, t| Origin {
+            vcpu: 0,
+            pid,
+            tid: pid,
+            t_ns: t,
+        };
+        j.begin_guest_drain();
+        for pid in [1, 2] {
+            j.guest(GuestRecord::SysEnter {
+                at: ns(pid, 10),
+                nr: 4020,
+                args: [0; 8],
+                pc: None,
+                hpos: None,
+            });
+            j.guest(GuestRecord::SysExit {
+                at: ns(pid, 20),
+                nr: 4020,
+                ret: i64::from(pid),
+                hpos: None,
+            });
+        }
+        let fork = |ns_pid: u32, host: u32| HostEvent::Fork {
+            parent_tgid: 90,
+            parent_tid: 90,
+            child_tgid: host,
+            child_tid: host,
+            child_ns_tgid: ns_pid,
+            child_ns_tid: ns_pid,
+            is_thread: false,
+            t_ns: 5,
+        };
+        j.begin_host_drain(1_000_000_000);
+        // Process 2's fork is read first: its call goes on, 1's still waits.
+        j.host(fork(2, 200));
+        assert_eq!(j.unmapped.len(), 1);
+        assert!(j.unmapped.contains_key(&1));
+        assert_eq!(j.threads.get(&200).map(|t| t.done.len()), Some(1));
+        j.host(fork(1, 100));
+        assert!(j.unmapped.is_empty());
+        let evs = j.finish();
+        let mut pids: Vec<(u32, Option<i64>)> =
+            calls(&evs).iter().map(|c| (c.pid, c.ret)).collect();
+        pids.sort();
+        assert_eq!(pids, [(100, Some(1)), (200, Some(2))]);
     }
 
     fn chunk(t: u64, nr: i64, offset: u16, s: &[u8], flags: u16) -> GuestRecord {
