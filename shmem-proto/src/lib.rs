@@ -20,8 +20,8 @@ mod wire;
 pub use arch::Arch;
 pub use record::{GuestRecord, Origin, RecordError};
 pub use ring::{
-    monotonic_ns, Consumer, Producer, Pushed, Region, RegionError, RegionParams, RingEvent,
-    RingStats,
+    monotonic_ns, Backoff, Consumer, Producer, Pushed, Region, RegionError, RegionParams,
+    RingEvent, RingStats,
 };
 
 /// The `fcntl` command with which the plugin, once it has mapped the eBPF

@@ -391,6 +391,31 @@ pub enum Pushed {
 /// before the producer gives up and drops (counted).
 const DEAD_CONSUMER_NS: u64 = 10_000_000_000;
 
+/// Sleeps that grow, for a thread waiting on a reader: 50 µs, doubling up
+/// to 20 ms. Every sleep is a host syscall of a traced process (a record
+/// guestview must read), so a long wait makes tens of them a second, not
+/// thousands, and still resumes within about twice the time it waited.
+#[derive(Debug)]
+pub struct Backoff {
+    next: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            next: Duration::from_micros(50),
+        }
+    }
+}
+
+impl Backoff {
+    /// Sleep the next (longer) step.
+    pub fn sleep(&mut self) {
+        std::thread::sleep(self.next);
+        self.next = (self.next * 2).min(Duration::from_millis(20));
+    }
+}
+
 /// The writing end of one ring. Not `Sync`: one thread owns it.
 pub struct Producer<'r> {
     region: &'r Region,
@@ -433,12 +458,13 @@ impl<'r> Producer<'r> {
         c.waits.fetch_add(1, Ordering::Relaxed);
         let start = monotonic_ns();
         let mut spins = 0u32;
+        let mut backoff = Backoff::default();
         loop {
             if spins < 128 {
                 std::hint::spin_loop();
                 spins += 1;
             } else {
-                std::thread::sleep(Duration::from_micros(50));
+                backoff.sleep();
             }
             self.tail_cache = c.tail.load(Ordering::Acquire);
             if self.head.wrapping_sub(self.tail_cache) < need {
