@@ -308,12 +308,21 @@ pub fn policy_verdict(base: &'static str, action: &str, enforced: bool) -> &'sta
 pub fn event_text(ev: &TraceEvent, show_internal: bool) -> Option<String> {
     Some(match ev {
         TraceEvent::Syscall(s) => syscall_text(s),
-        TraceEvent::Run(r) => format!("guestview: {} program {} under {}", r.arch, r.argv.join(" "), r.qemu),
+        TraceEvent::Run(r) => format!(
+            "guestview: {} program {} under {}",
+            r.arch,
+            r.argv.join(" "),
+            r.qemu
+        ),
         TraceEvent::Process(p) => match p.event.as_str() {
             "fork" => format!("[{}] process forked from {}", p.pid, p.ppid.unwrap_or(0)),
             "exec" => match &p.program {
                 Some(prog) => format!("[{}] process exec {prog} (under QEMU)", p.pid),
-                None => format!("[{}] process exec {}", p.pid, p.filename.as_deref().unwrap_or("?")),
+                None => format!(
+                    "[{}] process exec {}",
+                    p.pid,
+                    p.filename.as_deref().unwrap_or("?")
+                ),
             },
             _ => match (p.status, p.signal) {
                 (Some(st), _) => format!("[{}] process exited with status {st}", p.pid),
@@ -321,7 +330,9 @@ pub fn event_text(ev: &TraceEvent, show_internal: bool) -> Option<String> {
                 _ => format!("[{}] process exited", p.pid),
             },
         },
-        TraceEvent::Thread(t) => format!("[{}/{}] thread {} (vcpu {})", t.pid, t.tid, t.event, t.vcpu),
+        TraceEvent::Thread(t) => {
+            format!("[{}/{}] thread {} (vcpu {})", t.pid, t.tid, t.event, t.vcpu)
+        }
         TraceEvent::Internal(i) if show_internal => {
             let names: Vec<_> = i.host.iter().map(|h| h.name.as_ref()).collect();
             format!(
@@ -337,7 +348,11 @@ pub fn event_text(ev: &TraceEvent, show_internal: bool) -> Option<String> {
         TraceEvent::Fault(f) => fault_text(f),
         TraceEvent::Plugin(p) => plugin_text(p),
         TraceEvent::Lost(l) => {
-            let total = l.host_dropped + l.guest_dropped + l.guest_no_ring + l.guest_corrupt + l.host_malformed;
+            let total = l.host_dropped
+                + l.guest_dropped
+                + l.guest_no_ring
+                + l.guest_corrupt
+                + l.host_malformed;
             if total == 0 {
                 "guestview: lost 0 events".into()
             } else {
@@ -348,15 +363,26 @@ pub fn event_text(ev: &TraceEvent, show_internal: bool) -> Option<String> {
             }
         }
         TraceEvent::Alert(a) => alert_text(a),
-        TraceEvent::Summary(s) => format!(
-            "guestview: {} guest syscalls, {} host syscalls ({} attributed, {} internal), exit status {}, {:.3} s",
-            s.syscalls,
-            s.host_syscalls,
-            s.host_attributed,
-            s.host_internal,
-            s.exit_code.map_or("?".into(), |c| c.to_string()),
-            s.wall_ns as f64 / 1e9
-        ),
+        TraceEvent::Summary(s) => {
+            let waits = s.ring_waits + s.host_ring_waits;
+            format!(
+                "guestview: {} guest syscalls, {} host syscalls ({} attributed, {} internal), exit status {}, {:.3} s{}",
+                s.syscalls,
+                s.host_syscalls,
+                s.host_attributed,
+                s.host_internal,
+                s.exit_code.map_or("?".into(), |c| c.to_string()),
+                s.wall_ns as f64 / 1e9,
+                if waits == 0 {
+                    String::new()
+                } else {
+                    format!(
+                        " (the guest waited {waits} times for guestview to read: {} guest ring, {} host ring)",
+                        s.ring_waits, s.host_ring_waits
+                    )
+                }
+            )
+        }
     })
 }
 

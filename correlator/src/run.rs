@@ -631,6 +631,7 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
         exit_code: Some(status.code()),
         wall_ns: monotonic_ns() - t0,
         ring_waits: ring_stats.waits,
+        host_ring_waits: js.host_ring_waits,
         qemu_plugin: views.joiner.first_plugin(),
     }))?;
     sink.finish()?;
@@ -1022,6 +1023,7 @@ pub fn watch(opts: &WatchOptions) -> Result<i32, GuestviewError> {
         exit_code: code,
         wall_ns: monotonic_ns() - t0,
         ring_waits: ring_stats.waits,
+        host_ring_waits: js.host_ring_waits,
         qemu_plugin: views.joiner.plugin_info(pid),
     }))?;
     sink.finish()?;

@@ -470,6 +470,76 @@ fn root_syscall_heavy_every_call_has_exactly_its_host_call(q: Qemu) {
     check_heavy(&Run { events, out }, n, true);
 }
 
+/// A reader that cannot keep up costs the guest time, never events: while
+/// guestview is stopped (SIGSTOP, again and again), the plugin holds guest
+/// calls back once half of the host ring is unread. The control run, with
+/// `--host-times` (no ring positions, so no hold), overflows the same ring
+/// under the same stops: the test sees loss when there is any.
+fn root_a_stalled_reader_costs_time_never_events(q: Qemu) {
+    let Some(qemu) = root_on(q) else { return };
+    // 24 processes of 10,000 guest calls, each with its host call. Each
+    // process's own guest ring lets it run ~8,000 calls ahead of the
+    // reader; all together that is ~21 MB of host records against the
+    // 16 MiB host ring.
+    let (n, procs) = (5_000u64, 24u64);
+    for host_times in [false, true] {
+        let jsonl = tmp(&format!("stalled-{host_times}-{}.jsonl", q.tag()));
+        let mut cmd = Command::new(GV);
+        cmd.args(["run", "--format", "jsonl", "--qemu"])
+            .arg(&qemu)
+            .arg("--output")
+            .arg(&jsonl);
+        if host_times {
+            cmd.arg("--host-times");
+        }
+        let mut child = cmd
+            .arg("--")
+            .arg(guest("syscall_heavy"))
+            .arg(n.to_string())
+            .arg(procs.to_string())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id().to_string();
+        let signal = |s: &str| {
+            Command::new("kill").args([s, &pid]).status().unwrap();
+        };
+        // Mostly stopped: 150 ms running, 600 ms stopped (the control run
+        // 1.5 s, time enough for every process to fill its guest ring even
+        // on a busy machine), until it ends.
+        let stopped = std::time::Duration::from_millis(if host_times { 1500 } else { 600 });
+        while child.try_wait().unwrap().is_none() {
+            std::thread::sleep(std::time::Duration::from_millis(150));
+            signal("-STOP");
+            std::thread::sleep(stopped);
+            signal("-CONT");
+        }
+        let out = child.wait_with_output().unwrap();
+        let events = std::fs::read_to_string(&jsonl)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let r = Run { events, out };
+        assert!(r.out.status.success(), "{host_times}: {:?}", r.out);
+        let summary = &r.of_type("summary")[0];
+        let lost = &r.of_type("lost")[0];
+        if host_times {
+            assert!(
+                lost["host_dropped"].as_u64().unwrap() > 0,
+                "the control run lost nothing: the stops did not starve the reader ({lost})"
+            );
+        } else {
+            assert_eq!(r.lost_total(), 0, "{lost}");
+            assert!(
+                summary["host_ring_waits"].as_u64().unwrap() > 0,
+                "the plugin never waited: {summary}"
+            );
+            check_heavy(&r, n * procs, false);
+        }
+    }
+}
+
 /// Every getppid and 1-byte write of the syscall-heavy loop has exactly its
 /// own host call. Without `--host-times` the plugin reads ring positions
 /// and the host calls of the loop carry no time; with it, all do.
@@ -658,6 +728,7 @@ on_both_qemus!(
     root_four_threads_each_get_their_own_host_calls,
     root_forked_children_are_joined_in_their_own_process,
     root_syscall_heavy_every_call_has_exactly_its_host_call,
+    root_a_stalled_reader_costs_time_never_events,
     root_emulated_and_unsupported_calls_are_judged_so,
     root_trace_report_and_damaged_traces,
     plugin_alone_writes_a_trace_that_report_reads,

@@ -35,7 +35,7 @@ use parking_lot::Mutex;
 use shmem_proto::record::{
     note_bytes, PluginInfo, CAP_DISCON, CAP_MEMORY_READ, CAP_PC_REGISTER, CAP_REGISTER_READ,
     CAP_SIGNAL_REGISTER, CAP_SYSCALL_FILTER, EXEC_REFUSED_UNFOLLOWED, NOTE_EXEC, NOTE_EXEC_REFUSED,
-    SPAN_EXEC_CHECK, SPAN_FILE_OUTPUT, SPAN_RING_WAIT, SPAN_SETUP,
+    SPAN_EXEC_CHECK, SPAN_FILE_OUTPUT, SPAN_HOST_BACKLOG, SPAN_RING_WAIT, SPAN_SETUP,
 };
 use shmem_proto::{
     monotonic_ns, Arch, GuestRecord, Origin, Producer, Pushed, Region, RegionParams,
@@ -70,16 +70,21 @@ struct Plugin {
 static PC_FROM_REGISTER: AtomicBool = AtomicBool::new(false);
 
 static PLUGIN: OnceLock<Plugin> = OnceLock::new();
-/// The host ring buffer's producer position (a read-only mapping of its
-/// producer page), when guestview handed the ring over (`hostpos=FD`).
-static HOST_POS: OnceLock<&'static AtomicU64> = OnceLock::new();
+/// The host ring buffer's positions (read-only mappings of its producer
+/// and consumer pages), when guestview handed the ring over (`hostpos=FD`).
+static HOST_POS: OnceLock<sys::HostRing> = OnceLock::new();
 
 /// The host ring's producer position now (one load from memory the kernel
 /// writes as it records each host syscall), if the plugin has it.
 #[inline]
 fn hpos() -> Option<u64> {
-    HOST_POS.get().map(|p| p.load(Ordering::Acquire))
+    HOST_POS.get().map(|h| h.prod.load(Ordering::Acquire))
 }
+
+/// How long the host ring's reader may make no progress at all before a
+/// guest thread stops waiting for it (it is gone or stopped; the eBPF
+/// programs then count what they cannot record).
+const HOST_READER_STALL_NS: u64 = 5_000_000_000;
 /// What must happen before the guest's first instruction (see `install`).
 struct BeforeGuest {
     hold: Option<&'static Region>,
@@ -198,6 +203,41 @@ impl ThreadState {
             };
             p.push(&span);
         }
+    }
+
+    /// Keep the host ring from overflowing: when more than half of it is
+    /// unread, wait until guestview has read it down to a quarter. QEMU
+    /// makes host calls (and so do the processes they drive, such as a
+    /// tracer) only as fast as guest calls come, so holding guest calls
+    /// back here bounds them all: a starved reader costs time, never
+    /// records. The wait is a span of the plugin's own (it sleeps).
+    fn wait_for_host_reader(&mut self) {
+        let Some(h) = HOST_POS.get() else { return };
+        if h.backlog() <= h.size / 2 {
+            return;
+        }
+        let p0 = hpos();
+        let t0 = monotonic_ns();
+        let mut seen = h.cons.load(Ordering::Acquire);
+        let mut since = t0;
+        let mut backoff = shmem_proto::Backoff::default();
+        while h.backlog() > h.size / 4 {
+            backoff.sleep();
+            let now = monotonic_ns();
+            let c = h.cons.load(Ordering::Acquire);
+            if c != seen {
+                (seen, since) = (c, now);
+            } else if now.saturating_sub(since) > HOST_READER_STALL_NS {
+                break;
+            }
+        }
+        let span = GuestRecord::PluginSpan {
+            at: self.origin(t0),
+            end_ns: monotonic_ns(),
+            reason: SPAN_HOST_BACKLOG,
+            hpos: p0.zip(hpos()),
+        };
+        self.push(&span);
     }
 
     /// Make sure the call's entry and exit records (and `extra` more) can be
@@ -515,6 +555,7 @@ extern "C" fn on_syscall(
         } else {
             None
         };
+        ts.wait_for_host_reader();
         ts.reserve(path.as_ref().map_or(0, GuestPath::chunks));
         // Everything above may make syscalls; from here to the return
         // callback's position and timestamp, nothing of ours does.

@@ -541,35 +541,40 @@ pub fn read_memory(addr: u64, out: &mut [u8], buf: &mut ByteBuf) -> bool {
     true
 }
 
-/// Receive one file descriptor (SCM_RIGHTS) from the unix socket `sock`
-/// without waiting, then map the BPF ring buffer behind it read-only and
-/// return its producer position word. The descriptors are closed either
-/// way: the mapping is all the plugin keeps.
-pub fn map_host_position(
-    sock: c_int,
-) -> Result<&'static std::sync::atomic::AtomicU64, HostPosError> {
-    let fd = recv_fd(sock);
-    // SAFETY: closing a descriptor number the caller handed us for this.
-    unsafe { libc::close(sock) };
-    let fd = fd?;
-    // Only ever map a BPF ring buffer (map_type 27): whatever else sits at
-    // that number (a guest's descriptor, in an image started by a guest
-    // exec) is refused.
-    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap_or_default();
-    if !info
-        .lines()
-        .any(|l| l.split_whitespace().eq(["map_type:", "27"]))
-    {
-        // SAFETY: we own fd (received above).
-        unsafe { libc::close(fd) };
-        return Err(HostPosError::Unavailable);
+/// What the plugin keeps of the host's BPF ring buffer: read-only views
+/// of its two position words and the size of its data area.
+#[derive(Clone, Copy)]
+pub struct HostRing {
+    /// The producer position: where the next host record will go.
+    pub prod: &'static std::sync::atomic::AtomicU64,
+    /// The consumer position: how far guestview has read.
+    pub cons: &'static std::sync::atomic::AtomicU64,
+    /// Bytes of record space (the map's `max_entries`).
+    pub size: u64,
+}
+
+impl HostRing {
+    /// Bytes written and not yet read by guestview.
+    #[inline]
+    pub fn backlog(&self) -> u64 {
+        let c = self.cons.load(std::sync::atomic::Ordering::Acquire);
+        self.prod
+            .load(std::sync::atomic::Ordering::Acquire)
+            .saturating_sub(c)
     }
-    // SAFETY: sysconf has no memory effects.
-    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
-        .map_err(|_| HostPosError::Failed("hostpos: no page size".to_string()))?;
-    // SAFETY: a new read-only shared mapping of one page of the ring buffer
-    // map at offset one page (its producer page, which the kernel lets any
-    // holder of the descriptor map read-only); the kernel checks the rest.
+}
+
+/// Map one page of the ring buffer behind `fd` read-only at `offset`.
+fn map_ring_page(
+    fd: c_int,
+    page: usize,
+    offset: usize,
+    what: &str,
+) -> Result<&'static std::sync::atomic::AtomicU64, HostPosError> {
+    // SAFETY: a new read-only shared mapping of one page of the ring
+    // buffer map (its consumer page at 0, its producer page at one page:
+    // the kernel lets any holder of the descriptor map both read-only);
+    // the kernel checks the rest.
     let p = unsafe {
         libc::mmap(
             std::ptr::null_mut(),
@@ -577,21 +582,61 @@ pub fn map_host_position(
             libc::PROT_READ,
             libc::MAP_SHARED,
             fd,
-            page as libc::off_t,
+            offset as libc::off_t,
         )
     };
-    let err = std::io::Error::last_os_error();
-    // SAFETY: we own fd (received above); the mapping outlives it.
-    unsafe { libc::close(fd) };
     if p == libc::MAP_FAILED {
+        let err = std::io::Error::last_os_error();
         return Err(HostPosError::Failed(format!(
-            "hostpos: cannot map the host ring's producer page: {err}"
+            "hostpos: cannot map the host ring's {what} page: {err}"
         )));
     }
     // SAFETY: the page is mapped for the life of the process (never
-    // unmapped) and page-aligned; its first word is the kernel's u64
-    // producer position, which we only ever load atomically.
+    // unmapped) and page-aligned; its first word is the kernel's (or the
+    // reader's) u64 position, which we only ever load atomically.
     Ok(unsafe { &*p.cast::<std::sync::atomic::AtomicU64>() })
+}
+
+/// Receive one file descriptor (SCM_RIGHTS) from the unix socket `sock`
+/// without waiting, then map the BPF ring buffer's position pages behind
+/// it read-only. The descriptors are closed either way: the mappings are
+/// all the plugin keeps.
+pub fn map_host_position(sock: c_int) -> Result<HostRing, HostPosError> {
+    let fd = recv_fd(sock);
+    // SAFETY: closing a descriptor number the caller handed us for this.
+    unsafe { libc::close(sock) };
+    let fd = fd?;
+    let r = map_host_ring(fd);
+    // SAFETY: we own fd (received above); the mappings outlive it.
+    unsafe { libc::close(fd) };
+    r
+}
+
+fn map_host_ring(fd: c_int) -> Result<HostRing, HostPosError> {
+    // Only ever map a BPF ring buffer (map_type 27): whatever else sits at
+    // that number (a guest's descriptor, in an image started by a guest
+    // exec) is refused.
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap_or_default();
+    let field = |name: &str| {
+        info.lines().find_map(|l| {
+            let mut w = l.split_whitespace();
+            (w.next() == Some(name)).then(|| w.next().and_then(|v| v.parse::<u64>().ok()))?
+        })
+    };
+    if field("map_type:") != Some(27) {
+        return Err(HostPosError::Unavailable);
+    }
+    let size = field("max_entries:")
+        .filter(|&s| s > 0)
+        .ok_or_else(|| HostPosError::Failed("hostpos: the host ring has no size".to_string()))?;
+    // SAFETY: sysconf has no memory effects.
+    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
+        .map_err(|_| HostPosError::Failed("hostpos: no page size".to_string()))?;
+    Ok(HostRing {
+        cons: map_ring_page(fd, page, 0, "consumer")?,
+        prod: map_ring_page(fd, page, page, "producer")?,
+        size,
+    })
 }
 
 fn recv_fd(sock: c_int) -> Result<c_int, HostPosError> {

@@ -167,6 +167,9 @@ pub const SPAN_RING_WAIT: u32 = 2;
 pub const SPAN_FILE_OUTPUT: u32 = 3;
 /// The plugin looked at the file a guest exec names (`exec=on`).
 pub const SPAN_EXEC_CHECK: u32 = 4;
+/// The plugin held a guest call back until guestview had read the host
+/// ring buffer down (it was more than half full).
+pub const SPAN_HOST_BACKLOG: u32 = 5;
 
 /// `flags` bit on `KIND_SYS_ENTER`: `pc` is valid.
 pub const FLAG_PC_VALID: u16 = 1;

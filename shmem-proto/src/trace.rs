@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 /// First eight bytes of a trace file.
 pub const TRACE_MAGIC: [u8; 8] = *b"GVTRACE\0";
 /// Version of the trace format.
-pub const TRACE_VERSION: u32 = 5;
+pub const TRACE_VERSION: u32 = 6;
 /// Largest frame a reader accepts (a hostile length cannot make it allocate more).
 pub const MAX_FRAME: u32 = 64 << 20;
 /// Events per frame the writer aims at.
@@ -322,6 +322,8 @@ pub struct SummaryEvent {
     pub wall_ns: u64,
     /// Producer waits on a full ring.
     pub ring_waits: u64,
+    /// Guest calls held back until guestview had read the host ring down.
+    pub host_ring_waits: u64,
     /// What the main QEMU process offered the plugin (`None`: no plugin, or it never started).
     pub qemu_plugin: Option<PluginEvent>,
 }
