@@ -69,6 +69,11 @@ struct GuestCall {
     exec_program: Option<String>,
     /// The host exec that ended the call has been attributed to it.
     exec_seen: bool,
+    /// The call's process started a new image (its plugin's start record
+    /// came) before the host exec event that ended the call was read: the
+    /// call waits for that event, and every host call of its thread read
+    /// until then is still the old image's.
+    exec_pending: bool,
     host: Vec<HostCall>,
     /// The path argument as the plugin read it from guest memory.
     guest_path: GuestPath,
@@ -523,6 +528,7 @@ impl Joiner {
                     end_pos: None,
                     exec_program: None,
                     exec_seen: false,
+                    exec_pending: false,
                     // Nearly every call gets one host call: room for it
                     // now is cheaper than growing from nothing.
                     host: Vec::with_capacity(1),
@@ -596,6 +602,14 @@ impl Joiner {
                 }
             }
             GuestRecord::ProcessStart { arch, plugin, .. } => {
+                // A new image on a thread with a call open: that call was an
+                // exec whose host event is not read yet (the reader was
+                // behind; the new QEMU got as far as its plugin first).
+                if let Some(mut g) = th.open.take() {
+                    g.exec_pending = true;
+                    g.exit_pass = self.pass;
+                    th.done.push_back(g);
+                }
                 if let Some(a) = Arch::from_id(arch) {
                     self.arch_of_pid.insert(at.pid, a);
                 }
@@ -800,6 +814,16 @@ impl Joiner {
                             g.exit_pass = pass;
                             th.done.push_back(g);
                         }
+                    } else if let Some(g) = th
+                        .done
+                        .iter_mut()
+                        .rev()
+                        .find(|g| g.exec_pending && g.t_enter <= t_ns)
+                    {
+                        g.exec_pending = false;
+                        g.end = Some(t_ns);
+                        g.end_pos = Some(pos);
+                        g.exit_pass = pass;
                     }
                 }
                 if killed {
@@ -937,7 +961,10 @@ impl Joiner {
         // (pos < p_exit); times: it ended no later than the return. A call
         // ended by an exec (no return) owns what came before the exec.
         let before_end = |g: &GuestCall| {
-            if by_pos {
+            if g.exec_pending {
+                // Its exec event is not read yet: neither is anything after.
+                true
+            } else if by_pos {
                 g.p_exit.is_some_and(|p| h.pos < p) || g.end_pos.is_some_and(|e| h.pos < e)
             } else {
                 g.exit.is_some_and(|(t_exit, _)| h.t_exit_ns <= t_exit)
@@ -1131,8 +1158,7 @@ impl Joiner {
                 // loaded machine can run other things in between): wait
                 // for it, a while at most.
                 let waiting = g.exit.is_none()
-                    && g.end.is_some()
-                    && !g.exec_seen
+                    && (g.end.is_some() && !g.exec_seen || g.exec_pending)
                     && g.exit_pass + EXEC_WAIT_PASSES >= pass;
                 let ok = all || (g.exit_pass < pass && !waiting && in_hand);
                 if !ok {
@@ -1403,6 +1429,67 @@ mod tests {
             .expect("the exec event");
         assert_eq!(exec.program.as_deref(), Some("/bin/ls"));
         assert_eq!(j.stats().host_internal, 1);
+    }
+
+    #[test]
+    fn a_new_image_read_before_its_exec_event_still_ends_the_exec() {
+        // A loaded machine: the new image's plugin start (and a first call)
+        // reach the reader before the host exec event that made them.
+        let mut j = Joiner::new(Arch::Mips);
+        j.begin_guest_drain();
+        j.guest(GuestRecord::SysEnter {
+            at: at(1, 10),
+            nr: 4011,
+            args: [0; 8],
+            pc: None,
+            hpos: None,
+        });
+        j.guest(GuestRecord::ProcessStart {
+            at: at(1, 50),
+            ppid: 90,
+            arch: Arch::Mips.id(),
+            plugin: PluginInfo::default(),
+        });
+        j.guest(GuestRecord::SysEnter {
+            at: at(1, 60),
+            nr: 4020,
+            args: [0; 8],
+            pc: None,
+            hpos: None,
+        });
+        j.guest(GuestRecord::SysExit {
+            at: at(1, 61),
+            nr: 4020,
+            ret: 100,
+            hpos: None,
+        });
+        let mut out = Vec::new();
+        j.begin_host_drain(1_000);
+        // Before the exec event: the old image's host call is the execve's.
+        j.host(host(1, 21, 0, 12, 0));
+        j.settle_into(&mut out);
+        j.begin_guest_drain();
+        j.begin_host_drain(2_000);
+        j.host(HostEvent::Exec {
+            tgid: 100,
+            tid: 1,
+            old_tid: 1,
+            filename: "/.guestview/lib/ld-linux-x86-64.so.2".into(),
+            killed: false,
+            t_ns: 20,
+            pos: 0,
+        });
+        j.host(host(1, 59, 0, 25, 0));
+        j.host(host(1, 39, 0, 60, 100));
+        out.extend(j.finish());
+        let c = calls(&out);
+        assert_eq!(c.len(), 2, "{c:?}");
+        let names: Vec<&str> = c[0].host.iter().map(|h| h.name.as_ref()).collect();
+        assert_eq!(names, ["access", "execve"], "{:?}", c[0]);
+        assert_eq!(c[0].ret, None);
+        assert_eq!(c[1].host.len(), 1);
+        assert_eq!(c[1].host[0].name, "getpid");
+        assert_eq!(j.stats().host_internal, 0);
     }
 
     #[test]
