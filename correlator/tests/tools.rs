@@ -390,7 +390,9 @@ fn root_a_planted_errno_mistranslation_is_caught_as_mismatch() {
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let lines: Vec<&str> = printed.lines().collect();
     assert!(
-        lines.len() == 1 && lines[0].starts_with("errnos: rmdir(") && lines[0].contains("want ENOTEMPTY"),
+        lines.len() == 1
+            && lines[0].starts_with("errnos: rmdir(")
+            && lines[0].contains("want ENOTEMPTY"),
         "{printed}"
     );
     let calls: Vec<Value> = std::fs::read_to_string(&jsonl)
@@ -399,7 +401,10 @@ fn root_a_planted_errno_mistranslation_is_caught_as_mismatch() {
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
         .filter(|e| e["type"] == "syscall")
         .collect();
-    let mismatches: Vec<&Value> = calls.iter().filter(|c| c["verdict"] == "mismatch").collect();
+    let mismatches: Vec<&Value> = calls
+        .iter()
+        .filter(|c| c["verdict"] == "mismatch")
+        .collect();
     assert_eq!(mismatches.len(), 1, "exactly the rmdir: {mismatches:?}");
     let m = mismatches[0];
     assert_eq!(m["name"], "rmdir", "{m}");
