@@ -5,7 +5,7 @@
 //! by a load bias that QEMU's plugin API v1 does not tell us, so their PCs
 //! stay plain addresses.
 
-use object::{Object, ObjectKind, ObjectSymbol, SymbolKind};
+use object::{Object, ObjectKind, ObjectSection, ObjectSymbol, SectionKind, SymbolKind};
 use rustc_hash::FxHashMap;
 use std::borrow::Cow;
 use std::path::Path;
@@ -19,6 +19,9 @@ const CACHE_LIMIT: usize = 8192;
 #[derive(Debug, Default, Clone)]
 pub struct Symbolizer {
     funcs: Vec<(u64, u64, String)>,
+    /// The code sections' address ranges (start, end), sorted: a symbol
+    /// without a size ends at the end of its section at the latest.
+    code: Vec<(u64, u64)>,
     /// Names already made, by PC: each syscall site is formatted once.
     cache: FxHashMap<u64, Option<&'static str>>,
 }
@@ -56,8 +59,15 @@ impl Symbolizer {
                 .then(a.2.len().cmp(&b.2.len()))
         });
         funcs.dedup_by_key(|f| f.0);
+        let mut code: Vec<(u64, u64)> = file
+            .sections()
+            .filter(|s| s.kind() == SectionKind::Text && s.size() > 0)
+            .map(|s| (s.address(), s.address().saturating_add(s.size())))
+            .collect();
+        code.sort_unstable();
         Some(Symbolizer {
             funcs,
+            code,
             cache: FxHashMap::default(),
         })
     }
@@ -83,11 +93,21 @@ impl Symbolizer {
         let i = self.funcs.partition_point(|f| f.0 <= pc);
         let (start, size, name) = self.funcs.get(i.checked_sub(1)?)?;
         let off = pc - start;
-        // A symbol without a size covers up to the next one.
+        // A symbol without a size covers up to the next one, but never past
+        // the end of its code section: a PC beyond the program's code (in
+        // the guest vDSO QEMU 10.2 maps, or QEMU's signal trampoline) is in
+        // no function of the program, whatever symbol came last (`_fini`).
         let end = if *size > 0 {
             start + size
         } else {
-            self.funcs.get(i).map_or(u64::MAX, |f| f.0)
+            let section_end = self
+                .code
+                .iter()
+                .find(|(s, e)| (*s..*e).contains(start))
+                .map_or(*start, |r| r.1);
+            self.funcs
+                .get(i)
+                .map_or(section_end, |f| f.0.min(section_end))
         };
         (pc < end).then(|| {
             if off == 0 {
@@ -110,7 +130,9 @@ mod tests {
                 (0x1000, 0x20, "open64".into()),
                 (0x1040, 0, "write".into()),
                 (0x1100, 0x10, "read".into()),
+                (0x1200, 0, "_fini".into()),
             ],
+            code: vec![(0x1000, 0x1210)],
             ..Default::default()
         };
         assert_eq!(s.lookup(0x1000).as_deref(), Some("open64"));
@@ -119,6 +141,13 @@ mod tests {
         assert_eq!(s.lookup(0x10f0).as_deref(), Some("write+0xb0"));
         assert_eq!(s.lookup(0x1110), None);
         assert_eq!(s.lookup(0x10), None);
+        assert_eq!(s.lookup(0x1208).as_deref(), Some("_fini+0x8"));
+        assert_eq!(
+            s.lookup(0x1210),
+            None,
+            "past the code: the last unsized symbol does not reach it"
+        );
+        assert_eq!(s.lookup(0x7f00_0000_0549), None, "a vDSO PC");
     }
 
     #[test]

@@ -344,6 +344,109 @@ fn root_many_errnos_in_the_guest_numbering_are_no_mismatch() {
     panic!("no errno numbered differently on MIPS was judged: {judged:?}");
 }
 
+/// The test-only QEMU of `patches/test-only/` (our qemu-mips 10.2 with one
+/// planted translation bug: host `ENOTEMPTY` reaches the guest as `EEXIST`):
+/// its `qemu-mips` if it is built (never builds it; `scripts/test` does).
+fn mistranslating_qemu() -> Option<PathBuf> {
+    let out = Command::new(repo().join("patches/test-only/build-qemu"))
+        .arg("--check")
+        .output()
+        .ok()?;
+    let p = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    (out.status.success() && !p.is_empty()).then(|| Path::new(&p).join("bin/qemu-mips"))
+}
+
+/// A real translation bug is caught: under a QEMU that translates host
+/// `ENOTEMPTY` (39) into the guest's `EEXIST` (17 on MIPS) instead of its
+/// `ENOTEMPTY` (93), exactly the one call of `errnos` whose host call fails
+/// with `ENOTEMPTY` (its `rmdir` of a directory that is not empty) is
+/// judged `mismatch`, and said why; every other error of the run still
+/// reaches the guest correctly and is no mismatch.
+#[test]
+fn root_a_planted_errno_mistranslation_is_caught_as_mismatch() {
+    if !root() {
+        return;
+    }
+    let qemu = mistranslating_qemu();
+    if !require(
+        qemu.is_some(),
+        "the test-only QEMU (patches/test-only/build-qemu; scripts/test builds it)",
+    ) {
+        return;
+    }
+    let qemu = qemu.unwrap();
+    let jsonl = tmp("errnos-planted.jsonl");
+    let out = Command::new(GV)
+        .args(["run", "--format", "jsonl", "--output"])
+        .arg(&jsonl)
+        .arg("--qemu")
+        .arg(&qemu)
+        .arg(guest("errnos"))
+        .arg("/tmp")
+        .output()
+        .unwrap();
+    // The guest itself sees the wrong errno, once.
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let lines: Vec<&str> = printed.lines().collect();
+    assert!(
+        lines.len() == 1
+            && lines[0].starts_with("errnos: rmdir(")
+            && lines[0].contains("want ENOTEMPTY"),
+        "{printed}"
+    );
+    let calls: Vec<Value> = std::fs::read_to_string(&jsonl)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["type"] == "syscall")
+        .collect();
+    let mismatches: Vec<&Value> = calls
+        .iter()
+        .filter(|c| c["verdict"] == "mismatch")
+        .collect();
+    assert_eq!(mismatches.len(), 1, "exactly the rmdir: {mismatches:?}");
+    let m = mismatches[0];
+    assert_eq!(m["name"], "rmdir", "{m}");
+    assert_eq!(m["errno"], "EEXIST", "{m}");
+    assert_eq!(m["ret"], -17, "{m}");
+    let last = m["host"].as_array().and_then(|h| h.last()).unwrap();
+    assert_eq!(last["name"], "rmdir", "{m}");
+    assert_eq!(last["ret"], -39, "host ENOTEMPTY: {m}");
+    // The other host errors were judged and found translated correctly.
+    let judged: std::collections::BTreeSet<&str> = calls
+        .iter()
+        .filter(|c| c["verdict"] != "mismatch")
+        .filter(|c| {
+            c["host"]
+                .as_array()
+                .and_then(|h| h.last())
+                .is_some_and(|h| h["ret"].as_i64().is_some_and(|r| r < 0))
+        })
+        .filter_map(|c| c["errno"].as_str())
+        .collect();
+    assert!(judged.len() >= 20, "{judged:?}");
+
+    // The text output says what differs.
+    let text = tmp("errnos-planted.txt");
+    let out = Command::new(GV)
+        .args(["run", "--format", "text", "--output"])
+        .arg(&text)
+        .arg("--qemu")
+        .arg(&qemu)
+        .arg(guest("errnos"))
+        .arg("/tmp")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let text = std::fs::read_to_string(&text).unwrap();
+    let flagged: Vec<&str> = text.lines().filter(|l| l.contains("<mismatch>")).collect();
+    assert!(
+        flagged.len() == 1 && flagged[0].contains("(guest EEXIST, host rmdir ENOTEMPTY)"),
+        "{flagged:?}"
+    );
+}
+
 #[test]
 fn root_guest_pcs_are_named_from_the_program_symbols() {
     if !root() {

@@ -240,11 +240,18 @@ pub fn fd2_streams(strace_out: &str) -> BTreeMap<u64, Vec<u8>> {
 /// QEMU's `-strace` lines (each thread's stream): per pid, the multiset of
 /// syscall names. `Unknown syscall N` is named from guestview's table of
 /// `arch`.
+///
+/// QEMU 7.2 starts each line with the process id, 10.2 with the thread id.
+/// QEMU's own lines say which threads belong together: a
+/// `clone(...CLONE_THREAD...) = N` printed by thread `T` makes `N` a thread
+/// of `T`'s process, so both versions are counted per process.
 pub fn parse_strace_streams_of(
     arch: Arch,
     streams: &BTreeMap<u64, Vec<u8>>,
 ) -> BTreeMap<u64, BTreeMap<String, u64>> {
-    let mut m: BTreeMap<u64, BTreeMap<String, u64>> = BTreeMap::new();
+    let mut by_id: BTreeMap<u64, BTreeMap<String, u64>> = BTreeMap::new();
+    // A thread's id -> the id of the thread that created it.
+    let mut creator: HashMap<u64, u64> = HashMap::new();
     for bytes in streams.values() {
         let text = String::from_utf8_lossy(bytes);
         for line in text.lines() {
@@ -258,7 +265,7 @@ pub fn parse_strace_streams_of(
                 let nr: String = r.chars().take_while(|c| c.is_ascii_digit()).collect();
                 let name = guestview::tables::guest_syscall_name(arch, nr.parse().unwrap())
                     .map_or_else(|| format!("syscall_{nr}"), str::to_owned);
-                *m.entry(pid).or_default().entry(name).or_default() += 1;
+                *by_id.entry(pid).or_default().entry(name).or_default() += 1;
                 continue;
             }
             let name: String = rest
@@ -266,8 +273,37 @@ pub fn parse_strace_streams_of(
                 .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
                 .collect();
             if !name.is_empty() && rest[name.len()..].starts_with('(') {
-                *m.entry(pid).or_default().entry(name).or_default() += 1;
+                *by_id
+                    .entry(pid)
+                    .or_default()
+                    .entry(name.clone())
+                    .or_default() += 1;
+                if name == "clone" && rest.contains("CLONE_THREAD") {
+                    let child = rest
+                        .rsplit_once(") = ")
+                        .and_then(|(_, r)| r.trim().parse::<u64>().ok());
+                    if let Some(child) = child.filter(|c| *c != pid) {
+                        creator.insert(child, pid);
+                    }
+                }
             }
+        }
+    }
+    let process_of = |mut id: u64| {
+        // Bounded: a cycle in a damaged log must not hang the test.
+        for _ in 0..creator.len() {
+            match creator.get(&id) {
+                Some(p) => id = *p,
+                None => break,
+            }
+        }
+        id
+    };
+    let mut m: BTreeMap<u64, BTreeMap<String, u64>> = BTreeMap::new();
+    for (id, names) in by_id {
+        let calls = m.entry(process_of(id)).or_default();
+        for (n, k) in names {
+            *calls.entry(n).or_default() += k;
         }
     }
     m
