@@ -24,10 +24,11 @@
  *   aarch64  lookup_dcookie (18) of the generic table.
  *   ppc    sys_debug_setcontext (256), PowerPC-only.
  *   ppc64le  subpage_prot (310), PowerPC-64-only.
- *   riscv64  riscv_hwprobe (258), RISC-V-only (Linux 6.4), unknown to
- *          QEMU 7.2: -strace prints "Unknown syscall 258". (Not
- *          riscv_flush_icache, 259: linux-user/riscv/cpu_loop.c answers it
- *          with 0 before do_syscall(), invisibly.)
+ *   riscv64  lookup_dcookie (18) of the generic table. (Not
+ *          riscv_hwprobe, 258, RISC-V-only: unknown to QEMU 7.2, but QEMU
+ *          10.2 implements it. Not riscv_flush_icache, 259:
+ *          linux-user/riscv/cpu_loop.c answers it with 0 before
+ *          do_syscall(), invisibly.)
  *   x86_64   iopl (172) with level 0, x86-only.
  * And everywhere a number that is no syscall at all (999; 4999 on MIPS).
  *
@@ -81,7 +82,7 @@ int main(int argc, char **argv)
 #elif defined(__powerpc__)
         expect_enosys("sys_debug_setcontext", __NR_sys_debug_setcontext);
 #elif defined(__riscv)
-        expect_enosys("riscv_hwprobe", 258); /* not in glibc 2.36's headers */
+        expect_enosys("lookup_dcookie", __NR_lookup_dcookie);
 #elif defined(__x86_64__)
         expect_enosys("iopl", __NR_iopl);
 #endif
