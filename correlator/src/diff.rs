@@ -165,7 +165,8 @@ impl Call {
     /// What differs between two aligned calls (empty: the same). Names
     /// count only between traces of one architecture (`same_arch`): there
     /// `open` against `openat` is a change, across architectures it is what
-    /// the same libc call is called there.
+    /// the same libc call is called there; host calls are likewise compared
+    /// by their [`canonical_name`] across architectures.
     fn changes(&self, other: &Call, same_arch: bool) -> Vec<&'static str> {
         let mut c = Vec::new();
         if same_arch && self.name != other.name {
@@ -176,7 +177,18 @@ impl Call {
         } else if self.failed() != other.failed() || self.errno != other.errno {
             c.push("errno");
         }
-        if self.host != other.host {
+        let host_differs = if same_arch {
+            self.host != other.host
+        } else {
+            // QEMU passes `statx` through as `statx`, `newfstatat` as
+            // `newfstatat`: across architectures that is the same call.
+            !self
+                .host
+                .iter()
+                .map(|h| canonical_name(h))
+                .eq(other.host.iter().map(|h| canonical_name(h)))
+        };
+        if host_differs {
             c.push("host");
         }
         let native = self.verdict == NATIVE_VERDICT || other.verdict == NATIVE_VERDICT;
@@ -732,5 +744,11 @@ mod tests {
         assert_eq!(at.canonical, x.canonical);
         assert_eq!(x.changes(&at, true), ["name"]);
         assert!(x.changes(&at, false).is_empty());
+        let mut st = call(1, "statx", None, &["statx"]);
+        let fst = call(1, "newfstatat", None, &["newfstatat"]);
+        assert!(st.changes(&fst, false).is_empty());
+        assert_eq!(st.changes(&fst, true), ["name", "host"]);
+        st.host.insert(0, "access".into());
+        assert_eq!(st.changes(&fst, false), ["host"]);
     }
 }
