@@ -27,16 +27,45 @@ use std::time::{Duration, Instant};
 /// its own host call.
 pub const NATIVE_VERDICT: &str = "native";
 
-/// One name for a syscall across architectures: the 64-bit-offset,
-/// 32-bit-id and 64-bit-time variants of 32-bit ABIs, and a few old names,
-/// become the name the generic (asm-generic) table uses.
+/// One name for a syscall across architectures: what the same libc call
+/// becomes on each. The 64-bit-offset, 32-bit-id and 64-bit-time variants
+/// of 32-bit ABIs become the plain call; the legacy path calls that the
+/// generic (asm-generic) table of aarch64 and riscv64 lacks become their
+/// `*at` successor (`unlink` → `unlinkat`, `open`/`creat` → `openat`), and
+/// every `stat` flavour (`stat64`, `fstat64`, `newfstatat`, `statx`, ...)
+/// one `fstatat`: libc's `stat()` is `statx` on mips and arm,
+/// `newfstatat` on aarch64 and x86-64. Traces of one architecture are still
+/// told apart by name (see [`diff`]).
 pub fn canonical_name(name: &str) -> Cow<'_, str> {
     let fixed = match name {
         "_llseek" | "llseek" => "lseek",
         "mmap2" => "mmap",
-        "_newselect" | "newselect" => "select",
-        "ugetrlimit" => "getrlimit",
-        "fstatat64" | "newfstatat" => "fstatat",
+        "select" | "_newselect" | "newselect" => "pselect6",
+        "poll" => "ppoll",
+        "getrlimit" | "ugetrlimit" | "setrlimit" => "prlimit64",
+        "stat" | "lstat" | "fstat" | "stat64" | "lstat64" | "fstat64" | "newfstatat"
+        | "fstatat64" | "statx" | "oldstat" | "oldlstat" | "oldfstat" => "fstatat",
+        "open" | "creat" => "openat",
+        "unlink" | "rmdir" => "unlinkat",
+        "rename" | "renameat" => "renameat2",
+        "mkdir" => "mkdirat",
+        "mknod" => "mknodat",
+        "readlink" => "readlinkat",
+        "link" => "linkat",
+        "symlink" => "symlinkat",
+        "chmod" => "fchmodat",
+        "chown" | "lchown" | "chown32" | "lchown32" => "fchownat",
+        "access" | "faccessat2" => "faccessat",
+        "utime" | "utimes" | "futimesat" => "utimensat",
+        "dup2" => "dup3",
+        "pipe" => "pipe2",
+        "eventfd" => "eventfd2",
+        "signalfd" => "signalfd4",
+        "inotify_init" => "inotify_init1",
+        "epoll_create" => "epoll_create1",
+        "epoll_wait" => "epoll_pwait",
+        "fork" | "vfork" => "clone",
+        "getpgrp" => "getpgid",
         "arm_fadvise64_64" | "fadvise64_64" => "fadvise64",
         "sync_file_range2" | "arm_sync_file_range" => "sync_file_range",
         "timer_settime64" => "timer_settime",
@@ -55,9 +84,6 @@ pub fn canonical_name(name: &str) -> Cow<'_, str> {
         return Cow::Owned(base.to_owned());
     }
     const SUFFIX_64: &[&str] = &[
-        "fstat64",
-        "stat64",
-        "lstat64",
         "fcntl64",
         "truncate64",
         "ftruncate64",
@@ -136,15 +162,33 @@ impl Call {
         self.errno.is_some()
     }
 
-    /// What differs between two aligned calls (empty: the same).
-    fn changes(&self, other: &Call) -> Vec<&'static str> {
+    /// What differs between two aligned calls (empty: the same). Names
+    /// count only between traces of one architecture (`same_arch`): there
+    /// `open` against `openat` is a change, across architectures it is what
+    /// the same libc call is called there; host calls are likewise compared
+    /// by their [`canonical_name`] across architectures.
+    fn changes(&self, other: &Call, same_arch: bool) -> Vec<&'static str> {
         let mut c = Vec::new();
+        if same_arch && self.name != other.name {
+            c.push("name");
+        }
         if self.ret.is_some() != other.ret.is_some() {
             c.push("returned");
         } else if self.failed() != other.failed() || self.errno != other.errno {
             c.push("errno");
         }
-        if self.host != other.host {
+        let host_differs = if same_arch {
+            self.host != other.host
+        } else {
+            // QEMU passes `statx` through as `statx`, `newfstatat` as
+            // `newfstatat`: across architectures that is the same call.
+            !self
+                .host
+                .iter()
+                .map(|h| canonical_name(h))
+                .eq(other.host.iter().map(|h| canonical_name(h)))
+        };
+        if host_differs {
             c.push("host");
         }
         let native = self.verdict == NATIVE_VERDICT || other.verdict == NATIVE_VERDICT;
@@ -283,7 +327,8 @@ pub struct Difference {
     pub a: Option<Call>,
     /// The call in B.
     pub b: Option<Call>,
-    /// For `changed`: `returned`, `errno`, `host`, `verdict`.
+    /// For `changed`: `name` (same architecture only), `returned`,
+    /// `errno`, `host`, `verdict`.
     pub changes: Vec<&'static str>,
 }
 
@@ -347,6 +392,11 @@ pub fn diff(a: &Side, b: &Side) -> Diff {
     let by_key_a: HashMap<(usize, usize), &ThreadCalls> =
         a.threads.iter().map(|(k, t)| (*k, t)).collect();
     let empty = ThreadCalls::default();
+    let same_arch = match (&a.run, &b.run) {
+        (Some(x), Some(y)) => x.arch == y.arch,
+        // Without run records nothing says: names are normalised.
+        _ => false,
+    };
     for key in keys {
         let label = format!("{}.{}", key.0 + 1, key.1 + 1);
         let ta = by_key_a.get(&key).copied();
@@ -388,7 +438,7 @@ pub fn diff(a: &Side, b: &Side) -> Diff {
                 } => {
                     for i in 0..len {
                         let (x, y) = (&ca[old_index + i], &cb[new_index + i]);
-                        let changes = x.changes(y);
+                        let changes = x.changes(y, same_arch);
                         if changes.is_empty() {
                             out.summary.same += 1;
                         } else {
@@ -587,6 +637,17 @@ mod tests {
             ("futex_time64", "futex"),
             ("getuid32", "getuid"),
             ("_newselect", "select"),
+            ("fstat64", "newfstatat"),
+            ("statx", "newfstatat"),
+            ("stat", "fstat"),
+            ("unlink", "unlinkat"),
+            ("rename", "renameat"),
+            ("creat", "openat"),
+            ("readlink", "readlinkat"),
+            ("getrlimit", "prlimit64"),
+            ("ugetrlimit", "prlimit64"),
+            ("chown32", "fchownat"),
+            ("poll", "ppoll"),
         ] {
             assert_eq!(canonical_name(a), canonical_name(b), "{a} vs {b}");
         }
@@ -670,12 +731,24 @@ mod tests {
         let x = call(1, "open", None, &["openat"]);
         let mut y = x.clone();
         y.host = vec!["open".into()];
-        assert_eq!(x.changes(&y), ["host"]);
+        assert_eq!(x.changes(&y, true), ["host"]);
         let mut n = x.clone();
         n.verdict = NATIVE_VERDICT.into();
-        assert!(x.changes(&n).is_empty());
+        assert!(x.changes(&n, true).is_empty());
         let mut e = x.clone();
         e.verdict = "translated".into();
-        assert_eq!(x.changes(&e), ["verdict"]);
+        assert_eq!(x.changes(&e, true), ["verdict"]);
+        // open and openat align; on one architecture the name is a change.
+        let mut at = x.clone();
+        at.name = "openat".into();
+        assert_eq!(at.canonical, x.canonical);
+        assert_eq!(x.changes(&at, true), ["name"]);
+        assert!(x.changes(&at, false).is_empty());
+        let mut st = call(1, "statx", None, &["statx"]);
+        let fst = call(1, "newfstatat", None, &["newfstatat"]);
+        assert!(st.changes(&fst, false).is_empty());
+        assert_eq!(st.changes(&fst, true), ["name", "host"]);
+        st.host.insert(0, "access".into());
+        assert_eq!(st.changes(&fst, false), ["host"]);
     }
 }

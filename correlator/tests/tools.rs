@@ -65,6 +65,39 @@ fn guest(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// The build of a guest test program for another architecture.
+fn guest_of(arch: &str, name: &str) -> PathBuf {
+    if arch == "mips" {
+        return guest(name);
+    }
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("guest");
+    let mut built = BUILT.lock().unwrap();
+    if !built.iter().any(|a| a == arch) {
+        let st = Command::new("bash")
+            .arg(repo().join("tests/guest/build.sh"))
+            .arg(arch)
+            .arg(&out)
+            .status()
+            .expect("run tests/guest/build.sh");
+        assert!(st.success(), "building the {arch} guest programs failed");
+        built.push(arch.to_owned());
+    }
+    out.join(arch).join(name)
+}
+
+/// Our patched QEMU 10.2 for `arch` (`patches/build-qemu --print-prefix`).
+fn our_qemu(arch: &str) -> Option<PathBuf> {
+    let out = Command::new(repo().join("patches/build-qemu"))
+        .arg("--print-prefix")
+        .output()
+        .expect("run patches/build-qemu --print-prefix");
+    let prefix = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let q = Path::new(&prefix).join(format!("bin/qemu-{arch}"));
+    let ok = out.status.success() && !prefix.is_empty() && q.is_file();
+    require(ok, "our QEMU 10.2 (patches/build-qemu)").then_some(q)
+}
+
 /// The same source built for the host, static like the guest builds.
 fn native(name: &str) -> PathBuf {
     let out = tmp(&format!("native-{name}"));
@@ -252,6 +285,30 @@ fn root_native_runs_are_in_the_same_format_and_align_with_the_guest() {
     let (_, lines) = gv_diff(&n, &g);
     let s = summary(&lines);
     assert!(s["same"].as_u64().unwrap() >= 101, "{s}");
+    // What QEMU (7.2, mips) adds, drops and answers itself: the guest's TLS
+    // call; the exec, x86's TLS call and the static start-up's RELRO
+    // mprotect, which the guest never makes; rseq and set_robust_list that
+    // the host kernel serves and QEMU refuses.
+    let names = |op: &str, side: &str| {
+        let mut v: Vec<&str> = lines
+            .iter()
+            .filter(|l| l["op"] == op)
+            .map(|l| l[side]["name"].as_str().unwrap())
+            .collect();
+        v.sort_unstable();
+        v
+    };
+    assert_eq!(names("added", "b"), ["set_thread_area"]);
+    assert_eq!(names("removed", "a"), ["arch_prctl", "execve", "mprotect"]);
+    for refused in ["rseq", "set_robust_list"] {
+        let l = lines
+            .iter()
+            .find(|l| l["op"] == "changed" && l["a"]["name"] == refused)
+            .unwrap_or_else(|| panic!("{refused} not changed: {lines:#?}"));
+        assert_eq!(l["changes"], serde_json::json!(["errno", "host"]), "{l}");
+        assert_eq!(l["b"]["verdict"], "unsupported", "{l}");
+        assert_eq!(l["b"]["errno"], "ENOSYS", "{l}");
+    }
     for l in &lines[..lines.len() - 1] {
         for side in ["a", "b"] {
             let name = l[side]["name"].as_str().unwrap_or("");
@@ -261,6 +318,206 @@ fn root_native_runs_are_in_the_same_format_and_align_with_the_guest() {
             );
         }
     }
+}
+
+/// One changed call of a diff, reduced to what the tests below compare:
+/// (name in A, name in B, what differs, verdict and host calls in A, in B).
+type Change = (String, String, String, String, String, String, String);
+
+fn changes_of(lines: &[Value]) -> Vec<Change> {
+    let s = |v: &Value| v.as_str().unwrap_or("").to_owned();
+    let host = |v: &Value| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h.as_str().unwrap())
+            .collect::<Vec<_>>()
+            .join("+")
+    };
+    lines
+        .iter()
+        .filter(|l| l["op"] == "changed")
+        .map(|l| {
+            (
+                s(&l["a"]["name"]),
+                s(&l["b"]["name"]),
+                l["changes"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|c| c.as_str().unwrap())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                s(&l["a"]["verdict"]),
+                host(&l["a"]["host"]),
+                s(&l["b"]["verdict"]),
+                host(&l["b"]["host"]),
+            )
+        })
+        .collect()
+}
+
+fn change(c: [&str; 7]) -> Change {
+    let [a, b, what, va, ha, vb, hb] = c.map(str::to_owned);
+    (a, b, what, va, ha, vb, hb)
+}
+
+#[test]
+fn root_diff_of_one_program_under_qemu_7_2_and_10_2_shows_what_each_qemu_does() {
+    if !root() {
+        return;
+    }
+    let Some(q10) = our_qemu("mips") else { return };
+    let prog = guest("fileio");
+    let a = traced(
+        "q72-fileio",
+        &["--qemu", "/usr/bin/qemu-mips"],
+        &prog,
+        &["/tmp"],
+    );
+    let q10 = q10.to_string_lossy().into_owned();
+    let b = traced("q102-fileio", &["--qemu", &q10], &prog, &["/tmp"]);
+    let (out, lines) = gv_diff(&a, &b);
+    assert_eq!(out.status.code(), Some(1));
+    // The program's own calls align one for one: nothing added or removed.
+    let s = summary(&lines);
+    assert_eq!(s["added"], 0, "{s}");
+    assert_eq!(s["removed"], 0, "{s}");
+    assert_eq!(s["threads_paired"], 1, "{s}");
+    assert!(s["same"].as_u64().unwrap() >= 30, "{s}");
+    let opens = |a_host: &'static str, b_host: &'static str| {
+        change([
+            "openat",
+            "openat",
+            "host",
+            "passthrough",
+            a_host,
+            "passthrough",
+            b_host,
+        ])
+    };
+    assert_eq!(
+        changes_of(&lines),
+        [
+            // readlink("/proc/self/exe"): 7.2 asks the host (realpath of
+            // the executable), 10.2 answers from the path it kept at start.
+            change([
+                "readlink",
+                "readlink",
+                "host,verdict",
+                "passthrough",
+                "readlink",
+                "emulated",
+                "",
+            ]),
+            // 10.2's openat runs realpath() first (its /proc check): a host
+            // readlink before every open. The access is QEMU's -L prefix
+            // lookup (util/path.c), in both.
+            opens("access+openat", "readlink+access+openat"),
+            opens("access+openat", "readlink+access+openat"),
+            // glibc's free trimming the heap: 7.2 only lowers its brk,
+            // 10.2 maps the freed page PROT_NONE again.
+            change([
+                "brk",
+                "brk",
+                "host,verdict",
+                "emulated",
+                "",
+                "translated",
+                "mmap",
+            ]),
+            opens("openat", "readlink+openat"),
+            opens("access+openat", "readlink+access+openat"),
+        ]
+    );
+    // set_thread_area, brk(0), the brk growths, _llseek, statx: the same
+    // on both, so not in the diff.
+}
+
+#[test]
+fn root_diff_of_one_source_built_for_mips_and_aarch64_aligns_its_libc_calls() {
+    if !root()
+        || !require(
+            Path::new("/usr/bin/aarch64-linux-gnu-gcc").exists(),
+            "aarch64 cross compiler (scripts/setup)",
+        )
+        || !require(Path::new("/usr/bin/qemu-aarch64").exists(), "qemu-aarch64")
+    {
+        return;
+    }
+    let a = traced("mips-fileio", &[], &guest("fileio"), &["/tmp"]);
+    let b = traced(
+        "aarch64-fileio",
+        &[],
+        &guest_of("aarch64", "fileio"),
+        &["/tmp"],
+    );
+    let (out, lines) = gv_diff(&a, &b);
+    assert_eq!(out.status.code(), Some(1));
+    let names = |op: &str, side: &str| {
+        let mut v: Vec<String> = lines
+            .iter()
+            .filter(|l| l["op"] == op)
+            .map(|l| l[side]["name"].as_str().unwrap().to_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    // Only mips o32 sets its TLS pointer with a syscall, and only its
+    // headers have the legacy getdents the program calls on its own
+    // directory; aarch64's static start-up protects its RELRO.
+    assert_eq!(
+        names("removed", "a"),
+        ["close", "getdents", "openat", "set_thread_area"]
+    );
+    assert_eq!(names("added", "b"), ["mprotect"]);
+    let verdict = |a: &str, va: &str, b: &str, vb: &str, host: &str| {
+        change([a, b, "verdict", va, host, vb, host])
+    };
+    // Aligned although named differently: statx/newfstatat,
+    // rename/renameat, unlink/unlinkat are the same (not listed); these
+    // differ in what QEMU did.
+    assert_eq!(
+        changes_of(&lines),
+        [
+            verdict(
+                "getrlimit",
+                "translated",
+                "prlimit64",
+                "passthrough",
+                "prlimit64"
+            ),
+            verdict(
+                "readlink",
+                "passthrough",
+                "readlinkat",
+                "translated",
+                "readlink"
+            ),
+            verdict("_llseek", "translated", "lseek", "passthrough", "lseek"),
+            verdict("_llseek", "translated", "lseek", "passthrough", "lseek"),
+            verdict("_llseek", "translated", "lseek", "passthrough", "lseek"),
+            change([
+                "creat",
+                "openat",
+                "host",
+                "passthrough",
+                "creat",
+                "passthrough",
+                "access+openat",
+            ]),
+        ]
+    );
+    let s = summary(&lines);
+    assert!(s["same"].as_u64().unwrap() >= 24, "{s}");
+    let aligned_by_name =
+        lines.iter().filter(|l| l["op"] == "changed").count() as u64 + s["same"].as_u64().unwrap();
+    let calls_a = s["threads"][0]["calls_a"].as_u64().unwrap();
+    assert_eq!(
+        aligned_by_name,
+        calls_a - 4,
+        "every mips call but the 4 removed"
+    );
 }
 
 #[test]
