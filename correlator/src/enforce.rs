@@ -186,6 +186,51 @@ impl Enforcement {
         Ok(parent.start_supervisor(judge, pid)?)
     }
 
+    /// The sandbox's filter and the policy's in one program (the kernel
+    /// allows one listener per filter chain): the policy's entries, and
+    /// the calls the sandbox answers ([`crate::seccomp::SANDBOX_NOTIFIED`])
+    /// sent to the supervisor where the policy lets them run. Its
+    /// listener is taken by [`Enforcement::start_sandbox_supervisor`].
+    pub fn sandbox_program(&self) -> Result<Vec<(u16, u8, u8, u32)>, EnforceError> {
+        let mut f = self.host.filter.clone();
+        for nr in crate::seccomp::SANDBOX_NOTIFIED {
+            if f.action(nr) == Ret::Allow {
+                f.by_nr.insert(nr, Ret::Notify);
+            }
+        }
+        let (child, _) = guestview_seccomp::prepare(&f)?;
+        Ok(child
+            .program()
+            .iter()
+            .map(|i| (i.code, i.jt, i.jf, i.k))
+            .collect())
+    }
+
+    /// The one supervisor of a sandboxed run with this policy: the
+    /// sandbox's answers first, then the policy's judge. `pid` is the
+    /// sandbox's outer process (the listener is taken from its
+    /// descendant waiting in its exec); `exe` the file the plugin execs
+    /// to restart QEMU.
+    pub fn start_sandbox_supervisor(
+        &mut self,
+        pid: u32,
+        exe: std::ffi::CString,
+    ) -> Result<Supervisor, EnforceError> {
+        let first = crate::seccomp::SandboxFirst::new(exe).map_err(|source| {
+            guestview_seccomp::Error::Sys {
+                what: "opening / for the sandbox's supervisor",
+                source,
+            }
+        })?;
+        let judge = Arc::new(PolicyJudge::new(self.policy.clone(), &self.host, None));
+        self.judge = Some(judge.clone());
+        let mut f = self.host.filter.clone();
+        f.by_nr
+            .insert(crate::seccomp::SANDBOX_NOTIFIED[0], Ret::Notify);
+        let (_, parent) = guestview_seccomp::prepare(&f)?;
+        Ok(parent.start_supervisor_with(judge, pid, Arc::new(first))?)
+    }
+
     /// Give the kernel its kill rules and rate limits.
     pub fn apply_to_tracer(&self, tracer: &HostTracer) -> Result<(), EnforceError> {
         let l = self.policy.limits;

@@ -133,6 +133,12 @@ pub struct Plan {
     /// [`crate::seccomp`]), as (code, jt, jf, k); its listener goes to
     /// guestview's supervisor.
     pub seccomp: Vec<(u16, u8, u8, u32)>,
+    /// Send the filter's listener to guestview over the plan's socket (the
+    /// sandbox's own supervisor). `false` for a policy's filter: it
+    /// notifies `sendmsg` itself, so the process keeps the listener and
+    /// waits in its (notified) exec until the policy's supervisor has
+    /// taken a copy with `pidfd_getfd`.
+    pub seccomp_send: bool,
     /// The file every exec in the sandbox must load (QEMU's loader, on the
     /// host), for the exec guard.
     pub guard_file: PathBuf,
@@ -591,6 +597,7 @@ pub fn plan(spec: &Spec<'_>) -> Result<Plan, String> {
             .iter()
             .map(|f| (f.code, f.jt, f.jf, f.k))
             .collect(),
+        seccomp_send: true,
         // The exec guard compares the inode of the file the kernel runs.
         guard_file: std::fs::canonicalize(loader).unwrap_or_else(|_| loader.clone()),
         guard_prefix,
