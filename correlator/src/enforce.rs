@@ -216,13 +216,14 @@ impl Enforcement {
         pid: u32,
         exe: std::ffi::CString,
     ) -> Result<Supervisor, EnforceError> {
-        let first = crate::seccomp::SandboxFirst::new(exe).map_err(|source| {
-            guestview_seccomp::Error::Sys {
-                what: "opening / for the sandbox's supervisor",
-                source,
-            }
-        })?;
         let judge = Arc::new(PolicyJudge::new(self.policy.clone(), &self.host, None));
+        let first =
+            crate::seccomp::SandboxFirst::new(exe, Some(judge.clone())).map_err(|source| {
+                guestview_seccomp::Error::Sys {
+                    what: "opening / for the sandbox's supervisor",
+                    source,
+                }
+            })?;
         self.judge = Some(judge.clone());
         let mut f = self.host.filter.clone();
         f.by_nr

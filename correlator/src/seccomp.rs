@@ -284,12 +284,17 @@ fn serve(listener: &OwnedFd, exe: &CString, stop: &AtomicBool) {
 pub struct SandboxFirst {
     exe: CString,
     own_root: OwnedFd,
+    /// The policy's judge, for the guest program of the plugin's re-exec.
+    judge: Option<std::sync::Arc<dyn guestview_seccomp::Judge>>,
 }
 
 impl SandboxFirst {
     /// `exe`: the file the plugin execs to restart QEMU (inside the
     /// sandbox). Call on a thread whose root is guestview's.
-    pub fn new(exe: CString) -> std::io::Result<SandboxFirst> {
+    pub fn new(
+        exe: CString,
+        judge: Option<std::sync::Arc<dyn guestview_seccomp::Judge>>,
+    ) -> std::io::Result<SandboxFirst> {
         // SAFETY: open(O_PATH) of "/"; the descriptor is ours.
         let own = unsafe { libc::open(c"/".as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
         if own < 0 {
@@ -297,6 +302,7 @@ impl SandboxFirst {
         }
         Ok(SandboxFirst {
             exe,
+            judge,
             // SAFETY: a fresh descriptor of ours.
             own_root: unsafe { OwnedFd::from_raw_fd(own) },
         })
@@ -316,8 +322,39 @@ impl guestview_seccomp::First for SandboxFirst {
             return None;
         }
         match decide(listener, id, pid, nr, args, &self.exe, &self.own_root) {
+            Answer::Continue if nr == NR_EXECVE => self.judge_reexec(listener, id, pid, args[1]),
             Answer::Continue => None,
             Answer::Return(e) => Some(e),
+        }
+    }
+}
+
+impl SandboxFirst {
+    /// The plugin's re-exec of QEMU for a guest exec: the host sees QEMU's
+    /// path, the guest program is the argument after `-0 ARGV0`. The
+    /// policy judges that program as the guest's `execve` (`no-shell` …).
+    fn judge_reexec(&self, listener: i32, id: u64, pid: u32, argv: u64) -> Option<i32> {
+        let judge = self.judge.as_ref()?;
+        let program = reexec_program(pid, argv)?;
+        if !still_valid(listener, id) {
+            return None;
+        }
+        let path = program.to_str().ok()?;
+        let req = guestview_seccomp::Request {
+            pid,
+            nr: NR_EXECVE,
+            path: Some(path),
+            ..Default::default()
+        };
+        match judge.judge(&req) {
+            guestview_seccomp::Answer::Allow => None,
+            guestview_seccomp::Answer::Deny(e) => Some(e),
+            guestview_seccomp::Answer::Kill => {
+                // SAFETY: kill(2) of the calling process, which waits in
+                // its notified exec.
+                unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+                Some(libc::EPERM)
+            }
         }
     }
 }
@@ -404,6 +441,32 @@ fn decide(
     } else {
         Answer::Continue
     }
+}
+
+/// The program of a re-exec's argument vector at `argv` (the element after
+/// `-0 ARGV0`), read from the caller's memory.
+fn reexec_program(pid: u32, argv: u64) -> Option<CString> {
+    use std::os::unix::fs::FileExt;
+    let mem = std::fs::File::open(format!("/proc/{pid}/mem")).ok()?;
+    let mut after_dash0 = None;
+    for i in 0..1024u64 {
+        let mut w = [0u8; 8];
+        let n = mem.read_at(&mut w, argv.checked_add(8 * i)?).ok()?;
+        let ptr = u64::from_ne_bytes(w);
+        if n != 8 || ptr == 0 {
+            return None;
+        }
+        match after_dash0 {
+            Some(j) if i == j + 2 => return read_string(pid, ptr),
+            Some(_) => {}
+            None => {
+                if read_string(pid, ptr).is_some_and(|a| a.as_bytes() == b"-0") {
+                    after_dash0 = Some(i);
+                }
+            }
+        }
+    }
+    None
 }
 
 /// A NUL-terminated string of the caller's memory (at most PATH_MAX).
