@@ -171,22 +171,25 @@ static int ring(void)
         printf("ring: mem %s\n", strerror(errno));
         return 1;
     }
-    /* Garbage over everything after the ring's first page (the header
-     * stays, so the consumer keeps reading): records, sizes, kinds. */
+    /* Garbage over the ring's control blocks and first records (the
+     * region header's first 256 bytes stay, so the consumer keeps
+     * reading): positions, counters, sizes, kinds, then more calls. */
     char junk[4096];
     unsigned s = 12345;
     long written = 0;
-    for (int round = 0; round < 20; round++) {
-        for (unsigned long at = lo + 4096; at < hi; at += sizeof junk) {
+    unsigned long end = hi - lo > (256 << 10) ? lo + (256 << 10) : hi;
+    for (int round = 0; round < 5; round++) {
+        for (unsigned long at = lo + 256; at < end; at += sizeof junk) {
             for (size_t i = 0; i < sizeof junk; i++) {
                 s = s * 1103515245 + 12345;
                 junk[i] = s >> 16;
             }
-            unsigned long len = hi - at < sizeof junk ? hi - at : sizeof junk;
+            unsigned long len = end - at < sizeof junk ? end - at : sizeof junk;
             if (pwrite(mem, junk, len, (off_t)at) > 0)
                 written += len;
         }
-        getppid();
+        for (int i = 0; i < 200; i++)
+            getppid();
     }
     printf("ring: %lx-%lx scribbled, %ld bytes\n", lo, hi, written);
     return 0;
