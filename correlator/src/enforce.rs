@@ -279,6 +279,50 @@ fn host_alert(a: HostAlert) -> AlertEvent {
     }
 }
 
+/// The host layer's decision (from `pending`, taken out) made on `s`'s
+/// thread inside its window, as `s`'s alert: it sets the call's policy
+/// fields, and its verdict when the guest saw the refusal (a kill: when
+/// the call never returned).
+pub fn claim_host_alert(s: &mut SyscallEvent, pending: &mut Vec<AlertEvent>) -> Option<AlertEvent> {
+    let end = if s.t_exit_ns == 0 || s.ret.is_none() {
+        u64::MAX
+    } else {
+        s.t_exit_ns
+    };
+    let i = pending
+        .iter()
+        .position(|a| a.tid == s.tid && (s.t_enter_ns..=end).contains(&a.t_ns))?;
+    let mut a = pending.remove(i);
+    // Later decisions of the same call (a second check of an open) go too.
+    pending.retain(|b| !(b.tid == s.tid && (s.t_enter_ns..=end).contains(&b.t_ns)));
+    let enforced = match a.action.as_str() {
+        "deny" => s.ret.is_some_and(|r| r < 0),
+        "kill" => s.ret.is_none(),
+        _ => false,
+    };
+    s.policy_action = a.action.clone().into();
+    s.policy_rule = a.rule.clone();
+    let base: &'static str = match s.verdict.as_ref() {
+        "passthrough" => "passthrough",
+        "translated" => "translated",
+        "emulated" => "emulated",
+        "unsupported" => "unsupported",
+        "mismatch" => "mismatch",
+        "denied" => "denied",
+        "killed" => "killed",
+        _ => "",
+    };
+    if !base.is_empty() {
+        s.verdict = crate::output::policy_verdict(base, &a.action, enforced).into();
+    }
+    a.seq = Some(s.seq);
+    a.pid = s.pid;
+    if let Some(name) = s.name.as_deref() {
+        a.syscall = Some(name.to_owned());
+    }
+    Some(a)
+}
+
 /// Judge a joined guest call by `policy`: set its `policy_action` and
 /// `policy_rule`, turn its verdict into `denied`/`killed` when the policy
 /// visibly acted on it (the guest got the rule's errno, or the call never

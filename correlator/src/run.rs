@@ -616,6 +616,7 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
         .then(|| opts.rootfs.as_ref().map(|r| r.display().to_string()))
         .flatten();
     let prefix = rootfs_prefix.as_deref();
+    let mut pending: Vec<shmem_proto::trace::AlertEvent> = Vec::new();
     let mut views = Views {
         joiner,
         consumer,
@@ -636,11 +637,19 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
             std::thread::sleep(Duration::from_millis(1));
         }
         busy = views.pass() > 2048;
+        // The host layer's decisions so far, before the calls they belong to settle.
+        host_alerts(&mut sink, enforcement.as_ref(), &mut pending)?;
         views.joiner.settle_into(&mut settled);
         for ev in settled.drain(..) {
-            emit_judged(&mut sink, ev, enforcement.as_ref(), &views.joiner, prefix)?;
+            emit_judged(
+                &mut sink,
+                ev,
+                enforcement.as_ref(),
+                &views.joiner,
+                prefix,
+                &mut pending,
+            )?;
         }
-        host_alerts(&mut sink, enforcement.as_ref())?;
         if views.guest_started {
             sink.release()?;
         }
@@ -702,10 +711,22 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
         )));
     }
     sink.release()?;
+    host_alerts(&mut sink, enforcement.as_ref(), &mut pending)?;
     for ev in views.joiner.finish() {
-        emit_judged(&mut sink, ev, enforcement.as_ref(), &views.joiner, prefix)?;
+        emit_judged(
+            &mut sink,
+            ev,
+            enforcement.as_ref(),
+            &views.joiner,
+            prefix,
+            &mut pending,
+        )?;
     }
-    host_alerts(&mut sink, enforcement.as_ref())?;
+    // Host-layer decisions no joined call claimed (its guest record lost
+    // or refused as corrupt): said as they are, without a seq.
+    for a in pending.drain(..) {
+        sink.emit(TraceEvent::Alert(a))?;
+    }
     let host_stats = views.tracer.stats().unwrap_or_default();
     let ring_stats = views
         .consumer
@@ -756,11 +777,19 @@ fn emit_judged(
     enf: Option<&crate::enforce::Enforcement>,
     joiner: &Joiner,
     prefix: Option<&str>,
+    pending: &mut Vec<shmem_proto::trace::AlertEvent>,
 ) -> Result<(), GuestviewError> {
     let alert = match (&mut ev, enf) {
         (TraceEvent::Syscall(s), Some(enf)) => {
             let killed = joiner.ended_signal(s.pid) == Some(libc::SIGKILL);
-            crate::enforce::annotate(enf.policy(), s, prefix, killed)
+            let a = crate::enforce::annotate(enf.policy(), s, prefix, killed);
+            // The host layer judged what the kernel was asked (the address
+            // of a connect, the path as it was when the call was made):
+            // its decision inside this call's window is the call's.
+            match crate::enforce::claim_host_alert(s, pending) {
+                Some(h) => Some(h),
+                None => a,
+            }
         }
         _ => None,
     };
@@ -771,20 +800,25 @@ fn emit_judged(
     Ok(())
 }
 
-/// The host layer's kills, said by the supervisor itself: a record of the
-/// kill that does not depend on the guest's ring (the joined call's alert
-/// says it again with its `seq`). Its denials show on the calls.
+/// The host layer's decisions: kills said at once by the supervisor
+/// itself (a record that does not depend on the guest's ring); all of
+/// them kept in `pending` for the joined call they belong to.
 fn host_alerts(
     sink: &mut Sink,
     enf: Option<&crate::enforce::Enforcement>,
+    pending: &mut Vec<shmem_proto::trace::AlertEvent>,
 ) -> Result<(), GuestviewError> {
     let Some(enf) = enf else {
         return Ok(());
     };
     let (alerts, dropped) = enf.drain_host_alerts();
-    for mut a in alerts.into_iter().filter(|a| a.action == "kill") {
-        a.message = "the host layer killed the caller".into();
-        sink.emit(TraceEvent::Alert(a))?;
+    for a in alerts {
+        if a.action == "kill" {
+            let mut k = a.clone();
+            k.message = "the host layer killed the caller".into();
+            sink.emit(TraceEvent::Alert(k))?;
+        }
+        pending.push(a);
     }
     if dropped > 0 {
         tracing::warn!(dropped, "host-layer alerts dropped for lack of room");

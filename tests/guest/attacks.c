@@ -7,6 +7,7 @@
  *   setuid            setuid(0)
  *   forkbomb N        fork N children (each sleeps a second), as fast as it can
  *   connflood PORT N  N connects to 127.0.0.1:PORT
+ *   connect IP PORT   one connect
  *   race ALLOWED N    a second thread flips the path buffer between ALLOWED
  *                     and /etc/shadow while this one opens it N times;
  *                     reports every read whose content is not ALLOWED's
@@ -209,6 +210,14 @@ int main(int argc, char **argv)
         return forkbomb(argc > 2 ? atoi(argv[2]) : 100);
     if (!strcmp(what, "connflood") && argc > 2)
         return connflood(atoi(argv[2]), argc > 3 ? atoi(argv[3]) : 50);
+    if (!strcmp(what, "connect") && argc > 3) {
+        int s = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(atoi(argv[3]))};
+        inet_pton(AF_INET, argv[2], &a.sin_addr);
+        int r = connect(s, (struct sockaddr *)&a, sizeof a);
+        printf("connect: %s\n", r == 0 ? "ok" : strerror(errno));
+        return 0;
+    }
     if (!strcmp(what, "race") && argc > 2)
         return race(argv[2], argc > 3 ? atoi(argv[3]) : 20000);
     if (!strcmp(what, "ring"))
