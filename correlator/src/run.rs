@@ -296,7 +296,11 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
                 std::fs::create_dir_all(crate::sandbox::STAGING).map_err(|e| {
                     setup(format!("cannot create {}: {e}", crate::sandbox::STAGING))
                 })?;
+                let guest_rules = enforcement
+                    .as_ref()
+                    .map(crate::enforce::Enforcement::guest_rules);
                 let spec = crate::sandbox::Spec {
+                    plugin_policy: guest_rules.as_deref(),
                     rootfs: &root,
                     qemu: &q.path,
                     qemu_runtime: &runtime,
@@ -374,6 +378,9 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
             plugin_arg.push(&ring_path);
             if let Some(fd) = keep.first() {
                 plugin_arg.push(format!(",hostpos={fd}"));
+            }
+            if let Some(enf) = &enforcement {
+                plugin_arg.push(format!(",policy={}", enf.guest_rules()));
             }
             let mut argv: Vec<OsString> = vec![q.path.clone().into(), "-plugin".into(), plugin_arg];
             if let Some(root) = &rootfs {

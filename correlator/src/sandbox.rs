@@ -283,6 +283,9 @@ impl std::str::FromStr for Bind {
 
 /// What to put in the sandbox.
 pub struct Spec<'a> {
+    /// The policy's guest layer for the plugin (`policy=`, see
+    /// [`crate::enforce::Enforcement::guest_rules`]).
+    pub plugin_policy: Option<&'a str>,
     /// Guest root (read-only lower layer).
     pub rootfs: &'a Path,
     /// QEMU binary on the host.
@@ -558,6 +561,9 @@ pub fn plan(spec: &Spec<'_>) -> Result<Plan, String> {
     plugin_arg.push(spec.ring);
     if let Some(fd) = spec.hostpos {
         plugin_arg.push(format!(",hostpos={fd}"));
+    }
+    if let Some(p) = spec.plugin_policy {
+        plugin_arg.push(format!(",policy={p}"));
     }
     let mut argv = vec![
         c(&loader_in),
