@@ -186,6 +186,109 @@ impl Enforcement {
         Ok(parent.start_supervisor(judge, pid)?)
     }
 
+    /// The sandbox's filter and the policy's in one program (the kernel
+    /// allows one listener per filter chain): the policy's entries, and
+    /// the calls the sandbox answers ([`crate::seccomp::SANDBOX_NOTIFIED`])
+    /// sent to the supervisor where the policy lets them run. Its
+    /// listener is taken by [`Enforcement::start_sandbox_supervisor`].
+    pub fn sandbox_program(&self) -> Result<Vec<(u16, u8, u8, u32)>, EnforceError> {
+        let mut f = self.host.filter.clone();
+        for nr in crate::seccomp::SANDBOX_NOTIFIED {
+            if f.action(nr) == Ret::Allow {
+                f.by_nr.insert(nr, Ret::Notify);
+            }
+        }
+        let (child, _) = guestview_seccomp::prepare(&f)?;
+        Ok(child
+            .program()
+            .iter()
+            .map(|i| (i.code, i.jt, i.jf, i.k))
+            .collect())
+    }
+
+    /// The one supervisor of a sandboxed run with this policy: the
+    /// sandbox's answers first, then the policy's judge. `pid` is the
+    /// sandbox's outer process (the listener is taken from its
+    /// descendant waiting in its exec); `exe` the file the plugin execs
+    /// to restart QEMU.
+    pub fn start_sandbox_supervisor(
+        &mut self,
+        pid: u32,
+        exe: std::ffi::CString,
+    ) -> Result<Supervisor, EnforceError> {
+        let judge = Arc::new(PolicyJudge::new(self.policy.clone(), &self.host, None));
+        let first =
+            crate::seccomp::SandboxFirst::new(exe, Some(judge.clone())).map_err(|source| {
+                guestview_seccomp::Error::Sys {
+                    what: "opening / for the sandbox's supervisor",
+                    source,
+                }
+            })?;
+        self.judge = Some(judge.clone());
+        let mut f = self.host.filter.clone();
+        f.by_nr
+            .insert(crate::seccomp::SANDBOX_NOTIFIED[0], Ret::Notify);
+        let (_, parent) = guestview_seccomp::prepare(&f)?;
+        Ok(parent.start_supervisor_with(judge, pid, Arc::new(first))?)
+    }
+
+    /// The guest layer for the plugin's `policy=` argument (see
+    /// `qemu-plugin/src/filter.rs`): per guest syscall number, in rule
+    /// order, `NR.p[.GLOB]` (goes on: an allowing rule, or one the plugin
+    /// cannot judge, left to the host layers) or `NR.ERRNO[.GLOB]` (a deny
+    /// rule the plugin decides by number and path). Kill rules and other
+    /// matchers stay with the host layers. The plugin uses it only on a
+    /// QEMU with the syscall-filter API.
+    pub fn guest_rules(&self) -> String {
+        let arch = self.arch;
+        let mut out = Vec::new();
+        for base in [0i64, 4000, 5000, 6000] {
+            for nr in base..base + 600 {
+                let Some(name) = tables::guest_syscall_name(arch, nr) else {
+                    continue;
+                };
+                for r in self.policy.rules.iter().filter(|r| r.applies_on(arch)) {
+                    if !r.names(name) {
+                        continue;
+                    }
+                    let glob = r.path.as_ref().map(|g| g.as_str());
+                    let plain_glob = glob.is_none_or(|g| !g.contains(['[', '{', '\\']));
+                    let other = r.addr.is_some()
+                        || r.uid.is_some()
+                        || r.flags.is_some()
+                        || !r.args.is_empty();
+                    let hex = glob
+                        .map(|g| {
+                            format!(
+                                ".{}",
+                                g.bytes().map(|b| format!("{b:02x}")).collect::<String>()
+                            )
+                        })
+                        .unwrap_or_default();
+                    let errno = tables::errno_number(arch, &r.errno).filter(|e| *e > 0);
+                    match (r.action, errno) {
+                        (Action::Deny, Some(e)) if plain_glob && !other => {
+                            out.push(format!("{nr}.{e}{hex}"));
+                        }
+                        // Allowing rules end the search where they match;
+                        // the rest is the host layers' to judge.
+                        (Action::Allow | Action::Alert, _) if plain_glob && !other => {
+                            out.push(format!("{nr}.p{hex}"));
+                        }
+                        _ => {
+                            out.push(format!("{nr}.p"));
+                            break;
+                        }
+                    }
+                    if glob.is_none() {
+                        break;
+                    }
+                }
+            }
+        }
+        out.join(":")
+    }
+
     /// Give the kernel its kill rules and rate limits.
     pub fn apply_to_tracer(&self, tracer: &HostTracer) -> Result<(), EnforceError> {
         let l = self.policy.limits;
@@ -233,6 +336,50 @@ fn host_alert(a: HostAlert) -> AlertEvent {
     }
 }
 
+/// The host layer's decision (from `pending`, taken out) made on `s`'s
+/// thread inside its window, as `s`'s alert: it sets the call's policy
+/// fields, and its verdict when the guest saw the refusal (a kill: when
+/// the call never returned).
+pub fn claim_host_alert(s: &mut SyscallEvent, pending: &mut Vec<AlertEvent>) -> Option<AlertEvent> {
+    let end = if s.t_exit_ns == 0 || s.ret.is_none() {
+        u64::MAX
+    } else {
+        s.t_exit_ns
+    };
+    let i = pending
+        .iter()
+        .position(|a| a.tid == s.tid && (s.t_enter_ns..=end).contains(&a.t_ns))?;
+    let mut a = pending.remove(i);
+    // Later decisions of the same call (a second check of an open) go too.
+    pending.retain(|b| !(b.tid == s.tid && (s.t_enter_ns..=end).contains(&b.t_ns)));
+    let enforced = match a.action.as_str() {
+        "deny" => s.ret.is_some_and(|r| r < 0),
+        "kill" => s.ret.is_none(),
+        _ => false,
+    };
+    s.policy_action = a.action.clone().into();
+    s.policy_rule = a.rule.clone();
+    let base: &'static str = match s.verdict.as_ref() {
+        "passthrough" => "passthrough",
+        "translated" => "translated",
+        "emulated" => "emulated",
+        "unsupported" => "unsupported",
+        "mismatch" => "mismatch",
+        "denied" => "denied",
+        "killed" => "killed",
+        _ => "",
+    };
+    if !base.is_empty() {
+        s.verdict = crate::output::policy_verdict(base, &a.action, enforced).into();
+    }
+    a.seq = Some(s.seq);
+    a.pid = s.pid;
+    if let Some(name) = s.name.as_deref() {
+        a.syscall = Some(name.to_owned());
+    }
+    Some(a)
+}
+
 /// Judge a joined guest call by `policy`: set its `policy_action` and
 /// `policy_rule`, turn its verdict into `denied`/`killed` when the policy
 /// visibly acted on it (the guest got the rule's errno, or the call never
@@ -249,7 +396,10 @@ pub fn annotate(
 ) -> Option<AlertEvent> {
     let arch = Arch::from_name(&s.arch)?;
     let name = s.name.as_deref()?;
-    let path = match (prefix, s.path.as_deref()) {
+    // The host-seen path, or the guest's own (read by the plugin) when
+    // no host call named one (the guest layer answered the call).
+    let seen = s.path.as_deref().or(s.guest_path.as_deref());
+    let path = match (prefix, seen) {
         (Some(p), Some(path)) => Some(
             path.strip_prefix(p.trim_end_matches('/'))
                 .filter(|r| r.starts_with('/'))
@@ -404,6 +554,23 @@ mod tests {
             annotate(&p, &mut s, None, false).unwrap().rule.as_deref(),
             Some("privilege")
         );
+    }
+
+    #[test]
+    fn the_guest_layer_gets_deny_rules_it_can_decide_in_rule_order() {
+        let e = Enforcement::new(example(), Arch::Mips);
+        let g = e.guest_rules();
+        let hex: String = "/etc/shadow*".bytes().map(|b| format!("{b:02x}")).collect();
+        // open (4005) and openat (4288): no-shadow refuses with EPERM (1).
+        assert!(g.split(':').any(|x| x == format!("4005.1.{hex}")), "{g}");
+        assert!(g.split(':').any(|x| x == format!("4288.1.{hex}")), "{g}");
+        // execve (4011): a kill rule stays with the host layers.
+        assert!(g.split(':').any(|x| x == "4011.p"), "{g}");
+        // connect (4170): an address rule too.
+        assert!(g.split(':').any(|x| x == "4170.p"), "{g}");
+        // setuid (4023): alert only, the call goes on.
+        assert!(g.split(':').any(|x| x == "4023.p"), "{g}");
+        assert!(!g.contains("4004."), "write is no rule's: {g}");
     }
 
     #[test]

@@ -308,6 +308,11 @@ impl Joiner {
         }
     }
 
+    /// The host signal that ended process `pid`, once its end was seen.
+    pub fn ended_signal(&self, pid: u32) -> Option<i32> {
+        self.ended.get(&pid).copied().flatten()
+    }
+
     /// Name the rules behind the kernel's enforcement records (from
     /// [`crate::enforce::Enforcement::names`]), so their alerts carry them.
     pub fn set_enforce_names(&mut self, names: crate::enforce::EnforceNames) {

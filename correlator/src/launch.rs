@@ -242,10 +242,14 @@ fn first_child(pid: libc::pid_t) -> Option<libc::pid_t> {
 /// Fork a child that will `exec` `argv` (with `cwd` if given) once released,
 /// keeping the descriptors `keep` open across the exec (all others of ours
 /// are close-on-exec). The child makes no allocation after the fork.
+///
+/// `filter`: a policy's seccomp filter, installed as the last step before
+/// the exec (see [`guestview_seccomp::ChildSide::install_in_child`]).
 pub fn spawn_held(
     argv: &[OsString],
     cwd: Option<&Path>,
     keep: &[std::os::fd::RawFd],
+    filter: Option<&guestview_seccomp::ChildSide>,
 ) -> Result<Held, LaunchError> {
     let args: Vec<CString> = argv.iter().map(|a| cstring(a)).collect::<Result<_, _>>()?;
     let cwd = cwd.map(|c| cstring(c.as_os_str())).transpose()?;
@@ -282,6 +286,12 @@ pub fn spawn_held(
             if let Some(c) = &cwd {
                 if libc::chdir(c.as_ptr()) != 0 {
                     let e = *libc::__errno_location();
+                    libc::write(err[1], std::ptr::addr_of!(e).cast(), 4);
+                    libc::_exit(126);
+                }
+            }
+            if let Some(f) = filter {
+                if let Err(e) = f.install_in_child() {
                     libc::write(err[1], std::ptr::addr_of!(e).cast(), 4);
                     libc::_exit(126);
                 }
@@ -851,20 +861,27 @@ pub fn spawn_held_sandboxed(plan: &crate::sandbox::Plan) -> Result<Held, LaunchE
                     }
                     libc::_exit(128 + libc::WTERMSIG(st));
                 }
-                // The seccomp filter goes in last, just before the exec; its
-                // listener goes to guestview.
+                if libc::chdir(plan.cwd.as_ptr()) != 0 {
+                    child_fail(err[1], STEP_CWD);
+                }
+                // The seccomp filter goes in last, just before the exec
+                // (a policy's filter may refuse what comes after it); its
+                // listener goes to guestview, sent or taken.
                 if !filter.is_empty() {
                     if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
                         child_fail(err[1], STEP_SECCOMP);
                     }
                     let listener = crate::seccomp::install(&filter);
-                    if listener < 0 || !crate::seccomp::send_fd(notif[1], listener) {
+                    if listener < 0 {
                         child_fail(err[1], STEP_SECCOMP);
                     }
-                    libc::close(listener);
-                }
-                if libc::chdir(plan.cwd.as_ptr()) != 0 {
-                    child_fail(err[1], STEP_CWD);
+                    if plan.seccomp_send {
+                        if !crate::seccomp::send_fd(notif[1], listener) {
+                            child_fail(err[1], STEP_SECCOMP);
+                        }
+                        libc::close(listener);
+                    }
+                    // Otherwise it is close-on-exec, taken while the exec waits.
                 }
                 for fd in &plan.keep_fds {
                     libc::fcntl(*fd, libc::F_SETFD, 0);

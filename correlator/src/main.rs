@@ -56,6 +56,11 @@ enum Cmd {
         /// with --no-sandbox, QEMU's -L (not isolation).
         #[arg(long)]
         rootfs: Option<PathBuf>,
+        /// Enforce this policy (guestview TOML or an OCI seccomp profile,
+        /// see docs/policy.md): alert, deny or kill matching guest calls at
+        /// the strongest layer; `guestview policy check FILE` explains it.
+        #[arg(long, conflicts_with = "native")]
+        policy: Option<PathBuf>,
         /// Write a binary trace here (read it with `guestview report`).
         #[arg(long)]
         trace: Option<PathBuf>,
@@ -307,8 +312,17 @@ fn main() -> ExitCode {
             host_times,
             no_sandbox,
             sandbox: _,
+            policy,
             command,
         } => {
+            // A malformed policy is refused before anything starts.
+            let policy = match policy
+                .map(|p| guestview::policy::Policy::load(&p))
+                .transpose()
+            {
+                Ok(p) => p.map(std::sync::Arc::new),
+                Err(e) => return fail(format!("malformed policy: {e}")),
+            };
             let program = PathBuf::from(&command[0]);
             let args = command[1..].to_vec();
             let opts = RunOptions {
@@ -326,6 +340,7 @@ fn main() -> ExitCode {
                 sandbox: !no_sandbox && !native,
                 binds: bind,
                 persistent_root: false,
+                policy,
                 program,
                 args,
             };

@@ -196,6 +196,7 @@ fn debootstrap(
         sandbox: true,
         binds: Vec::new(),
         persistent_root: true,
+        policy: None,
         host_times: false,
         // container=lxc: debootstrap then does not try mknod (no device
         // node can be made in a user namespace; the sandbox has its /dev).

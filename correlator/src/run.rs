@@ -52,6 +52,8 @@ pub struct RunOptions {
     /// sandbox's `/` itself, writable, `program` a path inside it, and the
     /// guest keeps its capabilities in its user namespace.
     pub persistent_root: bool,
+    /// The policy to enforce (`--policy`), already loaded and checked.
+    pub policy: Option<std::sync::Arc<crate::policy::Policy>>,
     /// Guest program.
     pub program: PathBuf,
     /// Its arguments.
@@ -80,6 +82,10 @@ struct Prepared {
     guard: Option<(u64, u64, Vec<u8>)>,
     /// In a sandbox: the answers to its seccomp notifications.
     supervisor: Option<crate::seccomp::Supervisor>,
+    /// The policy's supervisor (in a sandbox also the sandbox's answers).
+    policy_supervisor: Option<guestview_seccomp::Supervisor>,
+    /// The policy compiled for this run.
+    enforcement: Option<crate::enforce::Enforcement>,
 }
 
 /// The launched process, already running: QEMU held by the plugin until
@@ -237,6 +243,10 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
         let args = opts.args.clone();
         let workdir = opts.workdir.clone();
         let host_times = opts.host_times;
+        let mut enforcement = opts
+            .policy
+            .clone()
+            .map(|p| crate::enforce::Enforcement::new(p, arch));
         std::thread::spawn(move || -> Result<Prepared, GuestviewError> {
             let setup = |e: String| GuestviewError::Setup(e);
             let q =
@@ -286,7 +296,11 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
                 std::fs::create_dir_all(crate::sandbox::STAGING).map_err(|e| {
                     setup(format!("cannot create {}: {e}", crate::sandbox::STAGING))
                 })?;
+                let guest_rules = enforcement
+                    .as_ref()
+                    .map(crate::enforce::Enforcement::guest_rules);
                 let spec = crate::sandbox::Spec {
+                    plugin_policy: guest_rules.as_deref(),
                     rootfs: &root,
                     qemu: &q.path,
                     qemu_runtime: &runtime,
@@ -303,7 +317,15 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
                         .filter(|(k, _)| k.starts_with("QEMU_"))
                         .collect(),
                 };
-                let plan = crate::sandbox::plan(&spec).map_err(setup)?;
+                let mut plan = crate::sandbox::plan(&spec).map_err(setup)?;
+                if let Some(enf) = &enforcement {
+                    // One filter, one listener: the sandbox's answers and
+                    // the policy's, served by one supervisor.
+                    plan.seccomp = enf
+                        .sandbox_program()
+                        .map_err(|e| setup(format!("cannot build the policy's filter: {e}")))?;
+                    plan.seccomp_send = false;
+                }
                 let guard = std::fs::metadata(&plan.guard_file)
                     .map(|m| {
                         use std::os::unix::fs::MetadataExt;
@@ -316,6 +338,20 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
                 if let Some(p) = positions.as_mut() {
                     p.forget_theirs();
                 }
+                let policy_supervisor = match enforcement.as_mut() {
+                    Some(enf) => {
+                        match enf.start_sandbox_supervisor(held.pid as u32, plan.argv[0].clone()) {
+                            Ok(s) => Some(s),
+                            Err(e) => {
+                                held.abort();
+                                return Err(setup(format!(
+                                    "cannot supervise the policy's filter: {e}"
+                                )));
+                            }
+                        }
+                    }
+                    None => None,
+                };
                 let started = held
                     .release_all(Some(plan.argv[0].clone()))
                     .map_err(|e| setup(e.to_string()))?;
@@ -328,6 +364,8 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
                     launched,
                     guard: Some(guard),
                     supervisor,
+                    policy_supervisor,
+                    enforcement,
                 });
             }
             let mut positions = (!host_times)
@@ -341,6 +379,9 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
             if let Some(fd) = keep.first() {
                 plugin_arg.push(format!(",hostpos={fd}"));
             }
+            if let Some(enf) = &enforcement {
+                plugin_arg.push(format!(",policy={}", enf.guest_rules()));
+            }
             let mut argv: Vec<OsString> = vec![q.path.clone().into(), "-plugin".into(), plugin_arg];
             if let Some(root) = &rootfs {
                 argv.push("-L".into());
@@ -348,11 +389,36 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
             }
             argv.push(program.into());
             argv.extend(args);
-            let held = launch::spawn_held(&argv, workdir.as_deref(), &keep)
-                .map_err(|e| setup(e.to_string()))?;
+            let sides = enforcement
+                .as_ref()
+                .map(crate::enforce::Enforcement::prepare_seccomp)
+                .transpose()
+                .map_err(|e| setup(format!("cannot build the policy's filter: {e}")))?;
+            let held = launch::spawn_held(
+                &argv,
+                workdir.as_deref(),
+                &keep,
+                sides.as_ref().map(|(c, _)| c),
+            )
+            .map_err(|e| setup(e.to_string()))?;
             if let Some(p) = positions.as_mut() {
                 p.forget_theirs();
             }
+            let policy_supervisor = match (enforcement.as_mut(), sides) {
+                (Some(enf), Some((_, parent))) => {
+                    let prefix = rootfs.as_ref().map(|r| r.display().to_string());
+                    match enf.start_supervisor(parent, held.pid as u32, prefix) {
+                        Ok(s) => Some(s),
+                        Err(e) => {
+                            held.abort();
+                            return Err(setup(format!(
+                                "cannot supervise the policy's filter: {e}"
+                            )));
+                        }
+                    }
+                }
+                _ => None,
+            };
             let pid = held.release().map_err(|e| match e {
                 LaunchError::Spawn(io) => {
                     setup(format!("cannot execute {}: {io}", launched.display()))
@@ -367,6 +433,8 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
                 launched,
                 guard: None,
                 supervisor: None,
+                policy_supervisor,
+                enforcement,
             })
         })
     });
@@ -386,6 +454,8 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
         ms = started.elapsed().as_secs_f64() * 1e3,
         "QEMU checked and started"
     );
+    let mut policy_supervisor = None;
+    let mut enforcement: Option<crate::enforce::Enforcement> = None;
     let mut tracer = match tracer {
         Ok(t) => t,
         Err(e) => {
@@ -402,17 +472,32 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
         }
     };
     let (qemu, region, child_state, positions, launched, guard, supervisor) = match prepared {
-        Some(p) => (
-            Some(p.qemu),
-            Some(p.region),
-            Some(p.child),
-            p.positions,
-            p.launched,
-            p.guard,
-            p.supervisor,
-        ),
+        Some(p) => {
+            policy_supervisor = p.policy_supervisor;
+            enforcement = p.enforcement;
+            (
+                Some(p.qemu),
+                Some(p.region),
+                Some(p.child),
+                p.positions,
+                p.launched,
+                p.guard,
+                p.supervisor,
+            )
+        }
         None => (None, None, None, None, program.clone(), None, None),
     };
+    if let Some(enf) = &enforcement {
+        // Kill rules and rate limits, decided in the kernel.
+        if let Err(e) = enf.apply_to_tracer(&tracer) {
+            if let Some(c) = child_state {
+                c.abort();
+            }
+            return Err(GuestviewError::Setup(format!(
+                "cannot give the kernel the policy's kill rules and limits: {e}"
+            )));
+        }
+    }
     if let Some((ino, dev, prefix)) = &guard {
         if let Err(e) = tracer.guard_exec(*ino, *dev, prefix) {
             if let Some(c) = child_state {
@@ -474,7 +559,7 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
             let argv: Vec<OsString> = std::iter::once(program.clone().into_os_string())
                 .chain(opts.args.iter().cloned())
                 .collect();
-            let held = launch::spawn_held(&argv, opts.workdir.as_deref(), &[])
+            let held = launch::spawn_held(&argv, opts.workdir.as_deref(), &[], None)
                 .map_err(|e| GuestviewError::Setup(e.to_string()))?;
             if let Err(e) = tracer.trace_pid(held.pid as u32) {
                 held.abort();
@@ -532,6 +617,13 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
     {
         joiner.set_symbols(s, qemu_pid);
     }
+    // QEMU's -L directory in unsandboxed runs: host paths under it are
+    // judged by the guest's name.
+    let rootfs_prefix = (!sandbox)
+        .then(|| opts.rootfs.as_ref().map(|r| r.display().to_string()))
+        .flatten();
+    let prefix = rootfs_prefix.as_deref();
+    let mut pending: Vec<shmem_proto::trace::AlertEvent> = Vec::new();
     let mut views = Views {
         joiner,
         consumer,
@@ -552,9 +644,18 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
             std::thread::sleep(Duration::from_millis(1));
         }
         busy = views.pass() > 2048;
+        // The host layer's decisions so far, before the calls they belong to settle.
+        host_alerts(&mut sink, enforcement.as_ref(), &mut pending)?;
         views.joiner.settle_into(&mut settled);
         for ev in settled.drain(..) {
-            sink.emit(ev)?;
+            emit_judged(
+                &mut sink,
+                ev,
+                enforcement.as_ref(),
+                &views.joiner,
+                prefix,
+                &mut pending,
+            )?;
         }
         if views.guest_started {
             sink.release()?;
@@ -598,6 +699,11 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
     if let Some(s) = supervisor {
         s.stop();
     }
+    if let Some(s) = policy_supervisor {
+        if let Err(e) = s.stop() {
+            tracing::warn!(%e, "the policy's supervisor ended early");
+        }
+    }
     // Everything the processes did is in the rings now: two more passes make
     // every host event classifiable, then settle the rest.
     views.pass();
@@ -612,8 +718,21 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
         )));
     }
     sink.release()?;
+    host_alerts(&mut sink, enforcement.as_ref(), &mut pending)?;
     for ev in views.joiner.finish() {
-        sink.emit(ev)?;
+        emit_judged(
+            &mut sink,
+            ev,
+            enforcement.as_ref(),
+            &views.joiner,
+            prefix,
+            &mut pending,
+        )?;
+    }
+    // Host-layer decisions no joined call claimed (its guest record lost
+    // or refused as corrupt): said as they are, without a seq.
+    for a in pending.drain(..) {
+        sink.emit(TraceEvent::Alert(a))?;
     }
     let host_stats = views.tracer.stats().unwrap_or_default();
     let ring_stats = views
@@ -654,6 +773,64 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
         )));
     }
     Ok(status.code())
+}
+
+/// Emit a joined event, a guest call judged by the policy first: its
+/// policy fields and verdict (`denied`/`killed` when a layer acted), and
+/// right after it the alert it owes, with its `seq`.
+fn emit_judged(
+    sink: &mut Sink,
+    mut ev: TraceEvent,
+    enf: Option<&crate::enforce::Enforcement>,
+    joiner: &Joiner,
+    prefix: Option<&str>,
+    pending: &mut Vec<shmem_proto::trace::AlertEvent>,
+) -> Result<(), GuestviewError> {
+    let alert = match (&mut ev, enf) {
+        (TraceEvent::Syscall(s), Some(enf)) => {
+            let killed = joiner.ended_signal(s.pid) == Some(libc::SIGKILL);
+            let a = crate::enforce::annotate(enf.policy(), s, prefix, killed);
+            // The host layer judged what the kernel was asked (the address
+            // of a connect, the path as it was when the call was made):
+            // its decision inside this call's window is the call's.
+            match crate::enforce::claim_host_alert(s, pending) {
+                Some(h) => Some(h),
+                None => a,
+            }
+        }
+        _ => None,
+    };
+    sink.emit(ev)?;
+    if let Some(a) = alert {
+        sink.emit(TraceEvent::Alert(a))?;
+    }
+    Ok(())
+}
+
+/// The host layer's decisions: kills said at once by the supervisor
+/// itself (a record that does not depend on the guest's ring); all of
+/// them kept in `pending` for the joined call they belong to.
+fn host_alerts(
+    sink: &mut Sink,
+    enf: Option<&crate::enforce::Enforcement>,
+    pending: &mut Vec<shmem_proto::trace::AlertEvent>,
+) -> Result<(), GuestviewError> {
+    let Some(enf) = enf else {
+        return Ok(());
+    };
+    let (alerts, dropped) = enf.drain_host_alerts();
+    for a in alerts {
+        if a.action == "kill" {
+            let mut k = a.clone();
+            k.message = "the host layer killed the caller".into();
+            sink.emit(TraceEvent::Alert(k))?;
+        }
+        pending.push(a);
+    }
+    if dropped > 0 {
+        tracing::warn!(dropped, "host-layer alerts dropped for lack of room");
+    }
+    Ok(())
 }
 
 /// Where joined events go: live output and the trace file.

@@ -133,6 +133,12 @@ pub struct Plan {
     /// [`crate::seccomp`]), as (code, jt, jf, k); its listener goes to
     /// guestview's supervisor.
     pub seccomp: Vec<(u16, u8, u8, u32)>,
+    /// Send the filter's listener to guestview over the plan's socket (the
+    /// sandbox's own supervisor). `false` for a policy's filter: it
+    /// notifies `sendmsg` itself, so the process keeps the listener and
+    /// waits in its (notified) exec until the policy's supervisor has
+    /// taken a copy with `pidfd_getfd`.
+    pub seccomp_send: bool,
     /// The file every exec in the sandbox must load (QEMU's loader, on the
     /// host), for the exec guard.
     pub guard_file: PathBuf,
@@ -277,6 +283,9 @@ impl std::str::FromStr for Bind {
 
 /// What to put in the sandbox.
 pub struct Spec<'a> {
+    /// The policy's guest layer for the plugin (`policy=`, see
+    /// [`crate::enforce::Enforcement::guest_rules`]).
+    pub plugin_policy: Option<&'a str>,
     /// Guest root (read-only lower layer).
     pub rootfs: &'a Path,
     /// QEMU binary on the host.
@@ -553,6 +562,9 @@ pub fn plan(spec: &Spec<'_>) -> Result<Plan, String> {
     if let Some(fd) = spec.hostpos {
         plugin_arg.push(format!(",hostpos={fd}"));
     }
+    if let Some(p) = spec.plugin_policy {
+        plugin_arg.push(format!(",policy={p}"));
+    }
     let mut argv = vec![
         c(&loader_in),
         c("--library-path"),
@@ -591,6 +603,7 @@ pub fn plan(spec: &Spec<'_>) -> Result<Plan, String> {
             .iter()
             .map(|f| (f.code, f.jt, f.jf, f.k))
             .collect(),
+        seccomp_send: true,
         // The exec guard compares the inode of the file the kernel runs.
         guard_file: std::fs::canonicalize(loader).unwrap_or_else(|_| loader.clone()),
         guard_prefix,

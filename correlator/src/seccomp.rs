@@ -251,7 +251,15 @@ fn serve(listener: &OwnedFd, exe: &CString, stop: &AtomicBool) {
         if unsafe { libc::ioctl(fd, libc::SECCOMP_IOCTL_NOTIF_RECV, &mut req) } != 0 {
             continue;
         }
-        let answer = decide(fd, &req, exe, &own_root);
+        let answer = decide(
+            fd,
+            req.id,
+            req.pid,
+            req.data.nr as u32,
+            req.data.args,
+            exe,
+            &own_root,
+        );
         let mut resp = libc::seccomp_notif_resp {
             id: req.id,
             val: 0,
@@ -269,6 +277,98 @@ fn serve(listener: &OwnedFd, exe: &CString, stop: &AtomicBool) {
     }
 }
 
+/// The sandbox's answers as the first look of a policy's supervisor
+/// (`guestview run --policy` in the sandbox): one listener, one loop. What
+/// the sandbox lets go on (`Continue`: the plugin's re-exec of QEMU,
+/// access without `X_OK` …) goes on to the policy's judge.
+pub struct SandboxFirst {
+    exe: CString,
+    own_root: OwnedFd,
+    /// The policy's judge, for the guest program of the plugin's re-exec.
+    judge: Option<std::sync::Arc<dyn guestview_seccomp::Judge>>,
+}
+
+impl SandboxFirst {
+    /// `exe`: the file the plugin execs to restart QEMU (inside the
+    /// sandbox). Call on a thread whose root is guestview's.
+    pub fn new(
+        exe: CString,
+        judge: Option<std::sync::Arc<dyn guestview_seccomp::Judge>>,
+    ) -> std::io::Result<SandboxFirst> {
+        // SAFETY: open(O_PATH) of "/"; the descriptor is ours.
+        let own = unsafe { libc::open(c"/".as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+        if own < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(SandboxFirst {
+            exe,
+            judge,
+            // SAFETY: a fresh descriptor of ours.
+            own_root: unsafe { OwnedFd::from_raw_fd(own) },
+        })
+    }
+}
+
+impl guestview_seccomp::First for SandboxFirst {
+    fn first(&self, listener: i32, id: u64, pid: u32, nr: u32, args: [u64; 6]) -> Option<i32> {
+        // As the sandbox's own filter: access only when it asks for X_OK.
+        let mine = match nr {
+            NR_ACCESS => args[1] & X_OK != 0,
+            NR_FACCESSAT | NR_FACCESSAT2 => args[2] & X_OK != 0,
+            NR_EXECVE | NR_EXECVEAT => true,
+            _ => false,
+        };
+        if !mine {
+            return None;
+        }
+        match decide(listener, id, pid, nr, args, &self.exe, &self.own_root) {
+            Answer::Continue if nr == NR_EXECVE => self.judge_reexec(listener, id, pid, args[1]),
+            Answer::Continue => None,
+            Answer::Return(e) => Some(e),
+        }
+    }
+}
+
+impl SandboxFirst {
+    /// The plugin's re-exec of QEMU for a guest exec: the host sees QEMU's
+    /// path, the guest program is the argument after `-0 ARGV0`. The
+    /// policy judges that program as the guest's `execve` (`no-shell` …).
+    fn judge_reexec(&self, listener: i32, id: u64, pid: u32, argv: u64) -> Option<i32> {
+        let judge = self.judge.as_ref()?;
+        let program = reexec_program(pid, argv)?;
+        if !still_valid(listener, id) {
+            return None;
+        }
+        let path = program.to_str().ok()?;
+        let req = guestview_seccomp::Request {
+            pid,
+            nr: NR_EXECVE,
+            path: Some(path),
+            ..Default::default()
+        };
+        match judge.judge(&req) {
+            guestview_seccomp::Answer::Allow => None,
+            guestview_seccomp::Answer::Deny(e) => Some(e),
+            guestview_seccomp::Answer::Kill => {
+                // SAFETY: kill(2) of the calling process, which waits in
+                // its notified exec.
+                unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+                Some(libc::EPERM)
+            }
+        }
+    }
+}
+
+/// The host calls the sandbox's first look answers: a policy filter
+/// shared with the sandbox sends them to the supervisor.
+pub const SANDBOX_NOTIFIED: [u32; 5] = [
+    NR_ACCESS,
+    NR_FACCESSAT,
+    NR_FACCESSAT2,
+    NR_EXECVE,
+    NR_EXECVEAT,
+];
+
 enum Answer {
     /// Let the kernel run the call.
     Continue,
@@ -284,10 +384,15 @@ fn still_valid(fd: libc::c_int, id: u64) -> bool {
     unsafe { libc::ioctl(fd, libc::SECCOMP_IOCTL_NOTIF_ID_VALID, &mut id) == 0 }
 }
 
-fn decide(fd: libc::c_int, req: &libc::seccomp_notif, exe: &CString, own_root: &OwnedFd) -> Answer {
-    let pid = req.pid;
-    let nr = req.data.nr as u32;
-    let a = req.data.args;
+fn decide(
+    fd: libc::c_int,
+    id: u64,
+    pid: u32,
+    nr: u32,
+    a: [u64; 6],
+    exe: &CString,
+    own_root: &OwnedFd,
+) -> Answer {
     let (dirfd, path_ptr, mode, flags) = match nr {
         NR_ACCESS => (AT_FDCWD, a[0], a[1], 0),
         NR_FACCESSAT => (a[0] as i32, a[1], a[2], 0),
@@ -299,7 +404,7 @@ fn decide(fd: libc::c_int, req: &libc::seccomp_notif, exe: &CString, own_root: &
     let Some(path) = read_string(pid, path_ptr) else {
         return Answer::Return(libc::EFAULT);
     };
-    if !still_valid(fd, req.id) {
+    if !still_valid(fd, id) {
         return Answer::Continue;
     }
     let exec = nr == NR_EXECVE || nr == NR_EXECVEAT;
@@ -336,6 +441,32 @@ fn decide(fd: libc::c_int, req: &libc::seccomp_notif, exe: &CString, own_root: &
     } else {
         Answer::Continue
     }
+}
+
+/// The program of a re-exec's argument vector at `argv` (the element after
+/// `-0 ARGV0`), read from the caller's memory.
+fn reexec_program(pid: u32, argv: u64) -> Option<CString> {
+    use std::os::unix::fs::FileExt;
+    let mem = std::fs::File::open(format!("/proc/{pid}/mem")).ok()?;
+    let mut after_dash0 = None;
+    for i in 0..1024u64 {
+        let mut w = [0u8; 8];
+        let n = mem.read_at(&mut w, argv.checked_add(8 * i)?).ok()?;
+        let ptr = u64::from_ne_bytes(w);
+        if n != 8 || ptr == 0 {
+            return None;
+        }
+        match after_dash0 {
+            Some(j) if i == j + 2 => return read_string(pid, ptr),
+            Some(_) => {}
+            None => {
+                if read_string(pid, ptr).is_some_and(|a| a.as_bytes() == b"-0") {
+                    after_dash0 = Some(i);
+                }
+            }
+        }
+    }
+    None
 }
 
 /// A NUL-terminated string of the caller's memory (at most PATH_MAX).

@@ -29,10 +29,12 @@ pub struct Options {
     /// Follow guest execs: a guest program exec'd by the guest runs under
     /// QEMU with this plugin again; anything else is refused (see `exec.rs`).
     pub exec: bool,
+    /// The guest layer of a policy (see `filter.rs`), as guestview encodes it.
+    pub policy: Option<crate::filter::Rules>,
 }
 
 const USAGE: &str = "arguments are ring=PATH, out=FILE, wait=on|off, hold=on|off, hide=DIR, \
-                     hostpos=FD, exec=on|off";
+                     hostpos=FD, exec=on|off, policy=RULES";
 
 fn boolean(key: &str, v: &str) -> Result<bool, String> {
     match v {
@@ -70,6 +72,7 @@ pub fn parse(argv: &[String]) -> Result<Options, String> {
             }
             "hold" => o.hold = boolean(k, v)?,
             "exec" => o.exec = boolean(k, v)?,
+            "policy" => o.policy = Some(crate::filter::Rules::parse(v)?),
             _ => return Err(format!("unknown argument '{k}': {USAGE}")),
         }
     }

@@ -25,6 +25,7 @@
 
 mod args;
 mod exec;
+mod filter;
 mod insn;
 mod out;
 mod paths;
@@ -61,6 +62,8 @@ struct Plugin {
     paths: paths::PathArgs,
     /// `exec=on`: how to start QEMU again on a program the guest execs.
     restart: Option<exec::Restart>,
+    /// The policy's guest layer (`policy=`), when QEMU lets plugins answer calls.
+    filter: Option<filter::Rules>,
 }
 
 /// Every vCPU so far has a readable PC register: syscall instructions need
@@ -652,6 +655,62 @@ fn follow_exec(plugin: &Plugin, ts: &mut ThreadState, restart: &exec::Restart, d
     }
 }
 
+/// The guest layer: answer a call a `deny` rule refuses (QEMU then makes
+/// no host call for it; the return callback still records it).
+#[allow(clippy::too_many_arguments)]
+extern "C" fn on_syscall_filter(
+    _id: sys::qemu_plugin_id_t,
+    vcpu: c_uint,
+    nr: i64,
+    a1: u64,
+    a2: u64,
+    a3: u64,
+    a4: u64,
+    a5: u64,
+    a6: u64,
+    _a7: u64,
+    _a8: u64,
+    sysret: *mut u64,
+) -> bool {
+    let Some(plugin) = PLUGIN.get() else {
+        return false;
+    };
+    let Some(rules) = &plugin.filter else {
+        return false;
+    };
+    let args = [a1, a2, a3, a4, a5, a6];
+    let errno = if rules.wants_path(nr) && plugin.read_paths {
+        with_thread(vcpu, |ts| {
+            let p = match (plugin.paths.arg(nr), ts.buf.as_mut()) {
+                (Some(i), Some(buf)) => Some(GuestPath::read(
+                    i,
+                    plugin.regs.address(args[usize::from(i)]),
+                    buf,
+                )),
+                _ => None,
+            };
+            let path = p
+                .as_ref()
+                .filter(|p| p.flags & (PATH_UNREADABLE | PATH_TRUNCATED) == 0)
+                .map(|p| &p.bytes[..p.len]);
+            rules.decide(nr, path)
+        })
+        .flatten()
+    } else if rules.wants_path(nr) {
+        None
+    } else {
+        rules.decide(nr, None)
+    };
+    match errno {
+        Some(e) if !sysret.is_null() => {
+            // SAFETY: QEMU passes a valid pointer to the call's result.
+            unsafe { *sysret = e.wrapping_neg() as u64 };
+            true
+        }
+        _ => false,
+    }
+}
+
 extern "C" fn on_syscall_ret(_id: sys::qemu_plugin_id_t, vcpu: c_uint, nr: i64, ret: i64) {
     let p1 = hpos();
     let t = monotonic_ns();
@@ -963,6 +1022,7 @@ fn install(
             read_paths: caps & CAP_MEMORY_READ != 0,
             paths: paths::PathArgs::new(arch),
             restart,
+            filter: opts.policy.clone().filter(|_| probes.syscall_filter),
         })
         .map_err(|_| "loaded twice into one QEMU".to_string())?;
     if let Some(path) = &announce {
@@ -996,6 +1056,9 @@ fn install(
     }
     sys::register::tb_trans(id, on_tb_trans);
     sys::register::syscalls(id, on_syscall, on_syscall_ret);
+    if opts.policy.is_some() && probes.syscall_filter {
+        sys::register::syscall_filter(id, on_syscall_filter);
+    }
     if api >= 4 {
         sys::register::exceptions(id, on_exception);
     }

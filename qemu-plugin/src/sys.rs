@@ -147,7 +147,25 @@ struct Entry {
     register_discon: Option<RegisterDiscon>,
     write_register: bool,
     syscall_filter: bool,
+    register_filter: Option<RegisterFilter>,
 }
+
+/// `qemu_plugin_vcpu_syscall_filter_cb_t`.
+pub type SyscallFilterCb = extern "C" fn(
+    qemu_plugin_id_t,
+    c_uint,
+    i64,
+    u64,
+    u64,
+    u64,
+    u64,
+    u64,
+    u64,
+    u64,
+    u64,
+    *mut u64,
+) -> bool;
+type RegisterFilter = unsafe extern "C" fn(qemu_plugin_id_t, SyscallFilterCb);
 
 // SAFETY: the entry holds addresses of QEMU functions, valid and callable
 // from any thread for the life of the process.
@@ -187,6 +205,9 @@ fn entry() -> &'static Entry {
                 .map(|f| unsafe { std::mem::transmute::<*mut c_void, RegisterDiscon>(f) }),
             write_register: p(c"qemu_plugin_write_register").is_some(),
             syscall_filter: p(c"qemu_plugin_register_vcpu_syscall_filter_cb").is_some(),
+            register_filter: p(c"qemu_plugin_register_vcpu_syscall_filter_cb")
+                // SAFETY: see above.
+                .map(|f| unsafe { std::mem::transmute::<*mut c_void, RegisterFilter>(f) }),
         }
     })
 }
@@ -295,6 +316,20 @@ pub mod register {
     pub fn vcpu_init(id: qemu_plugin_id_t, cb: vcpu_simple_cb) {
         // SAFETY: as above.
         unsafe { qemu_plugin_register_vcpu_init_cb(id, cb) }
+    }
+
+    /// `qemu_plugin_register_vcpu_syscall_filter_cb`, where QEMU has it;
+    /// whether it was registered.
+    pub fn syscall_filter(id: qemu_plugin_id_t, cb: super::SyscallFilterCb) -> bool {
+        match super::entry().register_filter {
+            Some(f) => {
+                // SAFETY: QEMU's registration function (found by name, its
+                // C signature) with QEMU's id and a plain extern "C" fn.
+                unsafe { f(id, cb) };
+                true
+            }
+            None => false,
+        }
     }
 
     /// `qemu_plugin_register_vcpu_syscall_cb` and `…_syscall_ret_cb`.

@@ -22,7 +22,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 pub mod supervisor;
 mod sys;
 
-pub use supervisor::{Answer, Judge, Request, Stats, Supervisor};
+pub use supervisor::{Answer, First, Judge, Request, Stats, Supervisor};
 pub use sys::SockFilter;
 
 /// What the filter does with a host syscall.
@@ -205,6 +205,11 @@ impl ChildSide {
     /// The child must hold no other seccomp listener (a launcher running
     /// several supervisors closes inherited descriptors first, as
     /// [`spawn`] does), or the parent cannot tell which is its own.
+    /// The compiled program (to merge into a launcher's own install).
+    pub fn program(&self) -> &[SockFilter] {
+        &self.prog
+    }
+
     /// `Err(errno)` if a step failed (the child must then not exec).
     pub fn install_in_child(&self) -> Result<(), i32> {
         let flags = if self.notify {
@@ -239,7 +244,18 @@ impl ParentSide {
         judge: std::sync::Arc<dyn Judge>,
         pid: u32,
     ) -> Result<Supervisor, Error> {
-        Supervisor::start(pid, self.notify, judge)
+        Supervisor::start(pid, self.notify, judge, None)
+    }
+
+    /// [`ParentSide::start_supervisor`] with `first` looking at every
+    /// notification before `judge` (one listener shared by two users).
+    pub fn start_supervisor_with(
+        self,
+        judge: std::sync::Arc<dyn Judge>,
+        pid: u32,
+        first: std::sync::Arc<dyn First>,
+    ) -> Result<Supervisor, Error> {
+        Supervisor::start(pid, self.notify, judge, Some(first))
     }
 }
 

@@ -82,6 +82,19 @@ pub trait Judge: Send + Sync {
     fn judge(&self, req: &Request<'_>) -> Answer;
 }
 
+/// A first look at every notification, before the policy's [`Judge`]:
+/// another user of the same listener (the kernel allows one listener per
+/// filter chain, so the sandbox's exec supervisor and a policy share it).
+/// Called on the supervisor thread, which has its own file-system state:
+/// a `First` may change the thread's root and working directory if it
+/// restores them before it returns.
+pub trait First: Send + Sync {
+    /// `Some(0)` answers the call with success, `Some(errno)` (positive)
+    /// fails it; `None` leaves it to the judge. `listener` is for
+    /// `SECCOMP_IOCTL_NOTIF_ID_VALID` after reading the caller.
+    fn first(&self, listener: i32, id: u64, pid: u32, nr: u32, args: [u64; 6]) -> Option<i32>;
+}
+
 /// Counters of a supervisor.
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -123,6 +136,7 @@ impl Supervisor {
         pid: u32,
         notify: bool,
         judge: Arc<dyn Judge>,
+        first: Option<Arc<dyn First>>,
     ) -> Result<Supervisor, Error> {
         let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(Stats::default());
@@ -136,7 +150,7 @@ impl Supervisor {
         let (st, ss) = (stop.clone(), stats.clone());
         let thread = std::thread::Builder::new()
             .name("gv-seccomp".into())
-            .spawn(move || serve(pid, judge, st, ss))
+            .spawn(move || serve(pid, judge, first, st, ss))
             .map_err(|source| Error::Sys {
                 what: "starting the supervisor thread",
                 source,
@@ -186,6 +200,7 @@ impl Drop for Supervisor {
 struct Ctx {
     listener: Arc<OwnedFd>,
     judge: Arc<dyn Judge>,
+    first: Option<Arc<dyn First>>,
     stats: Arc<Stats>,
     /// Our own root and /proc, to come back to and to read targets.
     home: OwnedFd,
@@ -291,6 +306,7 @@ fn family(pid: u32, depth: u32) -> Vec<u32> {
 fn serve(
     pid: u32,
     judge: Arc<dyn Judge>,
+    first: Option<Arc<dyn First>>,
     stop: Arc<AtomicBool>,
     stats: Arc<Stats>,
 ) -> Result<(), Error> {
@@ -298,7 +314,7 @@ fn serve(
         return Ok(());
     };
     let listener = Arc::new(listener);
-    let ctx = thread_ctx(listener, judge, stats)?;
+    let ctx = thread_ctx(listener, judge, first, stats)?;
     loop {
         if stop.load(Ordering::Relaxed) {
             return Ok(());
@@ -328,6 +344,7 @@ fn serve(
 fn thread_ctx(
     listener: Arc<OwnedFd>,
     judge: Arc<dyn Judge>,
+    first: Option<Arc<dyn First>>,
     stats: Arc<Stats>,
 ) -> Result<Ctx, Error> {
     sys::own_fs_state().map_err(sys_err("unshare(CLONE_FS) for the supervisor thread"))?;
@@ -338,6 +355,7 @@ fn thread_ctx(
     Ok(Ctx {
         listener,
         judge,
+        first,
         stats,
         home,
         proc,
@@ -392,6 +410,17 @@ const PATH_CALLS: &[(u32, usize, Option<usize>)] = &[
 fn handle(ctx: &Ctx, n: &sys::SeccompNotif) {
     let a = n.data.args;
     let nr = n.data.nr as u32;
+    if let Some(f) = &ctx.first {
+        if let Some(e) = f.first(ctx.listener.as_raw_fd(), n.id, n.pid, nr, a) {
+            Stats::inc(if e == 0 {
+                &ctx.stats.allowed
+            } else {
+                &ctx.stats.denied
+            });
+            respond_err(ctx, n.id, e);
+            return;
+        }
+    }
     let r = match nr {
         2 => open_call(
             ctx,
@@ -674,6 +703,9 @@ fn open_call(
 ) -> Result<(), i32> {
     let path = read_cstr(n.pid, addr)?;
     valid(ctx, n)?;
+    if let Some(rest) = own_proc(&path) {
+        return own_proc_open(ctx, n, &path, rest, how);
+    }
     let pl = place(ctx, n, &path, dirfd)?;
     let inside = sys::Borrowed::enter(&ctx.home, &pl.root, &pl.id)
         .map_err(|e| e.raw_os_error().unwrap_or(libc::EPERM))?;
@@ -713,6 +745,63 @@ fn open_call(
             return Ok(());
         }
     }
+    match sys::notif_addfd_send(ctx.listener.as_raw_fd(), n.id, fd.as_raw_fd(), cloexec) {
+        Ok(_) => {
+            Stats::inc(&ctx.stats.allowed);
+            Stats::inc(&ctx.stats.injected);
+            Ok(())
+        }
+        Err(e) => match e.raw_os_error() {
+            Some(libc::ENOENT) => {
+                Stats::inc(&ctx.stats.gone);
+                Ok(())
+            }
+            Some(e) => Err(e),
+            None => Err(libc::EIO),
+        },
+    }
+}
+
+/// `/proc/self/REST` or `/proc/thread-self/REST`: REST. The caller's own
+/// entries: inside its root they name the supervisor thread, which its
+/// procfs (a PID namespace's) may not know.
+fn own_proc(path: &CStr) -> Option<&str> {
+    let p = path.to_str().ok()?;
+    ["/proc/self/", "/proc/thread-self/"]
+        .iter()
+        .find_map(|pre| p.strip_prefix(pre))
+        .filter(|r| !r.is_empty() && !r.split('/').any(|c| c == ".."))
+}
+
+/// Open the caller's own `/proc` entry as `/proc/TID/REST` of our procfs
+/// (the same process), judged by the name it gave, and inject it.
+fn own_proc_open(
+    ctx: &Ctx,
+    n: &sys::SeccompNotif,
+    path: &CStr,
+    rest: &str,
+    how: OpenHow,
+) -> Result<(), i32> {
+    let named = path.to_string_lossy();
+    let req = Request {
+        pid: n.pid,
+        nr: n.data.nr as u32,
+        args: n.data.args,
+        path: Some(&named),
+        opened: false,
+        flags: Some(how.flags),
+        addr: None,
+    };
+    if !settle(ctx, n, ctx.judge.judge(&req))? {
+        return Ok(());
+    }
+    let cloexec = how.flags & libc::O_CLOEXEC as u64 != 0;
+    let mut ours = how;
+    ours.flags |= (libc::O_CLOEXEC | libc::O_NOCTTY) as u64;
+    let rel = CString::new(format!("{}/{rest}", n.pid)).map_err(|_| libc::EINVAL)?;
+    let fd = sys::openat2(ctx.proc.as_raw_fd(), &rel, &ours)
+        .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
+    valid(ctx, n)?;
     match sys::notif_addfd_send(ctx.listener.as_raw_fd(), n.id, fd.as_raw_fd(), cloexec) {
         Ok(_) => {
             Stats::inc(&ctx.stats.allowed);

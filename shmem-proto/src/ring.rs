@@ -571,7 +571,14 @@ struct SlotState {
     pid: u32,
     tail: u64,
     active: bool,
+    /// Its control block was overwritten (reported once).
+    tampered: bool,
 }
+
+/// Larger counters than this in a control block are not believed: a
+/// guest scribbling over QEMU's memory wrote them (2^40 records would
+/// take days to produce).
+const PLAUSIBLE_COUNT: u64 = 1 << 40;
 
 /// The reading end of every ring in a region.
 pub struct Consumer<'r> {
@@ -606,10 +613,25 @@ impl<'r> Consumer<'r> {
         for i in 0..self.region.max_rings {
             let c = self.region.control(i);
             let state = c.state.load(Ordering::Acquire);
-            if state != STATE_ACTIVE && state != STATE_CLOSED {
-                continue;
-            }
             let s = &mut self.slots[i as usize];
+            if state != STATE_ACTIVE && state != STATE_CLOSED {
+                if !s.active || state == STATE_FREE || state == STATE_CLAIMING {
+                    continue;
+                }
+                // A ring being read whose state is no state: overwritten
+                // (the guest can reach QEMU's memory). Say so once, and
+                // keep reading it: every record is validated anyway.
+                if !s.tampered {
+                    s.tampered = true;
+                    self.corrupt += 1;
+                    f(RingEvent::Corrupt {
+                        ring: i,
+                        seq: s.tail,
+                        error: RecordError::Field("ring control block overwritten"),
+                    });
+                    n += 1;
+                }
+            }
             let gen = c.generation.load(Ordering::Relaxed);
             if !s.active || s.generation != gen {
                 *s = SlotState {
@@ -618,6 +640,7 @@ impl<'r> Consumer<'r> {
                     pid: c.pid.load(Ordering::Relaxed),
                     tail: c.tail.load(Ordering::Relaxed),
                     active: true,
+                    tampered: false,
                 };
             }
             let head = c.head.load(Ordering::Acquire);
@@ -659,8 +682,16 @@ impl<'r> Consumer<'r> {
             }
             c.tail.store(s.tail, Ordering::Release);
             if state == STATE_CLOSED && c.head.load(Ordering::Acquire) == s.tail {
-                self.retired.waits += c.waits.swap(0, Ordering::Relaxed);
-                self.retired.dropped += c.dropped.swap(0, Ordering::Relaxed);
+                let (w, d) = (
+                    c.waits.swap(0, Ordering::Relaxed),
+                    c.dropped.swap(0, Ordering::Relaxed),
+                );
+                if w > PLAUSIBLE_COUNT || d > PLAUSIBLE_COUNT {
+                    self.corrupt += 1;
+                } else {
+                    self.retired.waits += w;
+                    self.retired.dropped += d;
+                }
                 f(RingEvent::Closed {
                     pid: s.pid,
                     tid: s.tid,
@@ -680,11 +711,24 @@ impl<'r> Consumer<'r> {
         let mut st = self.retired;
         for i in 0..self.region.max_rings {
             let c = self.region.control(i);
-            st.waits += c.waits.load(Ordering::Relaxed);
-            st.dropped += c.dropped.load(Ordering::Relaxed);
+            // Counters of a ring with no valid state, or beyond belief,
+            // were written by someone else than the producer.
+            let state = c.state.load(Ordering::Relaxed);
+            let (waits, dropped) = (
+                c.waits.load(Ordering::Relaxed),
+                c.dropped.load(Ordering::Relaxed),
+            );
+            if state > STATE_CLOSED || waits > PLAUSIBLE_COUNT || dropped > PLAUSIBLE_COUNT {
+                if waits != 0 || dropped != 0 {
+                    st.corrupt += 1;
+                }
+                continue;
+            }
+            st.waits += waits;
+            st.dropped += dropped;
         }
         st.no_ring = self.region.header().no_ring.load(Ordering::Relaxed);
-        st.corrupt = self.corrupt;
+        st.corrupt += self.corrupt;
         st.records = self.records;
         st
     }

@@ -31,7 +31,7 @@ declare -A PKG_LIBC=(
     [x86_64]=libc6-dev-amd64-cross
 )
 # extra flags per program
-declare -A LDEXTRA=([threads]=-pthread)
+declare -A LDEXTRA=([threads]=-pthread [attacks]=-pthread)
 
 [[ $# -eq 2 ]] || usage
 arch=$1

@@ -50,6 +50,22 @@ const WORKLOADS: &[Workload] = &[
         strace: true,
     },
     Workload {
+        name: "syscall+policy",
+        prog: "syscall_heavy",
+        args: &["200000"],
+        what: "the syscall-heavy loop under --policy docs/policies/example.toml",
+        gv_args: &["--policy", "docs/policies/example.toml"],
+        strace: false,
+    },
+    Workload {
+        name: "syscall+strict",
+        prog: "syscall_heavy",
+        args: &["200000"],
+        what: "the syscall-heavy loop under --policy docs/policies/untrusted.toml",
+        gv_args: &["--policy", "docs/policies/untrusted.toml"],
+        strace: false,
+    },
+    Workload {
         name: "syscall-1M",
         prog: "syscall_heavy",
         args: &["500000"],
@@ -199,6 +215,8 @@ fn main() -> ExitCode {
     let mut startup = None;
     // guestview's fixed cost (start-up over bare QEMU), from the first row.
     let mut fixed = None;
+    // guestview's time on the syscall-heavy loop without a policy.
+    let mut unenforced = None;
     for w in WORKLOADS
         .iter()
         .filter(|w| only.as_deref().is_none_or(|o| w.name.starts_with(o)))
@@ -273,12 +291,19 @@ fn main() -> ExitCode {
                 } else {
                     // The same ratio once guestview's fixed start-up cost
                     // is taken out: what each call costs.
-                    let steady = match fixed {
+                    let mut steady = match fixed {
                         Some(f) if w.name.starts_with("syscall") => {
                             format!("; {:.2}x without the start-up", (g - f) / b)
                         }
                         _ => String::new(),
                     };
+                    // The cost of enforcement: against the same loop unenforced.
+                    if w.name == "syscall-heavy" {
+                        unenforced = Some(g);
+                    }
+                    if let (true, Some(u)) = (w.name.starts_with("syscall+"), unenforced) {
+                        steady.push_str(&format!("; {:.3}x the unenforced run", g / u));
+                    }
                     println!(
                         "{:<14} {:>8.3}s {:>17} {:>17} {:>20} {:>6}  {}{steady}",
                         w.name,
