@@ -292,9 +292,13 @@ impl Enforcement {
     /// Give the kernel its kill rules and rate limits.
     pub fn apply_to_tracer(&self, tracer: &HostTracer) -> Result<(), EnforceError> {
         let l = self.policy.limits;
+        // New processes beyond the limit are refused (EAGAIN) by the host
+        // layer's supervisor; the kernel kills only beyond twice the limit,
+        // a backstop for a fork that got past it (its second may begin a
+        // moment after the supervisor's).
         tracer.enforce(
             &self.kill_nrs,
-            l.fork_per_second.unwrap_or(0),
+            l.fork_per_second.map_or(0, |f| f.saturating_mul(2)),
             l.connect_per_second.unwrap_or(0),
         )?;
         Ok(())
@@ -331,10 +335,19 @@ fn host_alert(a: HostAlert) -> AlertEvent {
         syscall: Some(a.host_call.to_owned()),
         path: a.path.clone(),
         detail: a.path.or_else(|| a.addr.map(|x| x.to_string())),
-        message: String::new(),
+        message: if a.repeat {
+            REPEATED.to_owned()
+        } else {
+            String::new()
+        },
         t_ns: a.t_ns,
     }
 }
+
+/// The message of a host-layer decision that a rate limit already alerted
+/// in this second: it gives its call the `denied` verdict, but no alert
+/// record is written for it (limits alert once a second).
+pub const REPEATED: &str = "refused again within the second (already alerted)";
 
 /// The host layer's decision (from `pending`, taken out) made on `s`'s
 /// thread inside its window, as `s`'s alert: it sets the call's policy

@@ -732,7 +732,9 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
     // Host-layer decisions no joined call claimed (its guest record lost
     // or refused as corrupt): said as they are, without a seq.
     for a in pending.drain(..) {
-        sink.emit(TraceEvent::Alert(a))?;
+        if a.message != crate::enforce::REPEATED {
+            sink.emit(TraceEvent::Alert(a))?;
+        }
     }
     let host_stats = views.tracer.stats().unwrap_or_default();
     let ring_stats = views
@@ -794,6 +796,9 @@ fn emit_judged(
             // of a connect, the path as it was when the call was made):
             // its decision inside this call's window is the call's.
             match crate::enforce::claim_host_alert(s, pending) {
+                // A rate limit alerts once a second: the call has its
+                // verdict, the record was written for the first refusal.
+                Some(h) if h.message == crate::enforce::REPEATED => None,
                 Some(h) => Some(h),
                 None => a,
             }

@@ -285,28 +285,45 @@ fn root_attack_connect_outside_loopback_is_denied() {
 }
 
 #[test]
-fn root_attack_fork_bomb_is_cut_by_the_kernel() {
+fn root_attack_fork_bomb_is_refused_beyond_the_rate() {
     require_root();
     for arch in ["mips", "arm"] {
         let p = guest(arch, "attacks");
         for q in qemus(arch) {
             let r = run(&q, &[], &p, &["forkbomb", "60"]);
             assert_eq!(r.code, Some(0), "{}", r.stderr);
-            // More than 20 new processes a second: the rest killed at birth.
+            // "forkbomb: F forked, E failed, K killed": more than 20 new
+            // processes a second are refused (EAGAIN) before they exist.
             let line = r.stdout.trim();
-            let killed: u32 = line
-                .rsplit(", ")
-                .next()
-                .and_then(|k| k.strip_suffix(" killed"))
-                .and_then(|k| k.parse().ok())
-                .unwrap_or_else(|| panic!("{line}"));
-            // (How many depends on the pace: at least the 21st of a second.)
-            assert!(killed >= 1, "{line}");
+            let counts: Vec<u32> = line
+                .trim_start_matches("forkbomb: ")
+                .split(", ")
+                .filter_map(|c| c.split(' ').next()?.parse().ok())
+                .collect();
+            let [forked, failed, killed] = counts[..] else {
+                panic!("{line}")
+            };
+            assert_eq!(forked + failed, 60, "{line}");
+            // (How many depends on the pace: at least the 21st of a second,
+            // and at most 20 in each second the loop touched.)
+            assert!(failed >= 1 && forked >= 20, "{line}");
+            assert_eq!(killed, 0, "refused, not killed: {line}");
             let a = r.alerts("limits.fork_per_second");
             assert!(!a.is_empty(), "{}", r.stderr);
-            assert!(a
+            assert!(
+                a.iter()
+                    .all(|a| a["layer"] == "seccomp" && a["action"] == "deny"),
+                "{a:?}"
+            );
+            // One alert a second, but every refused call is judged so.
+            assert!(a.len() as u32 <= failed, "{a:?}");
+            let denied = r
+                .of("syscall")
                 .iter()
-                .all(|a| a["layer"] == "ebpf" && a["action"] == "kill"));
+                .filter(|c| c["policy"]["rule"] == "limits.fork_per_second")
+                .filter(|c| c["verdict"] == "denied" && c["errno"] == "EAGAIN")
+                .count() as u32;
+            assert_eq!(denied, failed, "{line}");
         }
     }
 }

@@ -92,7 +92,8 @@ fn root_the_guest_layer_follows_the_qemus_filter_api() {
             "each matching call is an alert record",
             "rule 4 \"no-network\"",
             "makes the call itself on the guest's socket",
-            "fork_per_second = 20: eBPF",
+            "fork_per_second = 20: the seccomp supervisor counts",
+            "refused with EAGAIN",
             "connect_per_second = 5: eBPF",
         ] {
             assert!(out.contains(want), "missing {want:?} in\n{out}");

@@ -128,7 +128,11 @@ static int race(const char *allowed, int n)
     int opened = 0, refused = 0, other = 0;
     for (int i = 0; i < n; i++) {
         /* The raw call: the kernel reads the buffer the other thread flips. */
+#ifdef SYS_open
         fd = syscall(SYS_open, race_path, O_RDONLY);
+#else /* aarch64, riscv64: the generic table has openat only */
+        fd = syscall(SYS_openat, AT_FDCWD, race_path, O_RDONLY);
+#endif
         if (fd < 0) {
             refused++;
             continue;

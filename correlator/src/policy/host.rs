@@ -80,7 +80,16 @@ pub struct HostLayer {
     pub filter: Filter,
     /// Per host syscall number with anything to do.
     pub plans: BTreeMap<u32, HostPlan>,
+    /// `limits.fork_per_second`: new processes beyond it in a second are
+    /// refused with `EAGAIN` by the supervisor.
+    pub fork_per_second: Option<u32>,
 }
+
+/// Host calls that make a new process: `fork`, `vfork`, `clone` (a
+/// `clone` with `CLONE_THREAD` makes a thread and is not counted). QEMU
+/// forks for the guest with these; it uses `clone3` only for its own
+/// threads (QEMU 7.2 and 10.2 implement no guest `clone3`).
+const FORK_CALLS: [&str; 3] = ["fork", "vfork", "clone"];
 
 fn host_errno(name: &str) -> u16 {
     tables::errno_number(Arch::X86_64, name)
@@ -188,8 +197,29 @@ pub fn compile(policy: &Policy, arch: Arch) -> HostLayer {
             );
         }
     }
+    let fork_per_second = policy.limits.fork_per_second;
+    if fork_per_second.is_some() {
+        // The supervisor counts every new process (the flags are in the
+        // notification's registers: nothing to race).
+        for name in FORK_CALLS {
+            let Some(nr) = tables::host_syscall_nr(name).and_then(|n| u32::try_from(n).ok()) else {
+                continue;
+            };
+            filter.by_nr.insert(nr, Ret::Notify);
+            plans.entry(nr).or_insert(HostPlan {
+                name,
+                steps: Vec::new(),
+                fallback: Action::Allow,
+                ret: Ret::Notify,
+            });
+        }
+    }
     filter.by_nr.retain(|_, r| *r != Ret::Allow);
-    HostLayer { filter, plans }
+    HostLayer {
+        filter,
+        plans,
+        fork_per_second,
+    }
 }
 
 /// A decision of the host layer worth an `alert` record.
@@ -209,6 +239,17 @@ pub struct HostAlert {
     pub path: Option<String>,
     /// The address judged, if any.
     pub addr: Option<SocketAddr>,
+    /// A refusal of a rate limit already alerted in this second: it sets
+    /// its call's verdict but makes no alert record of its own.
+    pub repeat: bool,
+}
+
+/// New processes counted in the current second.
+#[derive(Debug, Default)]
+struct ForkWindow {
+    second: u64,
+    count: u64,
+    alerted: Option<u64>,
 }
 
 /// Most alerts kept between two drains; more are counted, not kept.
@@ -222,6 +263,8 @@ pub struct PolicyJudge {
     /// is also judged without it, the stricter decision wins.
     prefix: Option<String>,
     alerts: Mutex<(Vec<HostAlert>, u64)>,
+    fork_per_second: Option<u32>,
+    forks: Mutex<ForkWindow>,
 }
 
 fn now_ns() -> u64 {
@@ -236,6 +279,42 @@ impl PolicyJudge {
             plans: layer.plans.clone(),
             prefix: prefix.map(|p| p.trim_end_matches('/').to_owned()),
             alerts: Mutex::new((Vec::new(), 0)),
+            fork_per_second: layer.fork_per_second,
+            forks: Mutex::new(ForkWindow::default()),
+        }
+    }
+
+    /// Count a new process against `limits.fork_per_second` (seconds of
+    /// CLOCK_MONOTONIC, as the eBPF backstop counts them): `Some(first)`
+    /// when it is one too many, `first` for the first refusal of the second.
+    fn fork_over_limit(&self, req: &Request<'_>, now: u64) -> Option<bool> {
+        let limit = self.fork_per_second?;
+        let name = self.plans.get(&req.nr)?.name;
+        if !FORK_CALLS.contains(&name)
+            || (name == "clone" && req.args[0] & libc::CLONE_THREAD as u64 != 0)
+        {
+            return None;
+        }
+        let mut w = self.forks.lock().unwrap_or_else(|e| e.into_inner());
+        let second = now / 1_000_000_000;
+        if w.second != second {
+            (w.second, w.count) = (second, 0);
+        }
+        w.count += 1;
+        if w.count <= u64::from(limit) {
+            return None;
+        }
+        let first = w.alerted != Some(second);
+        w.alerted = Some(second);
+        Some(first)
+    }
+
+    fn push_alert(&self, a: HostAlert) {
+        let mut g = self.alerts.lock().unwrap_or_else(|e| e.into_inner());
+        if g.0.len() < MAX_PENDING_ALERTS {
+            g.0.push(a);
+        } else {
+            g.1 += 1;
         }
     }
 
@@ -288,21 +367,34 @@ impl PolicyJudge {
 impl Judge for PolicyJudge {
     fn judge(&self, req: &Request<'_>) -> Answer {
         let (action, rule) = self.decide(req);
-        if action.alerts() {
-            let mut g = self.alerts.lock().unwrap_or_else(|e| e.into_inner());
-            if g.0.len() < MAX_PENDING_ALERTS {
-                g.0.push(HostAlert {
-                    t_ns: now_ns(),
+        let host_call = self.plans.get(&req.nr).map_or("?", |p| p.name);
+        if action <= Action::Alert {
+            let now = now_ns();
+            if let Some(first) = self.fork_over_limit(req, now) {
+                self.push_alert(HostAlert {
+                    t_ns: now,
                     tid: req.pid,
-                    host_call: self.plans.get(&req.nr).map_or("?", |p| p.name),
-                    rule: rule.map(|i| self.policy.rules[i].name.clone()),
-                    action,
-                    path: req.path.map(str::to_owned),
-                    addr: req.addr,
+                    host_call,
+                    rule: Some("limits.fork_per_second".to_owned()),
+                    action: Action::Deny,
+                    path: None,
+                    addr: None,
+                    repeat: !first,
                 });
-            } else {
-                g.1 += 1;
+                return Answer::Deny(libc::EAGAIN);
             }
+        }
+        if action.alerts() {
+            self.push_alert(HostAlert {
+                t_ns: now_ns(),
+                tid: req.pid,
+                host_call,
+                rule: rule.map(|i| self.policy.rules[i].name.clone()),
+                action,
+                path: req.path.map(str::to_owned),
+                addr: req.addr,
+                repeat: false,
+            });
         }
         match action {
             Action::Allow | Action::Alert => Answer::Allow,

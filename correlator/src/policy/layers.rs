@@ -199,7 +199,7 @@ pub fn explain(policy: &Policy, arch: Arch, qemu: &Result<QemuInfo, String>) -> 
     if lim.fork_per_second.is_some() || lim.connect_per_second.is_some() {
         let _ = writeln!(o, "\nlimits:");
         if let Some(f) = lim.fork_per_second {
-            let _ = writeln!(o, "  fork_per_second = {f}: eBPF counts new processes of the traced tree in the kernel; beyond {f} in a second each new process is killed (bpf_send_signal(SIGKILL)) before it runs guest code, with one alert per second");
+            let _ = writeln!(o, "  fork_per_second = {f}: the seccomp supervisor counts QEMU's fork, vfork and clone (not threads); beyond {f} in a second each is refused with EAGAIN, with one alert per second; eBPF counts new processes in the kernel as a backstop and kills those beyond {} in a second", f.saturating_mul(2));
         }
         if let Some(c) = lim.connect_per_second {
             let _ = writeln!(o, "  connect_per_second = {c}: eBPF counts connect calls of the traced tree in the kernel; beyond {c} in a second the caller is killed (bpf_send_signal(SIGKILL)), with one alert per second");
