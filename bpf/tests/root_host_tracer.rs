@@ -342,6 +342,41 @@ fn root_exec_guard_kills_what_is_not_allowed_before_it_runs() {
             HostEvent::Exec { tgid, killed: true, filename, .. } if *tgid == pid && filename == "/bin/true")),
         "no killed exec of /bin/true: {events:#?}"
     );
+    // A prefix of kilobytes (QEMU's command line with a policy's guest
+    // rules): compared to its last byte, a partial last word included.
+    let long = format!("exit 7 #{}", "a".repeat(1501));
+    let mut prefix = b"/bin/sh\0-c\0".to_vec();
+    prefix.extend_from_slice(long.as_bytes());
+    prefix.push(0);
+    assert_ne!(prefix.len() % 8, 0, "the last word is partial");
+    tracer
+        .guard_exec(m.ino(), m.dev(), &prefix)
+        .expect("set a long guard");
+    let run = |args: &[&str]| {
+        let mut child = Command::new("/bin/sh")
+            .args(["-c", "read line; exec \"$@\"", "guard"])
+            .args(args)
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stat = format!("/proc/{}/stat", child.id());
+        while !std::fs::read_to_string(&stat)
+            .is_ok_and(|s| s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('S')))
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        tracer.trace_pid(child.id()).unwrap();
+        writeln!(child.stdin.take().unwrap()).unwrap();
+        child.wait().unwrap()
+    };
+    assert_eq!(run(&["/bin/sh", "-c", &long]).code(), Some(7));
+    let mut late = long.clone().into_bytes();
+    late[1400] = b'b';
+    let late = String::from_utf8(late).unwrap();
+    assert_eq!(run(&["/bin/sh", "-c", &late]).signal(), Some(9));
+    // The last byte differs (the partial word): killed too.
+    let last = format!("{}b", &long[..long.len() - 1]);
+    assert_eq!(run(&["/bin/sh", "-c", &last]).signal(), Some(9));
 }
 
 /// A process says it reads ring positions with `fcntl(-1, GV_UNTIMED_FCNTL_CMD)`

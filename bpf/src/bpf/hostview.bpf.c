@@ -667,6 +667,36 @@ int BPF_PROG(gv_fork, struct task_struct *parent, struct task_struct *child)
 	return 0;
 }
 
+struct guard_cmp {
+	const char *buf;
+	const struct gv_guard *g;
+	__u32 n;
+	int differ;
+};
+
+/*
+ * One word of the guard's comparison; the last word only up to n (past
+ * it, buf holds what an earlier exec left there). Little-endian: the low
+ * bytes come first.
+ */
+static long guard_word(__u64 i, void *ctx)
+{
+	struct guard_cmp *c = ctx;
+	__u64 at = i * 8, a, b, mask = ~0ULL;
+
+	if (at >= c->n || at > GV_GUARD_PREFIX_MAX - 8)
+		return 1;
+	if (c->n - at < 8)
+		mask = (1ULL << ((c->n - at) * 8)) - 1;
+	a = *(const __u64 *)(c->buf + at);
+	b = *(const __u64 *)(c->g->prefix + at);
+	if ((a ^ b) & mask) {
+		c->differ = 1;
+		return 1;
+	}
+	return 0;
+}
+
 /*
  * The exec guard: is the image this exec loaded the allowed one (QEMU's
  * loader, file and arguments as guestview starts it)? Runs after the point
@@ -680,7 +710,6 @@ static __always_inline int exec_allowed(struct task_struct *p, struct linux_binp
 	__u32 zero = 0, n = g->prefix_len;
 	unsigned long start, end;
 	char *buf;
-	int i;
 
 	if (!inode || BPF_CORE_READ(inode, i_ino) != g->ino ||
 	    BPF_CORE_READ(inode, i_sb, s_dev) != g->dev)
@@ -696,13 +725,14 @@ static __always_inline int exec_allowed(struct task_struct *p, struct linux_binp
 		return 0;
 	if (bpf_probe_read_user(buf, n, (const void *)start))
 		return 0;
-	for (i = 0; i < GV_GUARD_PREFIX_MAX; i++) {
-		if (i >= n)
-			break;
-		if (buf[i] != g->prefix[i])
-			return 0;
+	/* Word by word in a bpf_loop callback (verified once, not once per
+	 * iteration: a plain loop over 4 KiB doubled the programs' load time). */
+	{
+		struct guard_cmp c = { .buf = buf, .g = g, .n = n, .differ = 0 };
+
+		bpf_loop(GV_GUARD_PREFIX_MAX / 8, guard_word, &c, 0);
+		return !c.differ;
 	}
-	return 1;
 }
 
 SEC("tp_btf/sched_process_exec")

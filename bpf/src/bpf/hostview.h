@@ -83,8 +83,12 @@ enum gv_flag {
 	GV_F_EXEC_KILLED = 1 << 5,
 };
 
-/* Bytes of the argument prefix the exec guard compares. */
-#define GV_GUARD_PREFIX_MAX 512
+/*
+ * Bytes of the argument prefix the exec guard compares (a multiple of 8:
+ * it compares words). QEMU's command line carries the plugin's arguments,
+ * a policy's guest rules among them: a strict policy takes over 1 KiB.
+ */
+#define GV_GUARD_PREFIX_MAX 4096
 
 /*
  * Value of the array `guard` (key 0), set by user space for a sandboxed
