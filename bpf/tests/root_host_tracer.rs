@@ -278,6 +278,31 @@ fn root_untimed_processes_are_placed_by_ring_position() {
     assert!(!tracer.is_untimed(pid), "the set forgets an exited process");
 }
 
+/// Run `args` through a shell that `tracer` starts tracing before it execs
+/// them: its pid and how it ended.
+fn exec_traced(tracer: &HostTracer, args: &[&str]) -> (u32, std::process::ExitStatus) {
+    // Traced before it execs: it waits on stdin.
+    let mut child = Command::new("/bin/sh")
+        .args(["-c", "read line; exec \"$@\"", "guard"])
+        .args(args)
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Traced only once its own exec is over (spawn returns as soon as the
+    // exec has taken the new memory, a moment before the exec tracepoint):
+    // it sleeps in `read` then.
+    let stat = format!("/proc/{}/stat", child.id());
+    while !std::fs::read_to_string(&stat)
+        .is_ok_and(|s| s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('S')))
+    {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    tracer.trace_pid(child.id()).unwrap();
+    writeln!(child.stdin.take().unwrap()).unwrap();
+    let st = child.wait().unwrap();
+    (child.id(), st)
+}
+
 /// The exec guard: an exec whose image is not the allowed file with the
 /// allowed arguments is killed before its first instruction; the allowed
 /// one runs.
@@ -295,28 +320,7 @@ fn root_exec_guard_kills_what_is_not_allowed_before_it_runs() {
     tracer
         .guard_exec(m.ino(), m.dev(), b"/bin/sh\0-c\0exit 7\0")
         .expect("set the guard");
-    let run = |args: &[&str]| {
-        // Traced before it execs: it waits on stdin.
-        let mut child = Command::new("/bin/sh")
-            .args(["-c", "read line; exec \"$@\"", "guard"])
-            .args(args)
-            .stdin(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // Traced only once its own exec is over (spawn returns as soon as
-        // the exec has taken the new memory, a moment before the exec
-        // tracepoint): it sleeps in `read` then.
-        let stat = format!("/proc/{}/stat", child.id());
-        while !std::fs::read_to_string(&stat)
-            .is_ok_and(|s| s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('S')))
-        {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        tracer.trace_pid(child.id()).unwrap();
-        writeln!(child.stdin.take().unwrap()).unwrap();
-        let st = child.wait().unwrap();
-        (child.id(), st)
-    };
+    let run = |args: &[&str]| exec_traced(&tracer, args);
     use std::os::unix::process::ExitStatusExt;
     let (pid7, st) = run(&["/bin/sh", "-c", "exit 7"]);
     if st.code() != Some(7) {
@@ -352,23 +356,7 @@ fn root_exec_guard_kills_what_is_not_allowed_before_it_runs() {
     tracer
         .guard_exec(m.ino(), m.dev(), &prefix)
         .expect("set a long guard");
-    let run = |args: &[&str]| {
-        let mut child = Command::new("/bin/sh")
-            .args(["-c", "read line; exec \"$@\"", "guard"])
-            .args(args)
-            .stdin(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stat = format!("/proc/{}/stat", child.id());
-        while !std::fs::read_to_string(&stat)
-            .is_ok_and(|s| s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('S')))
-        {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        tracer.trace_pid(child.id()).unwrap();
-        writeln!(child.stdin.take().unwrap()).unwrap();
-        child.wait().unwrap()
-    };
+    let run = |args: &[&str]| exec_traced(&tracer, args).1;
     assert_eq!(run(&["/bin/sh", "-c", &long]).code(), Some(7));
     let mut late = long.clone().into_bytes();
     late[1400] = b'b';
