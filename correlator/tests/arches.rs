@@ -12,7 +12,7 @@
 mod common;
 
 use common::{
-    fd2_streams, gv_run_in, gv_run_opts_in, have_compiler, is_root, name_of,
+    check_call_window, fd2_streams, gv_run_in, gv_run_opts_in, have_compiler, is_root, name_of,
     parse_strace_streams_of, require, strace_wrapper_in, Run,
 };
 
@@ -198,37 +198,9 @@ fn check_join(arch: Arch, tag: &str, r: &Run, elf: &Elf, vdso: &Vdso) -> usize {
     let mut compared = 0;
     let mut vdso_base = None;
     for s in r.syscalls() {
-        let tid = s["tid"].as_u64().unwrap();
-        let (t0, t1) = (
-            s["t_enter_ns"].as_u64().unwrap(),
-            s["t_exit_ns"].as_u64().unwrap(),
-        );
+        check_call_window(tag, s);
         let host = s["host"].as_array().unwrap();
         let verdict = s["verdict"].as_str().unwrap();
-        match verdict {
-            "emulated" | "unsupported" => assert!(host.is_empty(), "{tag}: {s}"),
-            "passthrough" | "translated" => assert!(!host.is_empty(), "{tag}: {s}"),
-            v => panic!("{tag}: unexpected verdict {v}: {s}"),
-        }
-        for h in host {
-            assert_eq!(
-                h["tid"].as_u64().unwrap(),
-                tid,
-                "{tag}: host call of another thread: {s}"
-            );
-            let (h0, h1) = (
-                h["t_enter_ns"].as_u64().unwrap(),
-                h["t_exit_ns"].as_u64().unwrap(),
-            );
-            assert!(
-                h0 == 0 || h0 >= t0,
-                "{tag}: host call before its guest call: {s}"
-            );
-            assert!(
-                t1 == 0 || h1 <= t1,
-                "{tag}: host call after its guest call: {s}"
-            );
-        }
         if !arch.is_64bit() {
             for a in s["args"].as_array().unwrap() {
                 let v =

@@ -246,37 +246,9 @@ fn root_host_calls_belong_to_their_guest_call(q: Qemu) {
         );
         assert!(r.out.status.success(), "{name}: {:?}", r.out);
         for s in r.syscalls() {
-            let tid = s["tid"].as_u64().unwrap();
-            let (t0, t1) = (
-                s["t_enter_ns"].as_u64().unwrap(),
-                s["t_exit_ns"].as_u64().unwrap(),
-            );
+            common::check_call_window(name, s);
             let host = s["host"].as_array().unwrap();
             let verdict = s["verdict"].as_str().unwrap();
-            match verdict {
-                "emulated" | "unsupported" => assert!(host.is_empty(), "{name}: {s}"),
-                "passthrough" | "translated" => assert!(!host.is_empty(), "{name}: {s}"),
-                v => panic!("{name}: unexpected verdict {v}"),
-            }
-            for h in host {
-                assert_eq!(
-                    h["tid"].as_u64().unwrap(),
-                    tid,
-                    "{name}: host call of another thread: {s}"
-                );
-                let (h0, h1) = (
-                    h["t_enter_ns"].as_u64().unwrap(),
-                    h["t_exit_ns"].as_u64().unwrap(),
-                );
-                assert!(
-                    h0 == 0 || h0 >= t0,
-                    "{name}: host call before its guest call: {s}"
-                );
-                assert!(
-                    t1 == 0 || h1 <= t1,
-                    "{name}: host call after its guest call: {s}"
-                );
-            }
             let gname = name_of(s);
             if verdict == "passthrough" && SAME_RESULT.contains(&gname.as_str()) {
                 let same: Vec<_> = host

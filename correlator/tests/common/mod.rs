@@ -308,3 +308,40 @@ pub fn parse_strace_streams_of(
     }
     m
 }
+
+/// A joined guest call `s` is consistent: host calls exactly when QEMU made
+/// some (passthrough/translated, not emulated/unsupported), and each of
+/// them on the call's own thread, inside the call's window (an untimed
+/// host call, 0, is placed by ring position instead).
+pub fn check_call_window(tag: &str, s: &Value) {
+    let tid = s["tid"].as_u64().unwrap();
+    let (t0, t1) = (
+        s["t_enter_ns"].as_u64().unwrap(),
+        s["t_exit_ns"].as_u64().unwrap(),
+    );
+    let host = s["host"].as_array().unwrap();
+    match s["verdict"].as_str().unwrap() {
+        "emulated" | "unsupported" => assert!(host.is_empty(), "{tag}: {s}"),
+        "passthrough" | "translated" => assert!(!host.is_empty(), "{tag}: {s}"),
+        v => panic!("{tag}: unexpected verdict {v}: {s}"),
+    }
+    for h in host {
+        assert_eq!(
+            h["tid"].as_u64().unwrap(),
+            tid,
+            "{tag}: host call of another thread: {s}"
+        );
+        let (h0, h1) = (
+            h["t_enter_ns"].as_u64().unwrap(),
+            h["t_exit_ns"].as_u64().unwrap(),
+        );
+        assert!(
+            h0 == 0 || h0 >= t0,
+            "{tag}: host call before its guest call: {s}"
+        );
+        assert!(
+            t1 == 0 || h1 <= t1,
+            "{tag}: host call after its guest call: {s}"
+        );
+    }
+}
