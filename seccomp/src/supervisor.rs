@@ -745,6 +745,12 @@ fn open_call(
             return Ok(());
         }
     }
+    inject(ctx, n, &fd, cloexec)
+}
+
+/// Answer the call with `fd`, a descriptor of ours the kernel installs in
+/// the caller (a caller gone meanwhile is counted, not an error).
+fn inject(ctx: &Ctx, n: &sys::SeccompNotif, fd: &OwnedFd, cloexec: bool) -> Result<(), i32> {
     match sys::notif_addfd_send(ctx.listener.as_raw_fd(), n.id, fd.as_raw_fd(), cloexec) {
         Ok(_) => {
             Stats::inc(&ctx.stats.allowed);
@@ -802,21 +808,7 @@ fn own_proc_open(
     let fd = sys::openat2(ctx.proc.as_raw_fd(), &rel, &ours)
         .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
     valid(ctx, n)?;
-    match sys::notif_addfd_send(ctx.listener.as_raw_fd(), n.id, fd.as_raw_fd(), cloexec) {
-        Ok(_) => {
-            Stats::inc(&ctx.stats.allowed);
-            Stats::inc(&ctx.stats.injected);
-            Ok(())
-        }
-        Err(e) => match e.raw_os_error() {
-            Some(libc::ENOENT) => {
-                Stats::inc(&ctx.stats.gone);
-                Ok(())
-            }
-            Some(e) => Err(e),
-            None => Err(libc::EIO),
-        },
-    }
+    inject(ctx, n, &fd, cloexec)
 }
 
 fn path_call(ctx: &Ctx, n: &sys::SeccompNotif, addr: u64, dirfd: i32) -> Result<(), i32> {
