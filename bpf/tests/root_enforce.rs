@@ -16,6 +16,7 @@ const NR_CONNECT: i64 = 42;
 fn tracer() -> HostTracer {
     HostTracer::new(&TracerOptions {
         ring_bytes: 1 << 20,
+        ..Default::default()
     })
     .unwrap_or_else(|e| panic!("these tests need root and eBPF: {e}"))
 }
