@@ -74,6 +74,18 @@ fn syscall(sc: &gv_syscall_event, ret: Option<i64>, path: Option<String>) -> Hos
     }
 }
 
+impl HostEvent {
+    /// Set the position of the record this event came from (the programs
+    /// leave it 0: only the reader knows it).
+    pub(crate) fn set_ring_pos(&mut self, p: u64) {
+        match self {
+            HostEvent::Syscall(s) => s.pos = p,
+            HostEvent::Exec { pos, .. } => *pos = p,
+            _ => {}
+        }
+    }
+}
+
 impl TryFrom<&[u8]> for HostEvent {
     type Error = DecodeError;
 

@@ -215,6 +215,19 @@ static __always_inline void copy_regs_args(__u64 *dst, struct gv_pt_regs *regs)
 	dst[5] = regs->r9;
 }
 
+/* Syscall argument i (0-5) straight from the registers. */
+static __always_inline __u64 reg_arg(struct gv_pt_regs *regs, __u32 i)
+{
+	switch (i) {
+	case 0: return regs->di;
+	case 1: return regs->si;
+	case 2: return regs->dx;
+	case 3: return regs->r10;
+	case 4: return regs->r8;
+	default: return regs->r9;
+	}
+}
+
 /*
  * args[i] for a small i, written so that the verifier sees constant offsets
  * (clang turns args[i - 1] into an index it cannot bound).
@@ -273,16 +286,18 @@ static __always_inline void clear_untimed(__u32 tgid)
 }
 
 /* The producer position before the next reservation (see gv_syscall_event.pos). */
-static __always_inline __u64 ring_pos(void)
-{
-	return bpf_ringbuf_query(&rb, BPF_RB_PROD_POS);
-}
+/*
+ * Every record's `pos` is left 0 here: the reader sets it to the record's
+ * own position in the ring, which it knows exactly as it reads them in
+ * order (no record is ever discarded, so none is skipped). That is the
+ * position the reservation moved the producer past, the one the plugin
+ * compares with; asking the ring for it here cost a helper call a syscall.
+ */
 
 /* Emit a syscall that will not reach sys_exit. */
 static __always_inline void emit_noreturn(__u32 tgid, __u32 tid, __s64 nr, const __u64 *args,
 					  __u64 t_enter, __u64 now, __u16 flags)
 {
-	__u64 pos = ring_pos();
 	struct gv_syscall_event *e = bpf_ringbuf_reserve(&rb, sizeof(*e), 0);
 
 	if (!e) {
@@ -299,7 +314,7 @@ static __always_inline void emit_noreturn(__u32 tgid, __u32 tid, __s64 nr, const
 	e->ret = 0;
 	e->t_enter = t_enter;
 	e->t_exit = now;
-	e->pos = pos;
+	e->pos = 0;
 	submit(e);
 }
 
@@ -348,7 +363,7 @@ static __always_inline __u16 path_at_exit(struct gv_syscall_path_event *e, const
  * 0: the registers no longer hold them.
  */
 static __always_inline void emit_at_exit(__u32 tgid, __u32 tid, struct gv_pt_regs *regs, __s64 nr,
-					 long ret, __u64 now, __u64 pos, __u16 flags)
+					 long ret, __u64 now, __u16 flags)
 {
 	struct gv_syscall_event *e = bpf_ringbuf_reserve(&rb, sizeof(*e), 0);
 
@@ -367,7 +382,7 @@ static __always_inline void emit_at_exit(__u32 tgid, __u32 tid, struct gv_pt_reg
 	e->ret = ret;
 	e->t_enter = 0;
 	e->t_exit = now;
-	e->pos = pos;
+	e->pos = 0;
 	submit(e);
 }
 
@@ -377,7 +392,7 @@ static __always_inline void emit_at_exit(__u32 tgid, __u32 tid, struct gv_pt_reg
  * A failed one is still in the old image with its registers and memory.
  */
 static __always_inline void exec_at_exit(__u32 tgid, __u32 tid, struct gv_pt_regs *regs, __s64 nr,
-					 long ret, __u64 now, __u64 pos)
+					 long ret, __u64 now)
 {
 	struct gv_pending *p = bpf_task_storage_get(&pending, bpf_get_current_task_btf(), 0, 0);
 	struct gv_syscall_path_event *e;
@@ -397,7 +412,7 @@ static __always_inline void exec_at_exit(__u32 tgid, __u32 tid, struct gv_pt_reg
 	e->sc.ret = ret;
 	e->sc.t_enter = 0;
 	e->sc.t_exit = now;
-	e->sc.pos = pos;
+	e->sc.pos = 0;
 	e->path_arg = nr == NR_EXECVEAT ? 1 : 0;
 	__builtin_memset(e->_pad0, 0, sizeof(e->_pad0));
 	if (done && ret == 0) {
@@ -558,12 +573,12 @@ int BPF_PROG(gv_sys_exit, struct gv_pt_regs *regs, long ret)
 	__u32 tid = (__u32)pid_tgid;
 	__s64 nr;
 	__u32 ai;
-	__u64 now, pos;
+	__u64 now;
+	const char *up;
 
 	if (!is_traced(tgid))
 		return 0;
 
-	pos = ring_pos();
 	nr = (__s64)regs->orig_ax;
 	if (nr == GV_NR_FCNTL && (int)regs->di == -1 && regs->si == GV_UNTIMED_FCNTL_CMD)
 		set_untimed(tgid);
@@ -572,22 +587,25 @@ int BPF_PROG(gv_sys_exit, struct gv_pt_regs *regs, long ret)
 	if (nr == -1) {
 		/* rt_sigreturn put the interrupted context's orig_ax (-1) back;
 		 * its arguments are gone with it. */
-		emit_at_exit(tgid, tid, regs, NR_RT_SIGRETURN, ret, now, pos, GV_F_NO_ENTER);
+		emit_at_exit(tgid, tid, regs, NR_RT_SIGRETURN, ret, now, GV_F_NO_ENTER);
 		return 0;
 	}
 	if (is_exec(nr)) {
 		/* Rare, and the image may have changed under it: timed. */
-		exec_at_exit(tgid, tid, regs, nr, ret, now ? now : bpf_ktime_get_ns(), pos);
+		exec_at_exit(tgid, tid, regs, nr, ret, now ? now : bpf_ktime_get_ns());
 		return 0;
 	}
 	ai = (__u64)nr < GV_NR_TABLE ? path_arg_plus1[nr] : 0;
-	if (ai == 0 || ai > 6) {
-		emit_at_exit(tgid, tid, regs, nr, ret, now, pos, 0);
+	/* utimensat(fd, NULL, ...) has no path: a plain record (decided
+	 * before reserving: a discarded record would shift the positions the
+	 * reader counts). */
+	up = ai == 0 || ai > 6 ? 0 : (const char *)reg_arg(regs, ai - 1);
+	if (!up) {
+		emit_at_exit(tgid, tid, regs, nr, ret, now, 0);
 		return 0;
 	}
 	{
 		struct gv_syscall_path_event *e = bpf_ringbuf_reserve(&rb, sizeof(*e), 0);
-		const char *up;
 		__u16 flags = GV_F_PATH_AT_EXIT;
 
 		if (!e) {
@@ -601,19 +619,12 @@ int BPF_PROG(gv_sys_exit, struct gv_pt_regs *regs, long ret)
 		e->sc.ret = ret;
 		e->sc.t_enter = 0;
 		e->sc.t_exit = now;
-		e->sc.pos = pos;
+		e->sc.pos = 0;
 		e->path_arg = ai - 1;
 		__builtin_memset(e->_pad0, 0, sizeof(e->_pad0));
-		up = (const char *)pick_arg(e->sc.args, ai - 1);
-		if (up) {
-			flags |= path_at_exit(e, up);
-			fill_hdr(&e->sc.hdr, GV_OP_SYSCALL_PATH, flags, sizeof(*e), now);
-			submit(e);
-		} else {
-			/* utimensat(fd, NULL, ...): no path, a plain record. */
-			bpf_ringbuf_discard(e, BPF_RB_NO_WAKEUP);
-			emit_at_exit(tgid, tid, regs, nr, ret, now, pos, 0);
-		}
+		flags |= path_at_exit(e, up);
+		fill_hdr(&e->sc.hdr, GV_OP_SYSCALL_PATH, flags, sizeof(*e), now);
+		submit(e);
 	}
 	return 0;
 }
@@ -738,7 +749,6 @@ static __always_inline int exec_allowed(struct task_struct *p, struct linux_binp
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(gv_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
-	__u64 pos;
 	__u32 tgid = p->tgid;
 	struct gv_exec_event *e;
 	struct gv_pending *pend;
@@ -760,7 +770,6 @@ int BPF_PROG(gv_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm 
 		killed = GV_F_EXEC_KILLED;
 	}
 
-	pos = ring_pos();
 	e = bpf_ringbuf_reserve(&rb, sizeof(*e), 0);
 	if (!e) {
 		count_dropped();
@@ -769,7 +778,7 @@ int BPF_PROG(gv_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm 
 	fill_hdr(&e->hdr, GV_OP_EXEC, killed, sizeof(*e), bpf_ktime_get_ns());
 	e->tgid = tgid;
 	e->tid = p->pid;
-	e->pos = pos;
+	e->pos = 0;
 	e->old_tid = old_pid;
 	e->_pad0 = 0;
 	n = bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), BPF_CORE_READ(bprm, filename));

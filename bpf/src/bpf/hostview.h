@@ -124,13 +124,15 @@ struct gv_syscall_event {
 	__u64 t_enter; /* ns; 0: entries are not seen (only exits are needed) */
 	__u64 t_exit;  /* ns; equals hdr.ktime; 0 when not timed (see pos) */
 	/*
-	 * The ring buffer's producer position, read just before this record
-	 * was reserved. The plugin reads the same position (a read-only
-	 * mapping of the ring's producer page) at each guest call's entry and
-	 * return, so a host call of the same thread belongs to a guest call
-	 * exactly when enter_pos <= pos < return_pos: no clock needed. For a
-	 * process whose plugin reads positions the program takes no time at
-	 * all (bpf_ktime_get_ns() costs ~65 ns a call on this machine kind).
+	 * The record's position in the ring buffer (the producer position
+	 * its reservation started at). The programs write 0; the reader sets
+	 * it, counting records in order (none is ever discarded). The plugin
+	 * reads the producer position (a read-only mapping of the ring's
+	 * producer page) at each guest call's entry and return, so a host
+	 * call of the same thread belongs to a guest call exactly when
+	 * enter_pos <= pos < return_pos: no clock needed. For a process whose
+	 * plugin reads positions the program takes no time at all
+	 * (bpf_ktime_get_ns() costs ~65 ns a call on this machine kind).
 	 */
 	__u64 pos;
 };
@@ -168,7 +170,7 @@ struct gv_exec_event {
 			* a non-leader thread exec'd) */
 	__u16 filename_len; /* bytes in filename, without the NUL */
 	__u16 _pad0;
-	/* The ring's producer position before this record (see
+	/* The record's position in the ring, set by the reader (see
 	 * gv_syscall_event.pos): the old image's host calls are below it. */
 	__u64 pos;
 	char filename[GV_PATH_MAX];
