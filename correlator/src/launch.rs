@@ -113,6 +113,20 @@ pub fn find_qemu(arch: Arch, explicit: Option<&Path>) -> Result<Qemu, LaunchErro
             search_path(&name).ok_or(LaunchError::QemuMissing(name))?
         }
     };
+    // A QEMU checked before (same file, unchanged) need not run twice more
+    // (some 15 ms of every start-up).
+    let cache = checked_cache_file(&path);
+    if let Some(version) = cache.as_ref().and_then(|f| std::fs::read_to_string(f).ok()) {
+        if let Some(version) = version.strip_suffix("\nplugins\n") {
+            if matches!(emulates(version), Emulates::User(t) if Arch::from_qemu_target(&t) == Some(arch))
+            {
+                return Ok(Qemu {
+                    path,
+                    version: version.to_owned(),
+                });
+            }
+        }
+    }
     let version = Command::new(&path)
         .arg("-version")
         .output()
@@ -149,7 +163,41 @@ pub fn find_qemu(arch: Arch, explicit: Option<&Path>) -> Result<Qemu, LaunchErro
     if !text.contains("-plugin") {
         return Err(LaunchError::NoPlugins(path));
     }
+    if let Some(file) = cache {
+        // Best effort: a cache that cannot be written only costs time.
+        let tmp = file.with_extension(format!("tmp{}", std::process::id()));
+        if file
+            .parent()
+            .is_some_and(|d| std::fs::create_dir_all(d).is_ok())
+            && std::fs::write(&tmp, format!("{version}\nplugins\n")).is_ok()
+        {
+            let _ = std::fs::rename(&tmp, &file);
+        }
+    }
     Ok(Qemu { path, version })
+}
+
+/// Where the result of checking the QEMU binary `path` is kept: named by
+/// the file's identity and times, so a replaced or rebuilt QEMU is checked
+/// again.
+fn checked_cache_file(path: &Path) -> Option<PathBuf> {
+    use std::hash::{Hash, Hasher};
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (
+        path,
+        m.len(),
+        m.ino(),
+        m.dev(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec(),
+    )
+        .hash(&mut h);
+    let dir = crate::rootfs::cache_dir().parent()?.join("qemu-checked");
+    Some(dir.join(format!("checked-{:016x}", h.finish())))
 }
 
 #[cfg(test)]

@@ -438,7 +438,14 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
             })
         })
     });
-    let tracer = HostTracer::new(&TracerOptions::default());
+    // A guest run's plugin holds guest calls while half the host ring is
+    // unread (so nothing is lost): 4 MiB is plenty and costs less to set
+    // up and tear down than the default, which a native run (nothing holds
+    // it back) keeps.
+    let tracer = HostTracer::new(&TracerOptions {
+        ring_bytes: if opts.native { 16 << 20 } else { 4 << 20 },
+        ..TracerOptions::default()
+    });
     tracing::debug!(
         ms = started.elapsed().as_secs_f64() * 1e3,
         "eBPF programs loaded"
