@@ -21,16 +21,10 @@ mod btf;
 mod decode;
 mod sys;
 
-use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::os::fd::AsFd;
-use std::rc::Rc;
 use std::time::Duration;
 
-use libbpf_rs::{
-    ErrorKind, Link, MapCore, MapFlags, MapHandle, Object, ObjectBuilder, RingBuffer,
-    RingBufferBuilder,
-};
+use libbpf_rs::{ErrorKind, Link, MapCore, MapFlags, MapHandle, Object, ObjectBuilder};
 
 pub use decode::DecodeError;
 
@@ -289,19 +283,6 @@ impl BpfError {
     }
 }
 
-/// Decoded events waiting for the caller, filled by the ring callback.
-#[derive(Default)]
-struct Inbox {
-    events: VecDeque<HostEvent>,
-    /// The ring position of the next record the callback sees: records
-    /// come in ring order and none is discarded, so each one's position
-    /// is the previous one's plus its rounded size.
-    next_pos: u64,
-    malformed: u64,
-    /// Records taken from the ring, decodable or not.
-    received: u64,
-}
-
 /// The `fcntl` command a plugin that reads ring positions says so with:
 /// `fcntl(-1, UNTIMED_FCNTL_CMD)` puts its process in the untimed set (see
 /// [`HostTracer::set_untimed`]).
@@ -311,16 +292,13 @@ pub const UNTIMED_FCNTL_CMD: u32 = sys::GV_UNTIMED_FCNTL_CMD;
 pub struct HostTracer {
     // Fields drop in order: the reader before the links, the links before
     // the object that owns the programs and maps.
-    ring: RingBuffer<'static>,
+    ring: sys::RingReader,
     /// A descriptor of the ring buffer map, for plugins.
     ring_fd: std::os::fd::OwnedFd,
-    /// Shared with the ring callback, which libbpf calls on this thread
-    /// during `consume`: no lock per record.
-    inbox: Rc<RefCell<Inbox>>,
-    /// The inbox's previous queue, swapped in on each drain so that neither
-    /// queue is reallocated from pass to pass.
-    spare: VecDeque<HostEvent>,
+    /// Records that did not decode.
     malformed: u64,
+    /// Records taken from the ring, decodable or not.
+    received: u64,
     sets: sys::PidSets,
     enforce: sys::EnforceArea,
     stats: MapHandle,
@@ -339,11 +317,6 @@ impl std::fmt::Debug for HostTracer {
 
 const MIN_RING: usize = 4096;
 
-/// Bytes a record of `len` bytes takes in a BPF ring buffer: an 8-byte
-/// header, the record, padding to 8 bytes.
-fn ring_footprint(len: usize) -> u64 {
-    ((len as u64) + 8 + 7) & !7
-}
 const MAX_RING: usize = 1 << 30;
 
 fn map_handle(object: &Object, name: &'static str) -> Result<MapHandle, BpfError> {
@@ -440,33 +413,14 @@ impl HostTracer {
             .as_fd()
             .try_clone_to_owned()
             .map_err(|e| BpfError::Load(libbpf_rs::Error::from(e)))?;
-        let inbox = Rc::new(RefCell::new(Inbox::default()));
-        let sink = Rc::clone(&inbox);
-        let mut builder = RingBufferBuilder::new();
-        builder
-            .add(&rb, move |bytes: &[u8]| {
-                let mut inbox = sink.borrow_mut();
-                inbox.received += 1;
-                let pos = inbox.next_pos;
-                inbox.next_pos += ring_footprint(bytes.len());
-                match HostEvent::try_from(bytes) {
-                    Ok(mut ev) => {
-                        ev.set_ring_pos(pos);
-                        inbox.events.push_back(ev)
-                    }
-                    Err(_) => inbox.malformed += 1,
-                }
-                0
-            })
-            .map_err(BpfError::Ring)?;
-        let ring = builder.build().map_err(BpfError::Ring)?;
+        let ring = sys::RingReader::map(ring_fd.as_fd(), ring_bytes)
+            .map_err(|e| BpfError::Ring(libbpf_rs::Error::from(e)))?;
 
         Ok(Self {
             ring,
             ring_fd,
-            inbox,
-            spare: VecDeque::new(),
             malformed: 0,
+            received: 0,
             sets,
             enforce,
             stats,
@@ -590,7 +544,7 @@ impl HostTracer {
     /// A guest call whose return position is at most this has all its host
     /// calls in hand.
     pub fn consumed_pos(&self) -> u64 {
-        sys::consumer_pos(&self.ring)
+        self.ring.consumed()
     }
 
     /// Whether `tgid`'s host calls are untimed now.
@@ -599,35 +553,39 @@ impl HostTracer {
     }
 
     /// Drain whatever is in the ring now without blocking; returns the
-    /// number of events handed to `f`.
+    /// number of events handed to `f` (each record is decoded and handed
+    /// out as it is read, with its position in the ring).
     pub fn drain(&mut self, f: &mut dyn FnMut(HostEvent)) -> Result<usize, BpfError> {
-        self.inbox.borrow_mut().next_pos = sys::consumer_pos(&self.ring);
-        ring_result(self.ring.consume_raw())?;
-        self.hand_out(f)
+        let (mut handed, mut malformed) = (0, 0);
+        let received = self
+            .ring
+            .read(&mut |bytes, pos| match HostEvent::try_from(bytes) {
+                Ok(mut ev) => {
+                    ev.set_ring_pos(pos);
+                    handed += 1;
+                    f(ev);
+                }
+                Err(_) => malformed += 1,
+            });
+        self.received += received as u64;
+        self.malformed += malformed;
+        Ok(handed)
     }
 
-    /// Wait up to `timeout` (records never wake the reader, so this is a
-    /// sleep unless another event source is ready), then drain the ring.
+    /// Drain the ring; if it was empty, wait `timeout` (records never wake
+    /// the reader) and drain it again.
     pub fn poll(
         &mut self,
         timeout: Duration,
         f: &mut dyn FnMut(HostEvent),
     ) -> Result<usize, BpfError> {
-        self.inbox.borrow_mut().next_pos = sys::consumer_pos(&self.ring);
-        ring_result(self.ring.poll_raw(timeout))?;
-        self.drain(f)
-    }
-
-    fn hand_out(&mut self, f: &mut dyn FnMut(HostEvent)) -> Result<usize, BpfError> {
-        let malformed = {
-            let mut inbox = self.inbox.borrow_mut();
-            std::mem::swap(&mut inbox.events, &mut self.spare);
-            std::mem::take(&mut inbox.malformed)
-        };
-        self.malformed += malformed;
-        let n = self.spare.len();
-        self.spare.drain(..).for_each(f);
-        Ok(n)
+        match self.drain(f)? {
+            0 => {
+                std::thread::sleep(timeout);
+                self.drain(f)
+            }
+            n => Ok(n),
+        }
     }
 
     /// Counters since [`HostTracer::new`], summed over CPUs.
@@ -637,15 +595,11 @@ impl HostTracer {
             .lookup_percpu(&0u32.to_ne_bytes(), MapFlags::ANY)
             .map_err(BpfError::Stats)?
             .unwrap_or_default();
-        let (malformed, received) = {
-            let inbox = self.inbox.borrow();
-            (inbox.malformed, inbox.received)
-        };
         let mut out = HostStats {
-            malformed: self.malformed + malformed,
+            malformed: self.malformed,
             // The programs keep no per-record counter: what was submitted
             // is what was received, plus what is still in the ring.
-            emitted: received,
+            emitted: self.received,
             ..HostStats::default()
         };
         for cpu in per_cpu {
@@ -657,17 +611,4 @@ impl HostTracer {
         }
         Ok(out)
     }
-}
-
-/// A negative libbpf return code as an error, except EINTR (a signal during
-/// epoll_wait), which only means "nothing yet".
-fn ring_result(rc: i32) -> Result<(), BpfError> {
-    if rc >= 0 {
-        return Ok(());
-    }
-    let err = std::io::Error::from_raw_os_error(-rc);
-    if err.kind() == std::io::ErrorKind::Interrupted {
-        return Ok(());
-    }
-    Err(BpfError::Ring(libbpf_rs::Error::from(err)))
 }

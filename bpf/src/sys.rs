@@ -288,23 +288,179 @@ unsafe impl Send for PidSets {}
 // SAFETY: as above: &PidSets only does atomic operations.
 unsafe impl Sync for PidSets {}
 
-extern "C" {
-    // libbpf >= 1.3 (libbpf-sys vendors 1.5); not in libbpf-sys's bindings.
-    fn ring__consumer_pos(r: *const libbpf_sys::ring) -> std::ffi::c_ulong;
+/// The reading end of the BPF ring buffer (what libbpf's `ring_buffer`
+/// does, for one ring): the consumer page mapped read-write, the producer
+/// page and the data (mapped twice in a row by the kernel, so a record
+/// that wraps reads as one slice) read-only.
+///
+/// Two things libbpf cannot give: each record's exact position, and a
+/// consumer position published once per batch rather than after every
+/// record. The kernel reads that position on every reservation, i.e. on
+/// every traced host syscall; written after every record, its cache line
+/// crossed between the reader's core and QEMU's on each one.
+pub(crate) struct RingReader {
+    cons_page: *mut u8,
+    /// Producer page, then the data twice.
+    data_map: *const u8,
+    data_len: usize,
+    page: usize,
+    mask: u64,
+    /// Every record below this has been handed out.
+    cons: u64,
+    published: u64,
 }
 
-/// The consumer position of the first (only) ring of `rb`: every record
-/// that starts below it has been handed to the callback.
-pub(crate) fn consumer_pos(rb: &libbpf_rs::RingBuffer<'_>) -> u64 {
-    use libbpf_rs::AsRawLibbpf;
-    // SAFETY: rb is a live ring_buffer with one ring (index 0); libbpf
-    // returns a pointer into it or NULL.
-    let ring = unsafe { libbpf_sys::ring_buffer__ring(rb.as_libbpf_object().as_ptr(), 0) };
-    if ring.is_null() {
-        return 0;
+const RINGBUF_BUSY_BIT: u32 = 1 << 31;
+const RINGBUF_DISCARD_BIT: u32 = 1 << 30;
+const RINGBUF_HDR_SZ: u64 = 8;
+/// The reader publishes how far it has read at least this often (and at
+/// the end of every read).
+const PUBLISH_BYTES: u64 = 256 << 10;
+
+impl RingReader {
+    /// Map the ring buffer map `fd` of `size` bytes (a power of two, as
+    /// the kernel requires).
+    pub(crate) fn map(fd: std::os::fd::BorrowedFd<'_>, size: usize) -> std::io::Result<Self> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: sysconf has no memory effects.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+        if !size.is_power_of_two() || size < page {
+            return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        // SAFETY: a new shared read-write mapping of the ring's consumer
+        // page (offset 0), as the kernel offers it to user space; checked
+        // for failure below.
+        let cons_page = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                page,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if cons_page == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        let data_len = page + 2 * size;
+        // SAFETY: a new shared read-only mapping of the producer page and
+        // the data area (mapped twice by the kernel), at offset one page;
+        // checked for failure below.
+        let data_map = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                data_len,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                page as libc::off_t,
+            )
+        };
+        if data_map == libc::MAP_FAILED {
+            let e = std::io::Error::last_os_error();
+            // SAFETY: unmapping the page mapped above, used nowhere else.
+            unsafe { libc::munmap(cons_page, page) };
+            return Err(e);
+        }
+        let mut r = RingReader {
+            cons_page: cons_page.cast(),
+            data_map: data_map.cast(),
+            data_len,
+            page,
+            mask: size as u64 - 1,
+            cons: 0,
+            published: 0,
+        };
+        r.cons = r.cons_pos().load(std::sync::atomic::Ordering::Acquire);
+        r.published = r.cons;
+        Ok(r)
     }
-    // SAFETY: ring is a live ring of rb (checked non-null above).
-    unsafe { ring__consumer_pos(ring) }
+
+    fn cons_pos(&self) -> &std::sync::atomic::AtomicU64 {
+        // SAFETY: the consumer position is the first word of the consumer
+        // page, mapped read-write for our lifetime; page-aligned.
+        unsafe { &*self.cons_page.cast::<std::sync::atomic::AtomicU64>() }
+    }
+
+    fn prod_pos(&self) -> u64 {
+        // SAFETY: the producer position is the first word of the producer
+        // page (start of `data_map`), mapped for our lifetime; page-aligned.
+        unsafe { &*self.data_map.cast::<std::sync::atomic::AtomicU64>() }
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Every record that starts below this position has been handed out.
+    pub(crate) fn consumed(&self) -> u64 {
+        self.cons
+    }
+
+    /// Hand every committed record to `f` with its position, in ring
+    /// order; returns how many. Stops at a record still being written.
+    pub(crate) fn read(&mut self, f: &mut dyn FnMut(&[u8], u64)) -> usize {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        let size = self.mask + 1;
+        let mut n = 0;
+        let mut prod = self.prod_pos();
+        while self.cons < prod {
+            let off = (self.cons & self.mask) as usize;
+            // SAFETY: off < size, so the header word and the record after it
+            // (at most `size` bytes, checked below) lie in the double
+            // mapping of the data: page + off + 8 + len <= page + 2*size.
+            let hdr = unsafe { &*self.data_map.add(self.page + off).cast::<AtomicU32>() }
+                .load(Ordering::Acquire);
+            if hdr & RINGBUF_BUSY_BIT != 0 {
+                break;
+            }
+            let len = u64::from(hdr & !(RINGBUF_BUSY_BIT | RINGBUF_DISCARD_BIT));
+            let total = (len + RINGBUF_HDR_SZ + 7) & !7;
+            if total > size {
+                // The kernel never writes this: skip to what was produced.
+                self.cons = prod;
+                break;
+            }
+            if hdr & RINGBUF_DISCARD_BIT == 0 {
+                // SAFETY: see above; the kernel committed these bytes (the
+                // header's busy bit is clear, read with Acquire) and does not
+                // write them again until we move the consumer position past.
+                let rec = unsafe {
+                    std::slice::from_raw_parts(
+                        self.data_map.add(self.page + off + RINGBUF_HDR_SZ as usize),
+                        len as usize,
+                    )
+                };
+                f(rec, self.cons);
+                n += 1;
+            }
+            self.cons += total;
+            if self.cons - self.published >= PUBLISH_BYTES {
+                self.publish();
+            }
+            if self.cons >= prod {
+                prod = self.prod_pos();
+            }
+        }
+        self.publish();
+        n
+    }
+
+    fn publish(&mut self) {
+        if self.published != self.cons {
+            self.cons_pos()
+                .store(self.cons, std::sync::atomic::Ordering::Release);
+            self.published = self.cons;
+        }
+    }
+}
+
+impl Drop for RingReader {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly the two mappings made in `map`.
+        unsafe {
+            libc::munmap(self.cons_page.cast(), self.page);
+            libc::munmap(self.data_map.cast_mut().cast(), self.data_len);
+        }
+    }
 }
 
 #[cfg(test)]

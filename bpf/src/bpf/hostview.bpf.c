@@ -285,7 +285,6 @@ static __always_inline void clear_untimed(__u32 tgid)
 	__sync_fetch_and_and(PID_WORD(untimed, tgid), ~PID_BIT(tgid));
 }
 
-/* The producer position before the next reservation (see gv_syscall_event.pos). */
 /*
  * Every record's `pos` is left 0 here: the reader sets it to the record's
  * own position in the ring, which it knows exactly as it reads them in
