@@ -169,6 +169,8 @@ struct ThreadState {
     /// Entry of the current guest call (for `out=`).
     pending: Option<out::Pending>,
     last_exit_arg: Option<i64>,
+    /// The host ring's consumer position when this thread last looked.
+    host_cons: u64,
 }
 
 thread_local! {
@@ -216,7 +218,15 @@ impl ThreadState {
     /// records. The wait is a span of the plugin's own (it sleeps).
     fn wait_for_host_reader(&mut self) {
         let Some(h) = HOST_POS.get() else { return };
-        if h.backlog() <= h.size / 2 {
+        // The consumer position as last read: it only grows, so the
+        // backlog against it is an upper bound, and the line guestview
+        // writes is read again only when that bound looks large.
+        let prod = h.prod.load(Ordering::Acquire);
+        if prod.saturating_sub(self.host_cons) <= h.size / 2 {
+            return;
+        }
+        self.host_cons = h.cons.load(Ordering::Acquire);
+        if prod.saturating_sub(self.host_cons) <= h.size / 2 {
             return;
         }
         let p0 = hpos();
@@ -318,6 +328,7 @@ fn set_up_thread(vcpu: u32, gen: u64, parent: Option<u32>) -> ThreadState {
         },
         pending: None,
         last_exit_arg: None,
+        host_cons: 0,
     };
     if ANNOUNCED_PID.swap(pid, Ordering::AcqRel) != pid {
         let arch = plugin.map_or(0, |p| p.arch.id());
