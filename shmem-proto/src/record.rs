@@ -299,6 +299,7 @@ impl GuestRecord {
     }
 
     /// Encode for the ring; the producer fills in `seq` and `check`.
+    #[inline]
     pub fn to_raw(&self) -> RawRecord {
         let at = *self.origin();
         let mut r = RawRecord {
