@@ -197,7 +197,7 @@ fn main() -> ExitCode {
     let trace =
         std::env::temp_dir().join(format!("guestview-bench-{}.gvtrace", std::process::id()));
     println!(
-        "guestview-bench: {} runs each (strace -f: 2), median wall time; ratios against bare {}",
+        "guestview-bench: {} runs each (strace -f: 2); a ratio is the median over runs of time / the bare run just before; times are median bare × ratio; against bare {}",
         runs,
         qemu.display()
     );
@@ -227,34 +227,40 @@ fn main() -> ExitCode {
             let mut resets = vec![];
             let mut lost = 0;
             for i in 0..runs {
-                bare.push(time(Command::new(&qemu).arg(&prog).args(w.args))?);
-                qs.push(time(
-                    Command::new(&qemu).arg("-strace").arg(&prog).args(w.args),
-                )?);
-                // strace -f is 50-170x slower: two runs give its ratio well enough.
-                if w.strace && i < 2 {
-                    sf.push(time(
-                        Command::new("strace")
-                            .args(["-f", "-qq", "-o", "/dev/null"])
+                // guestview right after bare QEMU: each ratio compares two
+                // runs made moments apart (this machine is shared, and its
+                // speed drifts between runs).
+                let b = time(Command::new(&qemu).arg(&prog).args(w.args))?;
+                bare.push(b);
+                gvt.push(
+                    time(
+                        Command::new(&gv)
+                            .arg("run")
+                            .arg("--qemu")
                             .arg(&qemu)
+                            .args(w.gv_args)
+                            .args(["--quiet", "--trace"])
+                            .arg(&trace)
                             .arg(&prog)
                             .args(w.args),
-                    )?);
-                }
-                gvt.push(time(
-                    Command::new(&gv)
-                        .arg("run")
-                        .arg("--qemu")
-                        .arg(&qemu)
-                        .args(w.gv_args)
-                        .args(["--quiet", "--trace"])
-                        .arg(&trace)
-                        .arg(&prog)
-                        .args(w.args),
-                )?);
+                    )? / b,
+                );
                 let (l, reset) = read_trace(&trace)?;
                 lost += l;
                 resets.extend(reset);
+                qs.push(time(Command::new(&qemu).arg("-strace").arg(&prog).args(w.args))? / b);
+                // strace -f is 50-300x slower: two runs give its ratio well enough.
+                if w.strace && i < 2 {
+                    sf.push(
+                        time(
+                            Command::new("strace")
+                                .args(["-f", "-qq", "-o", "/dev/null"])
+                                .arg(&qemu)
+                                .arg(&prog)
+                                .args(w.args),
+                        )? / b,
+                    );
+                }
             }
             let sf = (!sf.is_empty()).then(|| median(sf));
             let reset = (!resets.is_empty()).then(|| median(resets));
@@ -262,21 +268,25 @@ fn main() -> ExitCode {
         })();
         match res {
             Ok((b, q, s, g, lost, reset)) => {
-                let r = |x: f64| format!("{x:.3}s {:>5.2}x", x / b);
+                // Each column: its median time and its median ratio to the
+                // bare run just before it (`q`, `s`, `g` are ratios).
+                let r = |x: f64| format!("{:.3}s {x:>5.2}x", x * b);
+                // guestview's time, from its median ratio.
+                let gt = g * b;
                 let s = s.map_or_else(|| format!("{:>17}", "-"), r);
                 if w.name.starts_with("start-up") {
                     let mut extra = match startup {
                         Some(sandboxed) if !w.gv_args.is_empty() => format!(
                             "; the sandbox (set-up and reset) costs {:.1} ms of the sandboxed run",
-                            (sandboxed - g) * 1e3
+                            (sandboxed - gt) * 1e3
                         ),
                         _ => String::new(),
                     };
                     if let Some(r) = reset {
                         extra.push_str(&format!("; reset {:.1} ms", r * 1e3));
                     }
-                    startup.get_or_insert(g);
-                    fixed.get_or_insert(g - b);
+                    startup.get_or_insert(gt);
+                    fixed.get_or_insert(gt - b);
                     println!(
                         "{:<14} {:>8.3}s {:>17} {:>17} {:>20} {:>6}  {} (+{:.1} ms over bare{extra})",
                         w.name,
@@ -286,14 +296,14 @@ fn main() -> ExitCode {
                         r(g),
                         lost,
                         w.what,
-                        (g - b) * 1e3
+                        (gt - b) * 1e3
                     );
                 } else {
                     // The same ratio once guestview's fixed start-up cost
                     // is taken out: what each call costs.
                     let mut steady = match fixed {
                         Some(f) if w.name.starts_with("syscall") => {
-                            format!("; {:.2}x without the start-up", (g - f) / b)
+                            format!("; {:.2}x without the start-up", (gt - f) / b)
                         }
                         _ => String::new(),
                     };
