@@ -334,7 +334,15 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
                     .map_err(|e| setup(format!("{}: {e}", plan.guard_file.display())))?;
                 // Built and started at once: QEMU (PID 1 inside) loads and
                 // waits in the plugin (hold=on) while eBPF loads.
+                tracing::debug!(
+                    ms = started.elapsed().as_secs_f64() * 1e3,
+                    "sandbox planned"
+                );
                 let held = launch::spawn_held_sandboxed(&plan).map_err(|e| setup(e.to_string()))?;
+                tracing::debug!(
+                    ms = started.elapsed().as_secs_f64() * 1e3,
+                    "sandbox spawned"
+                );
                 if let Some(p) = positions.as_mut() {
                     p.forget_theirs();
                 }
@@ -645,6 +653,7 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
     let mut settled = Vec::new();
     let mut killed_rest = false;
     let mut busy = false;
+    let mut guest_seen = false;
     loop {
         // Keep draining without sleeping while the guest produces fast.
         if !busy {
@@ -665,11 +674,22 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
             )?;
         }
         if views.guest_started {
+            if !guest_seen {
+                guest_seen = true;
+                tracing::debug!(
+                    ms = started.elapsed().as_secs_f64() * 1e3,
+                    "first guest record read"
+                );
+            }
             sink.release()?;
         }
         sink.end_pass()?;
         while let Some((pid, st)) = launch::reap_any() {
             if pid as u32 == child {
+                tracing::debug!(
+                    ms = started.elapsed().as_secs_f64() * 1e3,
+                    "main process reaped"
+                );
                 main_status = Some(st);
             }
             views.alive.remove(&(pid as u32));
