@@ -623,7 +623,7 @@ fn decode_payload(buf: &[u8]) -> Result<Vec<TraceEvent>, String> {
             }
             TAG_SYSCALL => {
                 let s = crate::wire::decode_syscall(&mut c, &names).map_err(undecodable)?;
-                events.push(TraceEvent::Syscall(Box::new(s)));
+                events.push(TraceEvent::Syscall(s));
             }
             TAG_EVENT => {
                 let (ev, used): (TraceEvent, usize) =

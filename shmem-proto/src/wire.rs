@@ -327,6 +327,15 @@ pub(crate) fn intern(s: &str) -> Name {
     Cow::Borrowed(n)
 }
 
+#[cold]
+fn varint_error(left: usize) -> String {
+    if left < 10 {
+        "record ends early".into()
+    } else {
+        "varint longer than 64 bits".into()
+    }
+}
+
 /// Reads from a frame's bytes; every method fails rather than read past
 /// the end.
 pub(crate) struct Cursor<'a> {
@@ -346,25 +355,21 @@ impl<'a> Cursor<'a> {
 
     #[inline]
     pub(crate) fn uv(&mut self) -> Result<u64, String> {
-        // Most fields fit in one byte.
-        if let Some((&b, rest)) = self.buf.split_first() {
-            if b < 0x80 {
-                self.buf = rest;
-                return Ok(u64::from(b));
-            }
-        }
+        // Straight over the bytes (most fields take one or two), without a
+        // Result per byte.
+        let buf = self.buf;
         let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = self.u8()?;
-            v |= u64::from(b & 0x7f) << shift;
+        for (i, &b) in buf.iter().take(10).enumerate() {
+            v |= u64::from(b & 0x7f) << (7 * i);
             if b & 0x80 == 0 {
-                if shift == 63 && b > 1 {
+                if i == 9 && b > 1 {
                     break;
                 }
+                self.buf = &buf[i + 1..];
                 return Ok(v);
             }
         }
-        Err("varint longer than 64 bits".into())
+        Err(varint_error(buf.len()))
     }
 
     #[inline]
@@ -399,7 +404,12 @@ impl<'a> Cursor<'a> {
 }
 
 /// Decodes one syscall record (after its tag) with the frame's `names`.
-pub(crate) fn decode_syscall(c: &mut Cursor<'_>, names: &[Name]) -> Result<SyscallEvent, String> {
+/// One syscall item, built in its box (a `SyscallEvent` is some 300 bytes:
+/// returned by value and boxed after, it was copied twice per call).
+pub(crate) fn decode_syscall(
+    c: &mut Cursor<'_>,
+    names: &[Name],
+) -> Result<Box<SyscallEvent>, String> {
     let flags = c.u8()?;
     let has = |f: u8| flags & f != 0;
     let seq = c.uv()?;
@@ -491,7 +501,7 @@ pub(crate) fn decode_syscall(c: &mut Cursor<'_>, names: &[Name]) -> Result<Sysca
     } else {
         None
     };
-    Ok(SyscallEvent {
+    Ok(Box::new(SyscallEvent {
         seq,
         pid,
         tid,
@@ -512,11 +522,46 @@ pub(crate) fn decode_syscall(c: &mut Cursor<'_>, names: &[Name]) -> Result<Sysca
         policy_action,
         policy_rule,
         guest_path,
-    })
+    }))
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn varints_round_trip_and_bad_ones_are_refused() {
+        for v in [
+            0,
+            1,
+            0x7f,
+            0x80,
+            0x3fff,
+            0x4000,
+            u64::from(u32::MAX),
+            u64::MAX - 1,
+            u64::MAX,
+        ] {
+            let mut b = Vec::new();
+            super::put_uv(&mut b, v);
+            b.push(0xaa);
+            let mut c = super::Cursor { buf: &b };
+            assert_eq!(c.uv(), Ok(v));
+            assert_eq!(c.buf, &[0xaa]);
+        }
+        let cases: [(&[u8], &str); 4] = [
+            (&[], "record ends early"),
+            (&[0x80, 0x80], "record ends early"),
+            (&[0xff; 10], "varint longer than 64 bits"),
+            (
+                &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02],
+                "varint longer than 64 bits",
+            ),
+        ];
+        for (bytes, err) in cases {
+            let mut c = super::Cursor { buf: bytes };
+            assert_eq!(c.uv(), Err(err.to_string()), "{bytes:?}");
+        }
+    }
+
     use super::*;
 
     #[test]
@@ -565,7 +610,7 @@ mod tests {
                 t => panic!("tag {t}"),
             }
         }
-        assert_eq!(decode_syscall(&mut c, &table).unwrap(), s);
+        assert_eq!(*decode_syscall(&mut c, &table).unwrap(), s);
         assert!(c.buf.is_empty());
     }
 
