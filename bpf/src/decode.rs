@@ -2,7 +2,7 @@
 //! the bytes; anything that does not fit is an error, never a panic.
 
 use crate::sys::{
-    self, gv_event_hdr, gv_exec_event, gv_exit_event, gv_fork_event, gv_syscall_event,
+    self, gv_event_hdr, gv_exec_event, gv_exit_event, gv_fork_event, gv_sc_event, gv_syscall_event,
     gv_syscall_path_event, read_record, Record,
 };
 use crate::{HostEvent, HostSyscall};
@@ -74,6 +74,42 @@ fn syscall(sc: &gv_syscall_event, ret: Option<i64>, path: Option<String>) -> Hos
     }
 }
 
+/// A short record (`GV_OP_SC`): its fixed 24 bytes, the time when timed,
+/// then exactly `nargs` arguments; the rest of the arguments are 0.
+fn short_syscall(bytes: &[u8]) -> Result<HostSyscall, DecodeError> {
+    const FIXED: usize = std::mem::offset_of!(gv_sc_event, words);
+    let mut buf = [0u8; std::mem::size_of::<gv_sc_event>()];
+    let bad = |declared: usize| DecodeError::BadSize {
+        op: sys::GV_OP_SC as u16,
+        declared: u32::try_from(declared).unwrap_or(u32::MAX),
+        present: bytes.len(),
+        needed: declared,
+    };
+    if bytes.len() < FIXED || bytes.len() > buf.len() {
+        return Err(bad(FIXED));
+    }
+    buf[..bytes.len()].copy_from_slice(bytes);
+    let e: gv_sc_event = read_record(&buf).ok_or_else(|| bad(FIXED))?;
+    let (nargs, timed) = (usize::from(e.nargs), usize::from(e.timed));
+    let declared = FIXED + 8 * (nargs + timed);
+    if nargs > 6 || timed > 1 || declared != bytes.len() {
+        return Err(bad(declared));
+    }
+    let mut args = [0u64; 6];
+    args[..nargs].copy_from_slice(&e.words[timed..timed + nargs]);
+    Ok(HostSyscall {
+        tgid: e.tgid,
+        tid: e.tid,
+        nr: i64::from(e.nr),
+        args,
+        ret: Some(e.ret),
+        t_enter_ns: 0,
+        t_exit_ns: if timed == 1 { e.words[0] } else { 0 },
+        pos: 0,
+        path: None,
+    })
+}
+
 impl HostEvent {
     /// Set the position of the record this event came from (the programs
     /// leave it 0: only the reader knows it).
@@ -93,6 +129,7 @@ impl TryFrom<&[u8]> for HostEvent {
         let hdr: gv_event_hdr = read_record(bytes).ok_or(DecodeError::Short(bytes.len()))?;
         let op = u32::from(hdr.op);
         Ok(match op {
+            sys::GV_OP_SC => HostEvent::Syscall(short_syscall(bytes)?),
             sys::GV_OP_SYSCALL => {
                 let e: gv_syscall_event = body(&hdr, bytes)?;
                 HostEvent::Syscall(syscall(&e, Some(e.ret), None))
@@ -309,6 +346,64 @@ mod tests {
             }) => {}
             other => panic!("{other:?}"),
         }
+    }
+
+    /// A short record as the program writes it: `nargs` arguments (1, 2,
+    /// ...), after the time when `t` is not 0.
+    fn short(nargs: u8, t: u64) -> Vec<u8> {
+        let mut b = vec![0u8; offset_of!(gv_sc_event, words)];
+        b[0..2].copy_from_slice(&u16::try_from(sys::GV_OP_SC).unwrap().to_ne_bytes());
+        b[2] = nargs;
+        b[3] = u8::from(t != 0);
+        put(&mut b, offset_of!(gv_sc_event, nr), &1i32.to_ne_bytes());
+        put(&mut b, offset_of!(gv_sc_event, tgid), &7u32.to_ne_bytes());
+        put(&mut b, offset_of!(gv_sc_event, tid), &8u32.to_ne_bytes());
+        put(&mut b, offset_of!(gv_sc_event, ret), &(-9i64).to_ne_bytes());
+        if t != 0 {
+            b.extend_from_slice(&t.to_ne_bytes());
+        }
+        for i in 0..u64::from(nargs) {
+            b.extend_from_slice(&(i + 1).to_ne_bytes());
+        }
+        b
+    }
+
+    #[test]
+    fn short_records_carry_their_arguments_and_time() {
+        for nargs in 0..=6u8 {
+            for t in [0u64, 123_456] {
+                let b = short(nargs, t);
+                let Ok(HostEvent::Syscall(s)) = HostEvent::try_from(b.as_slice()) else {
+                    panic!("nargs {nargs} t {t}: not a syscall");
+                };
+                let mut want = [0u64; 6];
+                for (i, w) in want.iter_mut().enumerate().take(usize::from(nargs)) {
+                    *w = i as u64 + 1;
+                }
+                assert_eq!(
+                    (s.tgid, s.tid, s.nr, s.ret, s.args, s.t_exit_ns, s.path),
+                    (7, 8, 1, Some(-9), want, t, None)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn short_records_of_the_wrong_length_or_counts_are_refused() {
+        let b = short(3, 5);
+        for cut in 0..b.len() {
+            assert!(HostEvent::try_from(&b[..cut]).is_err(), "cut {cut}");
+        }
+        let mut long = b.clone();
+        long.extend_from_slice(&[0; 8]);
+        assert!(HostEvent::try_from(long.as_slice()).is_err());
+        let mut seven = short(6, 0);
+        seven[2] = 7;
+        seven.extend_from_slice(&[0; 8]);
+        assert!(HostEvent::try_from(seven.as_slice()).is_err());
+        let mut timed2 = short(2, 0);
+        timed2[3] = 2;
+        assert!(HostEvent::try_from(timed2.as_slice()).is_err());
     }
 
     #[test]

@@ -17,10 +17,10 @@ mod raw {
 
 pub(crate) use raw::{
     gv_enforce, gv_enforce_event, gv_event_hdr, gv_exec_event, gv_exit_event, gv_fork_event,
-    gv_guard, gv_rate, gv_stats, gv_syscall_event, gv_syscall_path_event, GV_ENF_CONNECT_RATE,
-    GV_ENF_FORK_RATE, GV_ENF_KILL_NR, GV_F_EXEC_KILLED, GV_F_PATH_FAULT, GV_GUARD_PREFIX_MAX,
-    GV_NR_LIMIT, GV_OP_ENFORCE, GV_OP_EXEC, GV_OP_EXIT, GV_OP_FORK, GV_OP_NORETURN, GV_OP_SYSCALL,
-    GV_OP_SYSCALL_PATH, GV_UNTIMED_FCNTL_CMD,
+    gv_guard, gv_rate, gv_sc_event, gv_stats, gv_syscall_event, gv_syscall_path_event,
+    GV_ENF_CONNECT_RATE, GV_ENF_FORK_RATE, GV_ENF_KILL_NR, GV_F_EXEC_KILLED, GV_F_PATH_FAULT,
+    GV_GUARD_PREFIX_MAX, GV_NR_LIMIT, GV_OP_ENFORCE, GV_OP_EXEC, GV_OP_EXIT, GV_OP_FORK,
+    GV_OP_NORETURN, GV_OP_SC, GV_OP_SYSCALL, GV_OP_SYSCALL_PATH, GV_UNTIMED_FCNTL_CMD,
 };
 
 /// Keeps the embedded ELF 8-byte aligned, as libelf expects of an image in
@@ -48,6 +48,8 @@ pub(crate) unsafe trait Record: Copy {}
 unsafe impl Record for gv_event_hdr {}
 // SAFETY: as above: integers and integer arrays only.
 unsafe impl Record for gv_syscall_event {}
+// SAFETY: as above: integers and an integer array only.
+unsafe impl Record for gv_sc_event {}
 // SAFETY: as above: a gv_syscall_event, integers and a c_char array.
 unsafe impl Record for gv_syscall_path_event {}
 // SAFETY: as above: integers and a padding byte array.
@@ -492,6 +494,15 @@ mod tests {
             off!(gv_event_hdr, flags),
             off!(gv_event_hdr, size),
             off!(gv_event_hdr, ktime),
+            sz!(gv_sc_event),
+            off!(gv_sc_event, op),
+            off!(gv_sc_event, nargs),
+            off!(gv_sc_event, timed),
+            off!(gv_sc_event, nr),
+            off!(gv_sc_event, tgid),
+            off!(gv_sc_event, tid),
+            off!(gv_sc_event, ret),
+            off!(gv_sc_event, words),
             sz!(gv_syscall_event),
             off!(gv_syscall_event, tgid),
             off!(gv_syscall_event, tid),

@@ -61,6 +61,9 @@ enum gv_op {
 	GV_OP_EXIT = 6,
 	/* An enforcement decision made in the kernel (gv_enforce_event). */
 	GV_OP_ENFORCE = 7,
+	/* A host syscall that returned, without a path: the short record
+	 * (gv_sc_event), only as many arguments as the call takes. */
+	GV_OP_SC = 8,
 };
 
 /* Bits of gv_event_hdr.flags. */
@@ -111,6 +114,27 @@ struct gv_event_hdr {
 	__u16 flags; /* enum gv_flag bits */
 	__u32 size;  /* bytes of the whole record, header included */
 	__u64 ktime; /* bpf_ktime_get_ns() == CLOCK_MONOTONIC, ns */
+};
+
+/*
+ * GV_OP_SC (24 + 8 * (nargs + timed) bytes): the record of nearly every
+ * host syscall. It is the hot path's record, so it is as short as it can
+ * be: the ring's lines travel from the traced CPU to the reader's, and
+ * each line a record spans costs the traced syscall tens of nanoseconds.
+ * Its first 16 bits are the op, as in every record; it has no
+ * gv_event_hdr beyond that (its length is the ring record's). The
+ * arguments past the call's arity (x86_64_nargs.h) are not recorded; the
+ * time is there only for a process that does not read ring positions.
+ */
+struct gv_sc_event {
+	__u16 op;       /* GV_OP_SC */
+	__u8 nargs;     /* arguments present (0-6) */
+	__u8 timed;     /* 1: words[0] is bpf_ktime_get_ns() */
+	__s32 nr;       /* x86-64 syscall number */
+	__u32 tgid;
+	__u32 tid;      /* thread that made the syscall */
+	__s64 ret;      /* raw return value (-errno on failure) */
+	__u64 words[7]; /* the ktime first when timed, then args[0 .. nargs) */
 };
 
 /* GV_OP_SYSCALL and GV_OP_NORETURN (112 bytes). */
@@ -248,6 +272,7 @@ struct gv_stats {
 
 _Static_assert(sizeof(struct gv_event_hdr) == 16, "gv_event_hdr size");
 _Static_assert(sizeof(struct gv_syscall_event) == 112, "gv_syscall_event size");
+_Static_assert(sizeof(struct gv_sc_event) == 80, "gv_sc_event size");
 _Static_assert(sizeof(struct gv_syscall_path_event) == 376, "gv_syscall_path_event size");
 _Static_assert(sizeof(struct gv_fork_event) == 48, "gv_fork_event size");
 _Static_assert(sizeof(struct gv_exec_event) == 296, "gv_exec_event size");
@@ -255,6 +280,9 @@ _Static_assert(sizeof(struct gv_exit_event) == 32, "gv_exit_event size");
 _Static_assert(sizeof(struct gv_stats) == 32, "gv_stats size");
 _Static_assert(sizeof(struct gv_guard) == 24 + GV_GUARD_PREFIX_MAX, "gv_guard size");
 GV_ASSERT_LAYOUT(gv_event_hdr, ktime, 8);
+GV_ASSERT_LAYOUT(gv_sc_event, nr, 4);
+GV_ASSERT_LAYOUT(gv_sc_event, ret, 16);
+GV_ASSERT_LAYOUT(gv_sc_event, words, 24);
 GV_ASSERT_LAYOUT(gv_syscall_event, nr, 24);
 GV_ASSERT_LAYOUT(gv_syscall_event, args, 32);
 GV_ASSERT_LAYOUT(gv_syscall_event, ret, 80);
