@@ -1109,10 +1109,12 @@ pub fn reap(pid: libc::pid_t) -> Option<Reaped> {
 }
 
 /// Reap any exited child without blocking: `(pid, status)`.
-pub fn reap_any() -> Option<(libc::pid_t, Reaped)> {
+pub fn reap_any() -> Option<(libc::pid_t, Reaped, CpuTime)> {
     let mut st = 0;
-    // SAFETY: waitpid with a valid status pointer.
-    let pid = unsafe { libc::waitpid(-1, &mut st, libc::WNOHANG) };
+    // SAFETY: rusage is plain data, all-zero valid.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: wait4 with valid status and rusage pointers.
+    let pid = unsafe { libc::wait4(-1, &mut st, libc::WNOHANG, &mut ru) };
     if pid <= 0 {
         return None;
     }
@@ -1123,7 +1125,21 @@ pub fn reap_any() -> Option<(libc::pid_t, Reaped)> {
     } else {
         return None;
     };
-    Some((pid, r))
+    let ms = |t: libc::timeval| t.tv_sec as f64 * 1e3 + t.tv_usec as f64 / 1e3;
+    let cpu = CpuTime {
+        user_ms: ms(ru.ru_utime),
+        sys_ms: ms(ru.ru_stime),
+    };
+    Some((pid, r, cpu))
+}
+
+/// CPU time a reaped child (and the children it waited for) used.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct CpuTime {
+    /// In user space, ms.
+    pub user_ms: f64,
+    /// In the kernel, ms.
+    pub sys_ms: f64,
 }
 
 /// Whether any child (exited or not) is left to wait for. guestview is a

@@ -684,10 +684,12 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
             sink.release()?;
         }
         sink.end_pass()?;
-        while let Some((pid, st)) = launch::reap_any() {
+        while let Some((pid, st, cpu)) = launch::reap_any() {
             if pid as u32 == child {
                 tracing::debug!(
                     ms = started.elapsed().as_secs_f64() * 1e3,
+                    user_ms = cpu.user_ms,
+                    sys_ms = cpu.sys_ms,
                     "main process reaped"
                 );
                 main_status = Some(st);
