@@ -363,59 +363,63 @@ fn root_attack_path_race_never_reads_shadow() {
     for arch in ["mips", "arm"] {
         let p = guest(arch, "attacks");
         for q in qemus(arch) {
-            // Unsandboxed: the host's /etc/shadow is the prize.
-            let r = run(
-                &q,
-                &["--no-sandbox"],
-                &p,
-                &["race", "/etc/hostname", "20000"],
-            );
-            assert_eq!(r.code, Some(0), "{}", r.stderr);
-            let last = r.stdout.lines().last().unwrap_or_default().to_owned();
+            // Whether the flipper wins between the plugin's read of the
+            // path and the kernel's is chance (a loaded machine shifts the
+            // odds): up to four runs for one the host layer had to refuse.
+            // Every run must keep every other promise.
+            let host_layer_refused = (0..4).any(|_| path_race_once(arch, &q, &p));
             assert!(
-                last.ends_with(" 0 other content") && !r.stdout.contains("OTHER"),
-                "{arch} {q:?}: {}",
-                r.stdout
+                host_layer_refused,
+                "{arch} {q:?}: in four runs the host layer never refused a call"
             );
-            // The flipper won some reads of the path: refused, each alerted.
-            let refused: u32 = last
-                .split(", ")
-                .nth(1)
-                .and_then(|x| x.strip_suffix(" refused"))
-                .and_then(|x| x.parse().ok())
-                .unwrap_or(0);
-            assert!(refused > 0, "{last}");
-            // Each denial is the host layer's, on the call it refused. The
-            // plugin's read of the path may see the other name than the
-            // kernel's: such a call is alerted by the join ("join"), and
-            // then it was not refused because what the kernel was asked
-            // for was the allowed file
-            let shadow = r.alerts("no-shadow");
-            assert!(
-                shadow.iter().any(|a| a["layer"] == "seccomp"),
-                "{}",
-                r.stderr
-            );
-            for a in shadow {
-                let c = r.call(&a["seq"]);
-                match a["layer"].as_str() {
-                    Some("seccomp") | Some("guest") => {
-                        assert_eq!(
-                            (&a["action"], &c["verdict"]),
-                            (&"deny".into(), &"denied".into()),
-                            "{c}"
-                        )
-                    }
-                    // (or a torn name that names nothing: ENOENT).
-                    Some("join") => {
-                        assert!(c["errno"] != "EPERM" && c["verdict"] != "denied", "{c}")
-                    }
-                    l => panic!("layer {l:?}"),
-                }
-            }
         }
     }
     assert_eq!(shadow_digest(), before);
+}
+
+/// One run of the path race; whether the host layer (seccomp) refused a
+/// call in it.
+fn path_race_once(arch: &str, q: &Path, p: &Path) -> bool {
+    // Unsandboxed: the host's /etc/shadow is the prize.
+    let r = run(q, &["--no-sandbox"], p, &["race", "/etc/hostname", "20000"]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let last = r.stdout.lines().last().unwrap_or_default().to_owned();
+    assert!(
+        last.ends_with(" 0 other content") && !r.stdout.contains("OTHER"),
+        "{arch} {q:?}: {}",
+        r.stdout
+    );
+    // The flipper won some reads of the path: refused, each alerted.
+    let refused: u32 = last
+        .split(", ")
+        .nth(1)
+        .and_then(|x| x.strip_suffix(" refused"))
+        .and_then(|x| x.parse().ok())
+        .unwrap_or(0);
+    assert!(refused > 0, "{last}");
+    // Each denial is the host layer's or the guest layer's, on the call it
+    // refused. The plugin's read of the path may see the other name than
+    // the kernel's: such a call is alerted by the join ("join"), and then it
+    // was not refused because what the kernel was asked for was the
+    // allowed file (or a torn name that names nothing: ENOENT).
+    let shadow = r.alerts("no-shadow");
+    for a in &shadow {
+        let c = r.call(&a["seq"]);
+        match a["layer"].as_str() {
+            Some("seccomp") | Some("guest") => {
+                assert_eq!(
+                    (&a["action"], &c["verdict"]),
+                    (&"deny".into(), &"denied".into()),
+                    "{c}"
+                )
+            }
+            Some("join") => {
+                assert!(c["errno"] != "EPERM" && c["verdict"] != "denied", "{c}")
+            }
+            l => panic!("layer {l:?}"),
+        }
+    }
+    shadow.iter().any(|a| a["layer"] == "seccomp")
 }
 
 #[test]
