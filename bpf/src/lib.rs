@@ -31,12 +31,11 @@ pub use decode::DecodeError;
 /// Options for [`HostTracer::new`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TracerOptions {
-    /// Ring-buffer size in bytes; rounded up to a power of two (at least one
-    /// page, at most 1 GiB). Default 16 MiB, enough for about 150,000
-    /// syscall records between two drains (the consumer drains every
-    /// millisecond or so; the fastest guest makes some 2.5 million host
-    /// calls a second): the kernel fills every page of it when the map is
-    /// created, which costs start-up time (about 0.3 ms per MiB here).
+    /// Ring size asked for, in bytes: checked (1 to 1 GiB) but the ring is
+    /// the program's fixed `GV_RING_BYTES` (4 MiB: about 100,000 short
+    /// syscall records between two drains; the consumer drains every
+    /// millisecond or so, and a plugin holds its guest back when half of it
+    /// is unread).
     pub ring_bytes: usize,
     /// Where the kernel types the programs need are cached, cut down from
     /// the kernel's BTF (see `btf.rs`; about 10 ms less per load); `None`
@@ -293,7 +292,7 @@ pub struct HostTracer {
     // Fields drop in order: the reader before the links, the links before
     // the object that owns the programs and maps.
     ring: sys::RingReader,
-    /// A descriptor of the ring buffer map, for plugins.
+    /// A descriptor of the ring's position map (`ringctl`), for plugins.
     ring_fd: std::os::fd::OwnedFd,
     /// Records that did not decode.
     malformed: u64,
@@ -314,8 +313,6 @@ impl std::fmt::Debug for HostTracer {
             .finish_non_exhaustive()
     }
 }
-
-const MIN_RING: usize = 4096;
 
 const MAX_RING: usize = 1 << 30;
 
@@ -351,12 +348,11 @@ impl HostTracer {
     /// The kernel types in the BTF file `types`, if given, for the CO-RE
     /// relocations (attaching still uses the kernel's).
     fn load(opts: &TracerOptions, types: Option<&std::path::Path>) -> Result<Self, BpfError> {
+        // The ring's size is the program's (GV_RING_BYTES): the option
+        // is checked, not used.
         if opts.ring_bytes == 0 || opts.ring_bytes > MAX_RING {
             return Err(BpfError::RingSize(opts.ring_bytes));
         }
-        let ring_bytes = opts.ring_bytes.max(MIN_RING).next_power_of_two();
-        let ring_entries =
-            u32::try_from(ring_bytes).map_err(|_| BpfError::RingSize(opts.ring_bytes))?;
         // libbpf's own messages would break guestview's one-line errors;
         // the error we return says what failed.
         libbpf_rs::set_print(None);
@@ -365,15 +361,9 @@ impl HostTracer {
         if let Some(t) = types {
             builder.btf_custom_path(t).map_err(BpfError::Open)?;
         }
-        let mut open = builder
+        let open = builder
             .open_memory(sys::bpf_object())
             .map_err(BpfError::Open)?;
-        let mut rb = open
-            .maps_mut()
-            .find(|m| m.name() == "rb")
-            .ok_or(BpfError::MissingMap("rb"))?;
-        rb.set_max_entries(ring_entries)
-            .map_err(|_| BpfError::RingSize(opts.ring_bytes))?;
         let object = open
             .load()
             .map_err(|e| BpfError::or_eperm("loading eBPF programs", e, BpfError::Load))?;
@@ -404,16 +394,19 @@ impl HostTracer {
             .map_err(|e| BpfError::Load(libbpf_rs::Error::from(e)))?;
         let stats = map_handle(&object, "stats")?;
         let guard = map_handle(&object, "guard")?;
-        let rb = object
+        let data = object
             .maps()
-            .find(|m| m.name() == "rb")
-            .ok_or(BpfError::MissingMap("rb"))?;
-
-        let ring_fd = rb
+            .find(|m| m.name() == "ring")
+            .ok_or(BpfError::MissingMap("ring"))?;
+        let ctl = object
+            .maps()
+            .find(|m| m.name() == "ringctl")
+            .ok_or(BpfError::MissingMap("ringctl"))?;
+        let ring_fd = ctl
             .as_fd()
             .try_clone_to_owned()
             .map_err(|e| BpfError::Load(libbpf_rs::Error::from(e)))?;
-        let ring = sys::RingReader::map(ring_fd.as_fd(), ring_bytes)
+        let ring = sys::RingReader::map(data.as_fd(), ring_fd.as_fd())
             .map_err(|e| BpfError::Ring(libbpf_rs::Error::from(e)))?;
 
         Ok(Self {
@@ -527,12 +520,11 @@ impl HostTracer {
         self.sets.insert(sys::PidSet::Untimed, tgid);
     }
 
-    /// The ring buffer's descriptor, for a plugin to map the producer page
-    /// from (offset one page, one page, `PROT_READ`) and read positions:
-    /// see [`HostSyscall::pos`]. (A `BPF_F_RDONLY` descriptor cannot be
-    /// mapped at all: the kernel wants a shared mapping, which a read-only
-    /// file cannot give.) The kernel refuses a writable mapping of the
-    /// producer page and clears `VM_MAYWRITE` on a read-only one; the
+    /// The descriptor of the ring's position map (`ringctl`, one page:
+    /// the producer position at offset 0, the consumer's at 64, the data
+    /// size at 128), for a plugin to map read-only and read positions: see
+    /// [`HostSyscall::pos`]. The kernel clears `VM_MAYWRITE` on a read-only
+    /// mapping of a BPF map, so it cannot be made writable later; the
     /// plugin closes the descriptor before the guest's first instruction,
     /// so the guest never holds it.
     pub fn ring_fd_for_plugin(&self) -> std::os::fd::BorrowedFd<'_> {

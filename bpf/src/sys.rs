@@ -17,10 +17,11 @@ mod raw {
 
 pub(crate) use raw::{
     gv_enforce, gv_enforce_event, gv_event_hdr, gv_exec_event, gv_exit_event, gv_fork_event,
-    gv_guard, gv_rate, gv_sc_event, gv_stats, gv_syscall_event, gv_syscall_path_event,
+    gv_guard, gv_rate, gv_ring_ctl, gv_sc_event, gv_stats, gv_syscall_event, gv_syscall_path_event,
     GV_ENF_CONNECT_RATE, GV_ENF_FORK_RATE, GV_ENF_KILL_NR, GV_F_EXEC_KILLED, GV_F_PATH_FAULT,
     GV_GUARD_PREFIX_MAX, GV_NR_LIMIT, GV_OP_ENFORCE, GV_OP_EXEC, GV_OP_EXIT, GV_OP_FORK,
-    GV_OP_NORETURN, GV_OP_SC, GV_OP_SYSCALL, GV_OP_SYSCALL_PATH, GV_UNTIMED_FCNTL_CMD,
+    GV_OP_NORETURN, GV_OP_SC, GV_OP_SYSCALL, GV_OP_SYSCALL_PATH, GV_RING_BYTES, GV_RING_PAD,
+    GV_UNTIMED_FCNTL_CMD,
 };
 
 /// Keeps the embedded ELF 8-byte aligned, as libelf expects of an image in
@@ -290,105 +291,110 @@ unsafe impl Send for PidSets {}
 // SAFETY: as above: &PidSets only does atomic operations.
 unsafe impl Sync for PidSets {}
 
-/// The reading end of the BPF ring buffer (what libbpf's `ring_buffer`
-/// does, for one ring): the consumer page mapped read-write, the producer
-/// page and the data (mapped twice in a row by the kernel, so a record
-/// that wraps reads as one slice) read-only.
+/// The reading end of the host ring (see `GV_RING_BYTES` in hostview.h):
+/// the data map mapped read-only, the position map read-write (to publish
+/// how far it has read).
 ///
-/// Two things libbpf cannot give: each record's exact position, and a
-/// consumer position published once per batch rather than after every
-/// record. The kernel reads that position on every reservation, i.e. on
-/// every traced host syscall; written after every record, its cache line
+/// The consumer position is published once per batch rather than after
+/// every record: the programs read it on every reservation, i.e. on every
+/// traced host syscall, and written after every record its cache line
 /// crossed between the reader's core and QEMU's on each one.
 pub(crate) struct RingReader {
-    cons_page: *mut u8,
-    /// Producer page, then the data twice.
-    data_map: *const u8,
+    ctl: *mut gv_ring_ctl,
+    data: *const u8,
     data_len: usize,
-    page: usize,
+    ctl_len: usize,
     mask: u64,
     /// Every record below this has been handed out.
     cons: u64,
     published: u64,
 }
 
-const RINGBUF_BUSY_BIT: u32 = 1 << 31;
-const RINGBUF_DISCARD_BIT: u32 = 1 << 30;
-const RINGBUF_HDR_SZ: u64 = 8;
 /// The reader publishes how far it has read at least this often (and at
 /// the end of every read).
 const PUBLISH_BYTES: u64 = 256 << 10;
 
+/// Map `len` bytes of the BPF map `fd` with `prot`.
+fn map_bpf(
+    fd: std::os::fd::BorrowedFd<'_>,
+    len: usize,
+    prot: libc::c_int,
+) -> std::io::Result<*mut u8> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a new shared mapping of an mmapable BPF array's values
+    // (offset 0); the kernel checks the length against the map and the
+    // protection against the descriptor; checked for failure below.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            prot,
+            libc::MAP_SHARED,
+            fd.as_raw_fd(),
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(p.cast())
+}
+
 impl RingReader {
-    /// Map the ring buffer map `fd` of `size` bytes (a power of two, as
-    /// the kernel requires).
-    pub(crate) fn map(fd: std::os::fd::BorrowedFd<'_>, size: usize) -> std::io::Result<Self> {
-        use std::os::fd::AsRawFd;
+    /// Map the ring's data map `data` and position map `ctl`, and set the
+    /// size the plugins read.
+    pub(crate) fn map(
+        data: std::os::fd::BorrowedFd<'_>,
+        ctl: std::os::fd::BorrowedFd<'_>,
+    ) -> std::io::Result<Self> {
         // SAFETY: sysconf has no memory effects.
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
-        if !size.is_power_of_two() || size < page {
-            return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
-        }
-        // SAFETY: a new shared read-write mapping of the ring's consumer
-        // page (offset 0), as the kernel offers it to user space; checked
-        // for failure below.
-        let cons_page = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                page,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd.as_raw_fd(),
-                0,
-            )
+        let size = GV_RING_BYTES as usize;
+        let data_len = (size + GV_RING_PAD as usize).div_ceil(page) * page;
+        let ctl_len = std::mem::size_of::<gv_ring_ctl>().div_ceil(page) * page;
+        let d = map_bpf(data, data_len, libc::PROT_READ)?;
+        let c = match map_bpf(ctl, ctl_len, libc::PROT_READ | libc::PROT_WRITE) {
+            Ok(c) => c,
+            Err(e) => {
+                // SAFETY: unmapping the data mapped above, used nowhere else.
+                unsafe { libc::munmap(d.cast(), data_len) };
+                return Err(e);
+            }
         };
-        if cons_page == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error());
-        }
-        let data_len = page + 2 * size;
-        // SAFETY: a new shared read-only mapping of the producer page and
-        // the data area (mapped twice by the kernel), at offset one page;
-        // checked for failure below.
-        let data_map = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                data_len,
-                libc::PROT_READ,
-                libc::MAP_SHARED,
-                fd.as_raw_fd(),
-                page as libc::off_t,
-            )
-        };
-        if data_map == libc::MAP_FAILED {
-            let e = std::io::Error::last_os_error();
-            // SAFETY: unmapping the page mapped above, used nowhere else.
-            unsafe { libc::munmap(cons_page, page) };
-            return Err(e);
-        }
         let mut r = RingReader {
-            cons_page: cons_page.cast(),
-            data_map: data_map.cast(),
+            ctl: c.cast(),
+            data: d,
             data_len,
-            page,
+            ctl_len,
             mask: size as u64 - 1,
             cons: 0,
             published: 0,
         };
-        r.cons = r.cons_pos().load(std::sync::atomic::Ordering::Acquire);
+        r.word(std::mem::offset_of!(gv_ring_ctl, size))
+            .store(size as u64, std::sync::atomic::Ordering::Release);
+        r.cons = r
+            .word(std::mem::offset_of!(gv_ring_ctl, cons))
+            .load(std::sync::atomic::Ordering::Acquire);
         r.published = r.cons;
         Ok(r)
     }
 
-    fn cons_pos(&self) -> &std::sync::atomic::AtomicU64 {
-        // SAFETY: the consumer position is the first word of the consumer
-        // page, mapped read-write for our lifetime; page-aligned.
-        unsafe { &*self.cons_page.cast::<std::sync::atomic::AtomicU64>() }
+    /// The u64 at byte `off` of the position page.
+    fn word(&self, off: usize) -> &std::sync::atomic::AtomicU64 {
+        // SAFETY: off is a field offset of gv_ring_ctl (8-aligned, in the
+        // page mapped read-write for our lifetime); the programs and the
+        // plugins only ever access these words atomically.
+        unsafe {
+            &*self
+                .ctl
+                .cast::<u8>()
+                .add(off)
+                .cast::<std::sync::atomic::AtomicU64>()
+        }
     }
 
     fn prod_pos(&self) -> u64 {
-        // SAFETY: the producer position is the first word of the producer
-        // page (start of `data_map`), mapped for our lifetime; page-aligned.
-        unsafe { &*self.data_map.cast::<std::sync::atomic::AtomicU64>() }
+        self.word(std::mem::offset_of!(gv_ring_ctl, head))
             .load(std::sync::atomic::Ordering::Acquire)
     }
 
@@ -400,41 +406,32 @@ impl RingReader {
     /// Hand every committed record to `f` with its position, in ring
     /// order; returns how many. Stops at a record still being written.
     pub(crate) fn read(&mut self, f: &mut dyn FnMut(&[u8], u64)) -> usize {
-        use std::sync::atomic::{AtomicU32, Ordering};
-        let size = self.mask + 1;
+        use std::sync::atomic::{AtomicU64, Ordering};
         let mut n = 0;
         let mut prod = self.prod_pos();
         while self.cons < prod {
             let off = (self.cons & self.mask) as usize;
-            // SAFETY: off < size, so the header word and the record after it
-            // (at most `size` bytes, checked below) lie in the double
-            // mapping of the data: page + off + 8 + len <= page + 2*size.
-            let hdr = unsafe { &*self.data_map.add(self.page + off).cast::<AtomicU32>() }
-                .load(Ordering::Acquire);
-            if hdr & RINGBUF_BUSY_BIT != 0 {
+            // SAFETY: off < GV_RING_BYTES and 8-aligned, so the header word
+            // lies in the data mapping; the programs write it atomically.
+            let hdr = unsafe { &*self.data.add(off).cast::<AtomicU64>() }.load(Ordering::Acquire);
+            if (hdr >> 32) as u32 != ring_tag(self.cons) {
+                // Reserved, not yet written.
                 break;
             }
-            let len = u64::from(hdr & !(RINGBUF_BUSY_BIT | RINGBUF_DISCARD_BIT));
-            let total = (len + RINGBUF_HDR_SZ + 7) & !7;
-            if total > size {
-                // The kernel never writes this: skip to what was produced.
+            let len = hdr as u32 as usize;
+            if len == 0 || 8 + len > GV_RING_PAD as usize {
+                // The programs never write this: skip to what was produced.
                 self.cons = prod;
                 break;
             }
-            if hdr & RINGBUF_DISCARD_BIT == 0 {
-                // SAFETY: see above; the kernel committed these bytes (the
-                // header's busy bit is clear, read with Acquire) and does not
-                // write them again until we move the consumer position past.
-                let rec = unsafe {
-                    std::slice::from_raw_parts(
-                        self.data_map.add(self.page + off + RINGBUF_HDR_SZ as usize),
-                        len as usize,
-                    )
-                };
-                f(rec, self.cons);
-                n += 1;
-            }
-            self.cons += total;
+            // SAFETY: off + 8 + len <= GV_RING_BYTES + GV_RING_PAD <=
+            // data_len (checked above): in the mapping. The program wrote
+            // these bytes before the header (read with Acquire) and does
+            // not write them again until we move the consumer position past.
+            let rec = unsafe { std::slice::from_raw_parts(self.data.add(off + 8), len) };
+            f(rec, self.cons);
+            n += 1;
+            self.cons += (8 + len as u64 + 7) & !7;
             if self.cons - self.published >= PUBLISH_BYTES {
                 self.publish();
             }
@@ -448,19 +445,24 @@ impl RingReader {
 
     fn publish(&mut self) {
         if self.published != self.cons {
-            self.cons_pos()
+            self.word(std::mem::offset_of!(gv_ring_ctl, cons))
                 .store(self.cons, std::sync::atomic::Ordering::Release);
             self.published = self.cons;
         }
     }
 }
 
+/// What a record's header says once the record at `pos` is written.
+fn ring_tag(pos: u64) -> u32 {
+    ((pos >> 3) as u32) | 0x8000_0000
+}
+
 impl Drop for RingReader {
     fn drop(&mut self) {
         // SAFETY: unmapping exactly the two mappings made in `map`.
         unsafe {
-            libc::munmap(self.cons_page.cast(), self.page);
-            libc::munmap(self.data_map.cast_mut().cast(), self.data_len);
+            libc::munmap(self.ctl.cast(), self.ctl_len);
+            libc::munmap(self.data.cast_mut().cast(), self.data_len);
         }
     }
 }

@@ -576,15 +576,16 @@ pub fn read_memory(addr: u64, out: &mut [u8], buf: &mut ByteBuf) -> bool {
     true
 }
 
-/// What the plugin keeps of the host's BPF ring buffer: read-only views
-/// of its two position words and the size of its data area.
+/// What the plugin keeps of guestview's host ring: read-only views of its
+/// two position words and the size of its data area (the position map,
+/// `ringctl`, of the eBPF programs: see bpf/src/bpf/hostview.h).
 #[derive(Clone, Copy)]
 pub struct HostRing {
     /// The producer position: where the next host record will go.
     pub prod: &'static std::sync::atomic::AtomicU64,
     /// The consumer position: how far guestview has read.
     pub cons: &'static std::sync::atomic::AtomicU64,
-    /// Bytes of record space (the map's `max_entries`).
+    /// Bytes of record space.
     pub size: u64,
 }
 
@@ -599,38 +600,11 @@ impl HostRing {
     }
 }
 
-/// Map one page of the ring buffer behind `fd` read-only at `offset`.
-fn map_ring_page(
-    fd: c_int,
-    page: usize,
-    offset: usize,
-    what: &str,
-) -> Result<&'static std::sync::atomic::AtomicU64, HostPosError> {
-    // SAFETY: a new read-only shared mapping of one page of the ring
-    // buffer map (its consumer page at 0, its producer page at one page:
-    // the kernel lets any holder of the descriptor map both read-only);
-    // the kernel checks the rest.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            page,
-            libc::PROT_READ,
-            libc::MAP_SHARED,
-            fd,
-            offset as libc::off_t,
-        )
-    };
-    if p == libc::MAP_FAILED {
-        let err = std::io::Error::last_os_error();
-        return Err(HostPosError::Failed(format!(
-            "hostpos: cannot map the host ring's {what} page: {err}"
-        )));
-    }
-    // SAFETY: the page is mapped for the life of the process (never
-    // unmapped) and page-aligned; its first word is the kernel's (or the
-    // reader's) u64 position, which we only ever load atomically.
-    Ok(unsafe { &*p.cast::<std::sync::atomic::AtomicU64>() })
-}
+/// Offsets in the position page (struct gv_ring_ctl).
+const RING_CTL_CONS: usize = 64;
+const RING_CTL_SIZE: usize = 128;
+/// sizeof(struct gv_ring_ctl): the map's value size.
+const RING_CTL_BYTES: u64 = 4096;
 
 /// Receive one file descriptor (SCM_RIGHTS) from the unix socket `sock`
 /// without waiting, then map the BPF ring buffer's position pages behind
@@ -648,9 +622,9 @@ pub fn map_host_position(sock: c_int) -> Result<HostRing, HostPosError> {
 }
 
 fn map_host_ring(fd: c_int) -> Result<HostRing, HostPosError> {
-    // Only ever map a BPF ring buffer (map_type 27): whatever else sits at
-    // that number (a guest's descriptor, in an image started by a guest
-    // exec) is refused.
+    // Only ever map guestview's position map, an array (map_type 2) of one
+    // page-sized value: whatever else sits at that number (a guest's
+    // descriptor, in an image started by a guest exec) is refused.
     let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap_or_default();
     let field = |name: &str| {
         info.lines().find_map(|l| {
@@ -658,18 +632,50 @@ fn map_host_ring(fd: c_int) -> Result<HostRing, HostPosError> {
             (w.next() == Some(name)).then(|| w.next().and_then(|v| v.parse::<u64>().ok()))?
         })
     };
-    if field("map_type:") != Some(27) {
+    if field("map_type:") != Some(2)
+        || field("value_size:") != Some(RING_CTL_BYTES)
+        || field("max_entries:") != Some(1)
+    {
         return Err(HostPosError::Unavailable);
     }
-    let size = field("max_entries:")
-        .filter(|&s| s > 0)
-        .ok_or_else(|| HostPosError::Failed("hostpos: the host ring has no size".to_string()))?;
-    // SAFETY: sysconf has no memory effects.
-    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
-        .map_err(|_| HostPosError::Failed("hostpos: no page size".to_string()))?;
+    // SAFETY: a new read-only shared mapping of the map's one value (the
+    // kernel clears VM_MAYWRITE on it, so it cannot be made writable);
+    // checked for failure below.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            RING_CTL_BYTES as usize,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            fd,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        let err = std::io::Error::last_os_error();
+        return Err(HostPosError::Failed(format!(
+            "hostpos: cannot map the host ring's positions: {err}"
+        )));
+    }
+    let word = |off: usize| {
+        // SAFETY: the page is mapped for the life of the process (never
+        // unmapped) and page-aligned; off is an 8-aligned field offset of
+        // gv_ring_ctl, a u64 the programs and guestview access atomically.
+        unsafe {
+            &*p.cast::<u8>()
+                .add(off)
+                .cast::<std::sync::atomic::AtomicU64>()
+        }
+    };
+    let size = word(RING_CTL_SIZE).load(std::sync::atomic::Ordering::Acquire);
+    if size == 0 {
+        return Err(HostPosError::Failed(
+            "hostpos: the host ring has no size".to_string(),
+        ));
+    }
     Ok(HostRing {
-        cons: map_ring_page(fd, page, 0, "consumer")?,
-        prod: map_ring_page(fd, page, page, "producer")?,
+        prod: word(0),
+        cons: word(RING_CTL_CONS),
         size,
     })
 }

@@ -108,6 +108,42 @@ struct gv_guard {
 	char prefix[GV_GUARD_PREFIX_MAX];
 };
 
+/*
+ * The host ring: guestview's own single ring of variable-size records in
+ * an mmapable BPF array (map `ring`, one value of GV_RING_BYTES +
+ * GV_RING_PAD bytes), with its positions in a second one (`ringctl`,
+ * struct gv_ring_ctl). The kernel's BPF ring buffer cost ~115 ns a record
+ * on this machine kind (its reservation lock and commit), a plain write
+ * to an array about nothing; this ring reserves with one compare-and-swap.
+ *
+ * A record at byte position pos (a multiple of 8) starts at data offset
+ * pos % GV_RING_BYTES with a struct gv_ring_hdr, then `len` bytes of the
+ * record proper (which starts with its op); the next record is at
+ * pos + round_up(8 + len, 8). A record that runs past GV_RING_BYTES goes
+ * on into the pad, so every record is contiguous. The header is written
+ * last (atomically, after the body): until then the reader stops there.
+ */
+#define GV_RING_BYTES (4u << 20)
+#define GV_RING_PAD 512
+
+/* The positions of the host ring (map `ringctl`, key 0): one page. */
+struct gv_ring_ctl {
+	__u64 head;       /* producer: where the next record goes (bytes) */
+	__u64 _pad0[7];
+	__u64 cons;       /* consumer: every record below is read (bytes) */
+	__u64 _pad1[7];
+	__u64 size;       /* GV_RING_BYTES, set by user space for the plugin */
+	__u64 _pad2[495];
+};
+
+/* The header of a record in the host ring. */
+struct gv_ring_hdr {
+	__u32 len; /* bytes of the record after this header */
+	__u32 tag; /* GV_RING_TAG(pos) once written; anything else: not yet */
+};
+
+#define GV_RING_TAG(pos) ((__u32)((pos) >> 3) | 0x80000000u)
+
 /* Common header of every record (16 bytes). */
 struct gv_event_hdr {
 	__u16 op;    /* enum gv_op */
@@ -271,6 +307,9 @@ struct gv_stats {
 		       #type "." #field " moved")
 
 _Static_assert(sizeof(struct gv_event_hdr) == 16, "gv_event_hdr size");
+_Static_assert(sizeof(struct gv_ring_ctl) == 4096, "gv_ring_ctl size");
+_Static_assert(sizeof(struct gv_ring_hdr) == 8, "gv_ring_hdr size");
+_Static_assert(GV_RING_PAD >= 8 + sizeof(struct gv_syscall_path_event), "ring pad");
 _Static_assert(sizeof(struct gv_syscall_event) == 112, "gv_syscall_event size");
 _Static_assert(sizeof(struct gv_sc_event) == 80, "gv_sc_event size");
 _Static_assert(sizeof(struct gv_syscall_path_event) == 376, "gv_syscall_path_event size");
@@ -280,6 +319,8 @@ _Static_assert(sizeof(struct gv_exit_event) == 32, "gv_exit_event size");
 _Static_assert(sizeof(struct gv_stats) == 32, "gv_stats size");
 _Static_assert(sizeof(struct gv_guard) == 24 + GV_GUARD_PREFIX_MAX, "gv_guard size");
 GV_ASSERT_LAYOUT(gv_event_hdr, ktime, 8);
+GV_ASSERT_LAYOUT(gv_ring_ctl, cons, 64);
+GV_ASSERT_LAYOUT(gv_ring_ctl, size, 128);
 GV_ASSERT_LAYOUT(gv_sc_event, nr, 4);
 GV_ASSERT_LAYOUT(gv_sc_event, ret, 16);
 GV_ASSERT_LAYOUT(gv_sc_event, words, 24);
