@@ -31,12 +31,6 @@ pub use decode::DecodeError;
 /// Options for [`HostTracer::new`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TracerOptions {
-    /// Ring size asked for, in bytes: checked (1 to 1 GiB) but the ring is
-    /// the program's fixed `GV_RING_BYTES` (4 MiB: about 100,000 short
-    /// syscall records between two drains; the consumer drains every
-    /// millisecond or so, and a plugin holds its guest back when half of it
-    /// is unread).
-    pub ring_bytes: usize,
     /// Where the kernel types the programs need are cached, cut down from
     /// the kernel's BTF (see `btf.rs`; about 10 ms less per load); `None`
     /// resolves against the whole kernel BTF every time. Default
@@ -47,7 +41,6 @@ pub struct TracerOptions {
 impl Default for TracerOptions {
     fn default() -> Self {
         Self {
-            ring_bytes: 16 << 20,
             btf_cache: Some(btf::default_dir()),
         }
     }
@@ -221,9 +214,6 @@ pub enum BpfError {
         #[source]
         source: libbpf_rs::Error,
     },
-    /// `TracerOptions::ring_bytes` is out of range.
-    #[error("ring buffer size of {0} bytes is invalid: give between 4 KiB and 1 GiB")]
-    RingSize(usize),
     /// The embedded eBPF object could not be opened.
     #[error("opening the embedded eBPF object failed: {0} (rebuild guestview-bpf)")]
     Open(#[source] libbpf_rs::Error),
@@ -254,8 +244,8 @@ pub enum BpfError {
         #[source]
         source: libbpf_rs::Error,
     },
-    /// Reading the ring buffer failed.
-    #[error("reading the eBPF ring buffer failed: {0}")]
+    /// Mapping the host ring failed.
+    #[error("mapping the eBPF host ring failed: {0}")]
     Ring(#[source] libbpf_rs::Error),
     /// Reading the counters failed.
     #[error("reading the eBPF counters failed: {0}")]
@@ -314,8 +304,6 @@ impl std::fmt::Debug for HostTracer {
     }
 }
 
-const MAX_RING: usize = 1 << 30;
-
 fn map_handle(object: &Object, name: &'static str) -> Result<MapHandle, BpfError> {
     let map = object
         .maps()
@@ -332,14 +320,14 @@ impl HostTracer {
             .btf_cache
             .as_deref()
             .and_then(|dir| btf::min_core_btf(dir, sys::bpf_object()));
-        match Self::load(opts, types.as_deref()) {
+        match Self::load(types.as_deref()) {
             Err(e) if !e.is_permission_denied() && types.is_some() => {
                 // A cut-down BTF libbpf cannot use: the whole one, and
                 // make it again next time.
                 if let Some(t) = &types {
                     btf::forget(t);
                 }
-                Self::load(opts, None)
+                Self::load(None)
             }
             r => r,
         }
@@ -347,12 +335,7 @@ impl HostTracer {
 
     /// The kernel types in the BTF file `types`, if given, for the CO-RE
     /// relocations (attaching still uses the kernel's).
-    fn load(opts: &TracerOptions, types: Option<&std::path::Path>) -> Result<Self, BpfError> {
-        // The ring's size is the program's (GV_RING_BYTES): the option
-        // is checked, not used.
-        if opts.ring_bytes == 0 || opts.ring_bytes > MAX_RING {
-            return Err(BpfError::RingSize(opts.ring_bytes));
-        }
+    fn load(types: Option<&std::path::Path>) -> Result<Self, BpfError> {
         // libbpf's own messages would break guestview's one-line errors;
         // the error we return says what failed.
         libbpf_rs::set_print(None);
@@ -510,7 +493,7 @@ impl HostTracer {
     }
 
     /// Process `tgid`'s plugin reads ring positions (it mapped the ring's
-    /// producer page, [`HostTracer::ring_fd_for_plugin`]): its host calls
+    /// position page, [`HostTracer::ring_fd_for_plugin`]): its host calls
     /// are placed by position alone, and the programs stop timing them (a
     /// clock read is the largest part of a record's cost). Forked children
     /// inherit this; an exec ends it (the new image has no mapping yet).

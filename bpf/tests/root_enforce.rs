@@ -14,11 +14,8 @@ const NR_UNAME: u32 = 63;
 const NR_CONNECT: i64 = 42;
 
 fn tracer() -> HostTracer {
-    HostTracer::new(&TracerOptions {
-        ring_bytes: 1 << 20,
-        ..Default::default()
-    })
-    .unwrap_or_else(|e| panic!("these tests need root and eBPF: {e}"))
+    HostTracer::new(&TracerOptions::default())
+        .unwrap_or_else(|e| panic!("these tests need root and eBPF: {e}"))
 }
 
 /// Start `argv` held on stdin, trace it, release it.

@@ -366,7 +366,7 @@ pub fn spawn_held(
 }
 
 /// The channel on which guestview hands the plugin a read-only descriptor
-/// of the eBPF ring buffer (plugin argument `hostpos=FD`): a unix socket
+/// of the host ring's position page (plugin argument `hostpos=FD`): a unix socket
 /// pair, one end kept across QEMU's exec. QEMU starts while the eBPF
 /// programs load, so the descriptor cannot simply be inherited; it is sent
 /// once the ring exists, before the guest is released.

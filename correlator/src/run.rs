@@ -446,14 +446,9 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
             })
         })
     });
-    // A guest run's plugin holds guest calls while half the host ring is
-    // unread (so nothing is lost): 4 MiB is plenty and costs less to set
-    // up and tear down than the default, which a native run (nothing holds
-    // it back) keeps.
-    let tracer = HostTracer::new(&TracerOptions {
-        ring_bytes: if opts.native { 16 << 20 } else { 4 << 20 },
-        ..TracerOptions::default()
-    });
+    // (The host ring is the programs' fixed 4 MiB: a guest run's plugin
+    // holds guest calls while half of it is unread, so nothing is lost.)
+    let tracer = HostTracer::new(&TracerOptions::default());
     tracing::debug!(
         ms = started.elapsed().as_secs_f64() * 1e3,
         "eBPF programs loaded"
@@ -588,7 +583,7 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
             })? as u32
         }
     };
-    // The plugin maps the eBPF ring's producer page from this before the
+    // The plugin maps the host ring's position page from this before the
     // guest runs; if it cannot, its host calls stay timed (and exact).
     if let Some(p) = positions {
         if let Err(e) = p.send(tracer.ring_fd_for_plugin()) {

@@ -21,8 +21,8 @@ pub struct Options {
     /// neither run nor read QEMU's own files.
     pub hide: Option<PathBuf>,
     /// A unix socket (inherited descriptor number) on which guestview sends
-    /// a descriptor of its eBPF ring buffer before it releases the guest:
-    /// the plugin maps the ring's producer page and marks each guest call
+    /// a descriptor of its host ring's position page before it releases the
+    /// guest: the plugin maps it and marks each guest call
     /// with the ring's position, which places host calls exactly without
     /// timing each one. Needs `hold=on`.
     pub hostpos: Option<i32>,

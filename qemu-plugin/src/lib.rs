@@ -73,8 +73,8 @@ struct Plugin {
 static PC_FROM_REGISTER: AtomicBool = AtomicBool::new(false);
 
 static PLUGIN: OnceLock<Plugin> = OnceLock::new();
-/// The host ring buffer's positions (read-only mappings of its producer
-/// and consumer pages), when guestview handed the ring over (`hostpos=FD`).
+/// The host ring's positions (a read-only mapping of its position page),
+/// when guestview handed it over (`hostpos=FD`).
 static HOST_POS: OnceLock<sys::HostRing> = OnceLock::new();
 
 /// The host ring's producer position now (one load from memory the kernel

@@ -607,7 +607,7 @@ const RING_CTL_SIZE: usize = 128;
 const RING_CTL_BYTES: u64 = 4096;
 
 /// Receive one file descriptor (SCM_RIGHTS) from the unix socket `sock`
-/// without waiting, then map the BPF ring buffer's position pages behind
+/// without waiting, then map the host ring's position page behind
 /// it read-only. The descriptors are closed either way: the mappings are
 /// all the plugin keeps.
 pub fn map_host_position(sock: c_int) -> Result<HostRing, HostPosError> {
