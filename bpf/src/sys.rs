@@ -474,6 +474,108 @@ mod tests {
     use std::path::Path;
     use std::process::Command;
 
+    /// A memfd of `len` bytes standing in for a BPF map (the reader only
+    /// maps it), and a writable view of it.
+    fn fake_map(len: usize) -> (std::os::fd::OwnedFd, *mut u8) {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        // SAFETY: memfd_create with a static name; checked below.
+        let fd = unsafe { libc::memfd_create(c"gv-ring-test".as_ptr(), 0) };
+        assert!(fd >= 0);
+        // SAFETY: we own the new descriptor.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        // SAFETY: ftruncate and mmap on our own memfd; checked below.
+        let p = unsafe {
+            assert_eq!(libc::ftruncate(fd.as_raw_fd(), len as libc::off_t), 0);
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        assert_ne!(p, libc::MAP_FAILED);
+        (fd, p.cast())
+    }
+
+    /// What a program does: a record of `body` at position `pos`, header
+    /// last (with `tag` given, a header that is not the record's).
+    fn put(data: *mut u8, pos: u64, body: &[u8], tag: Option<u32>) -> u64 {
+        let off = (pos & (u64::from(GV_RING_BYTES) - 1)) as usize;
+        // SAFETY: the tests keep off + 8 + body.len() inside the mapping
+        // (ring plus pad), as the programs do.
+        unsafe {
+            std::ptr::copy_nonoverlapping(body.as_ptr(), data.add(off + 8), body.len());
+            let hdr = body.len() as u64 | (u64::from(tag.unwrap_or(ring_tag(pos))) << 32);
+            data.add(off).cast::<u64>().write_volatile(hdr);
+        }
+        pos + ((8 + body.len() as u64 + 7) & !7)
+    }
+
+    fn set_head(ctl: *mut u8, head: u64) {
+        // SAFETY: the head is the first word of the position page.
+        unsafe { ctl.cast::<u64>().write_volatile(head) }
+    }
+
+    #[test]
+    fn ring_reader_reads_in_order_stops_at_unwritten_and_follows_the_pad() {
+        let ring = GV_RING_BYTES as u64;
+        let (dfd, data) = fake_map(GV_RING_BYTES as usize + GV_RING_PAD as usize);
+        let (cfd, ctl) = fake_map(size_of::<gv_ring_ctl>());
+        use std::os::fd::AsFd;
+        let mut r = RingReader::map(dfd.as_fd(), cfd.as_fd()).unwrap();
+        // The reader tells the plugins the size.
+        // SAFETY: the size word of the position page.
+        let size = unsafe {
+            ctl.add(offset_of!(gv_ring_ctl, size))
+                .cast::<u64>()
+                .read_volatile()
+        };
+        assert_eq!(size, ring);
+        let mut got = Vec::new();
+        // Two records, then one reserved but not yet written (stale tag).
+        let p1 = put(data, 0, b"first...", None);
+        let p2 = put(data, p1, b"second record", None);
+        let p3 = put(data, p2, b"third", Some(0));
+        set_head(ctl, p3);
+        assert_eq!(r.read(&mut |b, pos| got.push((b.to_vec(), pos))), 2);
+        assert_eq!(
+            got,
+            vec![(b"first...".to_vec(), 0), (b"second record".to_vec(), p1)]
+        );
+        assert_eq!(r.consumed(), p2);
+        // Published for the programs.
+        // SAFETY: the consumer word of the position page.
+        let cons = unsafe {
+            ctl.add(offset_of!(gv_ring_ctl, cons))
+                .cast::<u64>()
+                .read_volatile()
+        };
+        assert_eq!(cons, p2);
+        // Written now: read. One written past the head is not.
+        put(data, p2, b"third", None);
+        put(data, p3, b"fourth", None);
+        got.clear();
+        assert_eq!(r.read(&mut |b, pos| got.push((b.to_vec(), pos))), 1);
+        assert_eq!(got, vec![(b"third".to_vec(), p2)]);
+        assert_eq!(r.consumed(), p3);
+        // A record that runs past the end of the ring goes on in the pad;
+        // a stale header from the last lap at the next place is not read.
+        r.cons = 3 * ring - 16;
+        let body: Vec<u8> = (0..40u8).collect();
+        let next = put(data, r.cons, &body, None);
+        put(data, next - ring, b"old lap", None);
+        set_head(ctl, next + 16);
+        got.clear();
+        assert_eq!(r.read(&mut |b, pos| got.push((b.to_vec(), pos))), 1);
+        assert_eq!(got, vec![(body, 3 * ring - 16)]);
+        // A header no program writes (no length): skipped to the head.
+        put(data, next, b"", None);
+        assert_eq!(r.read(&mut |_, _| panic!("nothing to read")), 0);
+        assert_eq!(r.consumed(), next + 16);
+    }
+
     /// Sizes and offsets of every shared record as Rust (bindgen) sees them,
     /// named the way the C probe below prints them.
     fn rust_layout() -> Vec<(String, usize)> {
