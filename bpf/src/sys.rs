@@ -314,7 +314,8 @@ pub(crate) struct RingReader {
 /// the end of every read).
 const PUBLISH_BYTES: u64 = 256 << 10;
 
-/// Map `len` bytes of the BPF map `fd` with `prot`.
+/// Map the first `len` bytes of `fd`, shared, with `prot` (for the ring:
+/// the values of an mmapable BPF array).
 fn map_bpf(
     fd: std::os::fd::BorrowedFd<'_>,
     len: usize,
@@ -431,7 +432,7 @@ impl RingReader {
             let rec = unsafe { std::slice::from_raw_parts(self.data.add(off + 8), len) };
             f(rec, self.cons);
             n += 1;
-            self.cons += (8 + len as u64 + 7) & !7;
+            self.cons += ring_record_bytes(len);
             if self.cons - self.published >= PUBLISH_BYTES {
                 self.publish();
             }
@@ -450,6 +451,12 @@ impl RingReader {
             self.published = self.cons;
         }
     }
+}
+
+/// Ring bytes a record of `len` bytes takes: its header, then it, rounded
+/// up to 8 (what the programs' ring_reserve moves the head by).
+fn ring_record_bytes(len: usize) -> u64 {
+    (8 + len as u64 + 7) & !7
 }
 
 /// What a record's header says once the record at `pos` is written.
@@ -477,26 +484,17 @@ mod tests {
     /// A memfd of `len` bytes standing in for a BPF map (the reader only
     /// maps it), and a writable view of it.
     fn fake_map(len: usize) -> (std::os::fd::OwnedFd, *mut u8) {
-        use std::os::fd::{AsRawFd, FromRawFd};
+        use std::os::fd::{AsFd, AsRawFd, FromRawFd};
         // SAFETY: memfd_create with a static name; checked below.
         let fd = unsafe { libc::memfd_create(c"gv-ring-test".as_ptr(), 0) };
         assert!(fd >= 0);
         // SAFETY: we own the new descriptor.
         let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
-        // SAFETY: ftruncate and mmap on our own memfd; checked below.
-        let p = unsafe {
-            assert_eq!(libc::ftruncate(fd.as_raw_fd(), len as libc::off_t), 0);
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        assert_ne!(p, libc::MAP_FAILED);
-        (fd, p.cast())
+        // SAFETY: ftruncate on our own memfd.
+        let rc = unsafe { libc::ftruncate(fd.as_raw_fd(), len as libc::off_t) };
+        assert_eq!(rc, 0);
+        let p = map_bpf(fd.as_fd(), len, libc::PROT_READ | libc::PROT_WRITE).unwrap();
+        (fd, p)
     }
 
     /// What a program does: a record of `body` at position `pos`, header
@@ -510,7 +508,7 @@ mod tests {
             let hdr = body.len() as u64 | (u64::from(tag.unwrap_or(ring_tag(pos))) << 32);
             data.add(off).cast::<u64>().write_volatile(hdr);
         }
-        pos + ((8 + body.len() as u64 + 7) & !7)
+        pos + ring_record_bytes(body.len())
     }
 
     fn set_head(ctl: *mut u8, head: u64) {

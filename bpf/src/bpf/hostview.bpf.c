@@ -1,14 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
  * hostview: record every host syscall of a traced process tree (QEMU and
- * everything it forks), one ring-buffer record per syscall, plus fork, exec
+ * everything it forks), one host-ring record per syscall, plus fork, exec
  * and exit. Loaded and read by guestview-bpf (src/lib.rs).
  *
  * Cost model: an untraced task pays one program run, with
  * bpf_get_current_pid_tgid() and one bit test, per syscall exit (there
  * is no program on the raw sys_enter tracepoint; see gv_sys_exit). A traced
- * one also pays one ring-buffer record. Wake-ups are the other big cost, so
- * records are submitted without one (the consumer drains on a timer).
+ * one also pays one record in the host ring (see ring_reserve). Nothing
+ * wakes the consumer: it drains on a timer.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -418,12 +418,11 @@ static __always_inline __u16 path_at_exit(struct gv_syscall_path_event *e, const
 }
 
 /*
- * A syscall recorded at sys_exit from the registers alone. With
- * GV_F_NO_ENTER (an exec whose enter was not seen) the arguments are left
- * 0: the registers no longer hold them.
+ * A syscall whose arguments sys_exit can no longer see (rt_sigreturn: its
+ * exit restores the interrupted registers): a full record, arguments 0,
+ * flagged GV_F_NO_ENTER. Every other call without a path gets emit_sc.
  */
-static __always_inline void emit_at_exit(__u32 tgid, __u32 tid, struct gv_pt_regs *regs, __s64 nr,
-					 long ret, __u64 now, __u16 flags)
+static __always_inline void emit_no_args(__u32 tgid, __u32 tid, __s64 nr, long ret, __u64 now)
 {
 	__u64 pos;
 	struct gv_syscall_event *e = ring_reserve(sizeof(*e), &pos);
@@ -432,14 +431,11 @@ static __always_inline void emit_at_exit(__u32 tgid, __u32 tid, struct gv_pt_reg
 		count_dropped();
 		return;
 	}
-	fill_hdr(&e->hdr, GV_OP_SYSCALL, flags, sizeof(*e), now);
+	fill_hdr(&e->hdr, GV_OP_SYSCALL, GV_F_NO_ENTER, sizeof(*e), now);
 	e->tgid = tgid;
 	e->tid = tid;
 	e->nr = nr;
-	if (flags & GV_F_NO_ENTER)
-		__builtin_memset(e->args, 0, sizeof(e->args));
-	else
-		copy_regs_args(e->args, regs);
+	__builtin_memset(e->args, 0, sizeof(e->args));
 	e->ret = ret;
 	e->t_enter = 0;
 	e->t_exit = now;
@@ -580,7 +576,6 @@ static __always_inline void emit_enforce(__u32 tgid, __u32 tid, __s64 nr, __u32 
 	e->limit = limit;
 	e->killed = killed;
 	__builtin_memset(e->_pad0, 0, sizeof(e->_pad0));
-	/* Wake the reader: enforcement is rare and should show at once. */
 	ring_commit(e, sizeof(*e), pos);
 }
 
@@ -694,7 +689,7 @@ int BPF_PROG(gv_sys_exit, struct gv_pt_regs *regs, long ret)
 	if (nr == -1) {
 		/* rt_sigreturn put the interrupted context's orig_ax (-1) back;
 		 * its arguments are gone with it. */
-		emit_at_exit(tgid, tid, regs, NR_RT_SIGRETURN, ret, now, GV_F_NO_ENTER);
+		emit_no_args(tgid, tid, NR_RT_SIGRETURN, ret, now);
 		return 0;
 	}
 	if (is_exec(nr)) {
