@@ -391,28 +391,51 @@ pub enum Pushed {
 /// before the producer gives up and drops (counted).
 const DEAD_CONSUMER_NS: u64 = 10_000_000_000;
 
-/// Sleeps that grow, for a thread waiting on a reader: 50 µs, doubling up
-/// to 20 ms. Every sleep is a host syscall of a traced process (a record
-/// guestview must read), so a long wait makes tens of them a second, not
-/// thousands, and still resumes within about twice the time it waited.
+/// Sleeps for a thread waiting on a reader: 50 µs doubling to 200 µs, and
+/// 200 µs while the wait is young, so that a reader that stalled for a few
+/// milliseconds (a page fault storm, a preemption) lets the guest go on
+/// within 200 µs of freeing room. Once the wait is older than
+/// [`Backoff::PATIENT`], the sleeps double up to 20 ms: every sleep is a
+/// host syscall of a traced process (a record guestview must read), so a
+/// long wait then makes tens of them a second, not thousands.
 #[derive(Debug)]
 pub struct Backoff {
     next: Duration,
+    slept: Duration,
 }
 
 impl Default for Backoff {
     fn default() -> Self {
         Backoff {
             next: Duration::from_micros(50),
+            slept: Duration::ZERO,
         }
     }
 }
 
 impl Backoff {
-    /// Sleep the next (longer) step.
+    /// The short sleeps' cap.
+    const SHORT: Duration = Duration::from_micros(200);
+    /// How long the short sleeps last in all.
+    pub const PATIENT: Duration = Duration::from_millis(20);
+    /// The long sleeps' cap.
+    const LONG: Duration = Duration::from_millis(20);
+
+    /// Sleep the next step.
     pub fn sleep(&mut self) {
         std::thread::sleep(self.next);
-        self.next = (self.next * 2).min(Duration::from_millis(20));
+        self.slept += self.next;
+        let cap = if self.slept < Self::PATIENT {
+            Self::SHORT
+        } else {
+            Self::LONG
+        };
+        self.next = (self.next * 2).min(cap);
+    }
+
+    /// The step the next [`Backoff::sleep`] takes.
+    pub fn next_step(&self) -> Duration {
+        self.next
     }
 }
 
@@ -791,6 +814,31 @@ impl Drop for Consumer<'_> {
 mod tests {
     use super::*;
     use crate::record::Origin;
+
+    #[test]
+    fn backoff_stays_short_while_the_wait_is_young_then_grows() {
+        let mut b = Backoff::default();
+        let mut waited = Duration::ZERO;
+        let mut steps = Vec::new();
+        while waited < Backoff::PATIENT {
+            let step = b.next_step();
+            assert!(
+                step <= Duration::from_micros(200),
+                "{step:?} after {waited:?}"
+            );
+            steps.push(step);
+            b.sleep();
+            waited += step;
+        }
+        assert_eq!(steps[..3], [50, 100, 200].map(Duration::from_micros));
+        let mut long = Vec::new();
+        for _ in 0..8 {
+            long.push(b.next_step());
+            b.sleep();
+        }
+        assert!(long.windows(2).all(|w| w[1] >= w[0]), "{long:?}");
+        assert_eq!(*long.last().unwrap(), Duration::from_millis(20), "{long:?}");
+    }
 
     fn tmp(name: &str) -> PathBuf {
         let p = std::env::temp_dir().join(format!("gv-ring-test-{}-{name}", std::process::id()));
