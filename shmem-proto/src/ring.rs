@@ -30,7 +30,7 @@ impl Default for RegionParams {
     fn default() -> Self {
         RegionParams {
             max_rings: 256,
-            capacity: 16384,
+            capacity: 32768,
             mode: MODE_WAIT,
             run_id: 0,
         }
