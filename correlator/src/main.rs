@@ -12,7 +12,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// The join allocates and frees a few small objects per guest call; mimalloc
-/// does that several times faster than glibc's malloc.
+/// does that several times faster than glibc's malloc. Built with `no_thp`:
+/// otherwise mimalloc asks for transparent huge pages on its arenas and then
+/// purges 64 KiB pieces of them, so the kernel zeroes 2 MiB pages again and
+/// again — measured as 13–14% of guestview's CPU and 20–100 ms page-fault
+/// stalls, long enough for a busy guest to fill its ring and wait.
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
