@@ -268,7 +268,7 @@ impl Side {
             };
             for ev in frame {
                 match ev {
-                    TraceEvent::Run(info) => side.run = Some(info),
+                    TraceEvent::Run(info) => side.run = Some(*info),
                     TraceEvent::Syscall(s) => {
                         let pos = match index.get(&s.tid) {
                             Some(p) => *p,

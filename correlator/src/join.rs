@@ -126,8 +126,10 @@ impl GuestPath {
 #[derive(Default, Debug)]
 struct ThreadJoin {
     pid: u32,
-    open: Option<GuestCall>,
-    done: VecDeque<GuestCall>,
+    /// Calls are boxed: each is moved from `open` to `done` to the settled
+    /// list, and a pointer moves for less than its 288 bytes.
+    open: Option<Box<GuestCall>>,
+    done: VecDeque<Box<GuestCall>>,
     /// Calls popped from the front of `done` so far: `done[i]` is the
     /// thread's call number `popped + i`.
     popped: u64,
@@ -176,7 +178,9 @@ pub struct Joiner {
     ready: Vec<(u64, TraceEvent)>,
     /// Scratch buffers of `settle`, kept so their capacity survives passes
     /// (growing them anew every millisecond was a tenth of the join's time).
-    finals: Vec<GuestCall>,
+    /// (Boxed as they come from `done`: moving them out would copy them.)
+    #[allow(clippy::vec_box)]
+    finals: Vec<Box<GuestCall>>,
     held: Vec<(u64, TraceEvent)>,
     /// Internal host calls per (process, thread, plugin's own), with the
     /// time to order their record by.
@@ -395,7 +399,7 @@ impl Joiner {
     }
 
     fn alert(&mut self, t_ns: u64, a: AlertEvent) {
-        self.ready.push((t_ns, TraceEvent::Alert(a)));
+        self.ready.push((t_ns, TraceEvent::Alert(Box::new(a))));
     }
 
     /// A join for a host program traced natively, without QEMU: each host
@@ -509,15 +513,13 @@ impl Joiner {
             GuestRecord::SysEnter {
                 nr, args, pc, hpos, ..
             } => {
-                if let Some(prev) = th.open.take() {
+                if let Some(mut prev) = th.open.take() {
                     // An entry while another call is open: the previous one
                     // never returned (e.g. a restarted call after a signal).
-                    th.done.push_back(GuestCall {
-                        exit_pass: self.pass,
-                        ..prev
-                    });
+                    prev.exit_pass = self.pass;
+                    th.done.push_back(prev);
                 }
-                th.open = Some(GuestCall {
+                th.open = Some(Box::new(GuestCall {
                     pid: at.pid,
                     tid: at.tid,
                     vcpu: at.vcpu,
@@ -538,7 +540,7 @@ impl Joiner {
                     // now is cheaper than growing from nothing.
                     host: Vec::with_capacity(1),
                     guest_path: GuestPath::None,
-                });
+                }));
             }
             GuestRecord::GuestPath {
                 nr,
@@ -708,7 +710,7 @@ impl Joiner {
         };
         match self.ended.get(&at.pid) {
             _ if !ev.fatal || ev.signal.is_some() => {
-                self.ready.push((at.t_ns, TraceEvent::Fault(ev)))
+                self.ready.push((at.t_ns, TraceEvent::Fault(Box::new(ev))))
             }
             Some(&host_signal) => self.fatal_signal(ev, host_signal),
             None => self.fatal_faults.entry(at.pid).or_default().push(ev),
@@ -723,7 +725,7 @@ impl Joiner {
         f.signal_name = guest
             .and_then(|s| tables::signal_name(arch, s))
             .map(str::to_owned);
-        self.ready.push((f.t_ns, TraceEvent::Fault(f)));
+        self.ready.push((f.t_ns, TraceEvent::Fault(Box::new(f))));
     }
 
     /// A host event from the kernel.
@@ -773,14 +775,14 @@ impl Joiner {
                 }
                 self.ready.push((
                     t_ns,
-                    TraceEvent::Process(ProcessEvent {
+                    TraceEvent::Process(Box::new(ProcessEvent {
                         event: "fork".into(),
                         pid: child_tgid,
                         ppid: Some(parent_tgid),
                         ns_pid: self.ns_ids.is_some().then_some(child_ns_tgid),
                         t_ns,
                         ..Default::default()
-                    }),
+                    })),
                 ))
             }
             HostEvent::Fork { .. } => {}
@@ -886,7 +888,7 @@ impl Joiner {
                     killed,
                     t_ns,
                 );
-                self.ready.push((t_ns, TraceEvent::Alert(alert)));
+                self.ready.push((t_ns, TraceEvent::Alert(Box::new(alert))));
             }
             HostEvent::Exit {
                 tgid,
@@ -914,14 +916,14 @@ impl Joiner {
                     }
                     self.ready.push((
                         t_ns,
-                        TraceEvent::Process(ProcessEvent {
+                        TraceEvent::Process(Box::new(ProcessEvent {
                             event: "exit".into(),
                             pid: tgid,
                             status,
                             signal,
                             t_ns,
                             ..Default::default()
-                        }),
+                        })),
                     ));
                 }
             }
@@ -986,7 +988,7 @@ impl Joiner {
         // Calls of one thread do not overlap and `done` is in entry
         // order: the only candidate is the last call entered before it.
         // Try the hint and its successor before searching.
-        let at = |i: usize| th.done.get(i).map(enter);
+        let at = |i: usize| th.done.get(i).map(|g| enter(g));
         let h0 = th.hint.saturating_sub(th.popped) as usize;
         let idx = if at(h0).is_some_and(|t| t <= key) && at(h0 + 1).is_none_or(|t| t > key) {
             h0 + 1
@@ -1033,7 +1035,7 @@ impl Joiner {
         self.arch_of_pid.get(&pid).copied().unwrap_or(self.arch)
     }
 
-    fn emit_call(&mut self, g: GuestCall) {
+    fn emit_call(&mut self, g: Box<GuestCall>) {
         let arch = self.arch_of(g.pid);
         let name = tables::guest_syscall_name(arch, g.nr);
         // What the guest's registers hold: 32-bit guests' values come
@@ -1108,7 +1110,7 @@ impl Joiner {
             // Their process's end was never seen: the signal stays unknown.
             for (_, faults) in self.fatal_faults.drain() {
                 for f in faults {
-                    self.ready.push((f.t_ns, TraceEvent::Fault(f)));
+                    self.ready.push((f.t_ns, TraceEvent::Fault(Box::new(f))));
                 }
             }
         }
@@ -1134,7 +1136,7 @@ impl Joiner {
             if all || self.exec_pending[i].0 < pass {
                 let (_, t, mut ev) = self.exec_pending.swap_remove(i);
                 ev.program = self.exec_notes.remove(&ev.pid);
-                self.ready.push((t, TraceEvent::Process(ev)));
+                self.ready.push((t, TraceEvent::Process(Box::new(ev))));
             } else {
                 i += 1;
             }
@@ -1741,7 +1743,7 @@ mod tests {
         let faults = |evs: &[TraceEvent]| -> Vec<FaultEvent> {
             evs.iter()
                 .filter_map(|e| match e {
-                    TraceEvent::Fault(f) => Some(f.clone()),
+                    TraceEvent::Fault(f) => Some((**f).clone()),
                     _ => None,
                 })
                 .collect()

@@ -542,7 +542,7 @@ impl Output {
     pub fn write(&mut self, ev: &TraceEvent) -> io::Result<()> {
         if let TraceEvent::Alert(a) = ev {
             if a.action == "kill" && a.layer != "join" && self.kill.is_none() {
-                self.kill = Some(a.clone());
+                self.kill = Some((**a).clone());
             }
         }
         match self.format {
@@ -705,7 +705,7 @@ mod tests {
 
     #[test]
     fn alerts_have_the_contract_fields_and_stand_out_in_text() {
-        let v = event_json(&TraceEvent::Alert(kill_alert()));
+        let v = event_json(&TraceEvent::Alert(Box::new(kill_alert())));
         for k in [
             "type", "rule", "action", "layer", "seq", "pid", "tid", "syscall", "detail", "t_ns",
         ] {
@@ -751,7 +751,7 @@ mod tests {
         ] {
             let buf = Buf::default();
             let mut o = Output::new(Box::new(buf.clone()), format);
-            o.write(&TraceEvent::Alert(kill_alert())).unwrap();
+            o.write(&TraceEvent::Alert(Box::new(kill_alert()))).unwrap();
             o.write(&TraceEvent::Summary(Default::default())).unwrap();
             let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
             assert!(text.contains(want), "{text}");

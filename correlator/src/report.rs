@@ -94,7 +94,7 @@ impl Report {
             m.get_mut(k).expect("just inserted")
         }
         match ev {
-            TraceEvent::Run(r) => self.run = Some(r),
+            TraceEvent::Run(r) => self.run = Some(*r),
             TraceEvent::Syscall(s) => {
                 self.syscalls += 1;
                 let fallback;
@@ -157,7 +157,7 @@ impl Report {
             TraceEvent::Fault(f) => {
                 self.fault_count += 1;
                 if self.faults.len() < MISMATCHES_KEPT {
-                    self.faults.push(f);
+                    self.faults.push(*f);
                 }
             }
             TraceEvent::Plugin(p) => {
@@ -173,11 +173,11 @@ impl Report {
                     ))
                     .or_default() += 1;
                 if self.alerts.len() < MISMATCHES_KEPT {
-                    self.alerts.push(a);
+                    self.alerts.push(*a);
                 }
             }
             TraceEvent::Lost(l) => self.lost = Some(l),
-            TraceEvent::Summary(s) => self.summary = Some(s),
+            TraceEvent::Summary(s) => self.summary = Some(*s),
         }
     }
 

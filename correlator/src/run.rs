@@ -545,7 +545,7 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
         // QEMU, its one line is all the user sees.
         held: Some(Vec::new()),
     };
-    sink.emit(TraceEvent::Run(info))?;
+    sink.emit(TraceEvent::Run(Box::new(info)))?;
 
     let t0 = monotonic_ns();
     let trace_err = |e: guestview_bpf::BpfError| {
@@ -757,7 +757,7 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
     // or refused as corrupt): said as they are, without a seq.
     for a in pending.drain(..) {
         if a.message != crate::enforce::REPEATED {
-            sink.emit(TraceEvent::Alert(a))?;
+            sink.emit(TraceEvent::Alert(Box::new(a)))?;
         }
     }
     let host_stats = views.tracer.stats().unwrap_or_default();
@@ -768,7 +768,7 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
         .unwrap_or_default();
     sink.emit(Joiner::lost(&host_stats, &ring_stats))?;
     let js = views.joiner.stats();
-    sink.emit(TraceEvent::Summary(SummaryEvent {
+    sink.emit(TraceEvent::Summary(Box::new(SummaryEvent {
         syscalls: js.syscalls,
         host_syscalls: js.host_syscalls,
         host_attributed: js.host_attributed,
@@ -778,7 +778,7 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
         ring_waits: ring_stats.waits,
         host_ring_waits: js.host_ring_waits,
         qemu_plugin: views.joiner.first_plugin(),
-    }))?;
+    })))?;
     sink.finish()?;
     tracing::debug!(
         ms = started.elapsed().as_secs_f64() * 1e3,
@@ -831,7 +831,7 @@ fn emit_judged(
     };
     sink.emit(ev)?;
     if let Some(a) = alert {
-        sink.emit(TraceEvent::Alert(a))?;
+        sink.emit(TraceEvent::Alert(Box::new(a)))?;
     }
     Ok(())
 }
@@ -852,7 +852,7 @@ fn host_alerts(
         if a.action == "kill" {
             let mut k = a.clone();
             k.message = "the host layer killed the caller".into();
-            sink.emit(TraceEvent::Alert(k))?;
+            sink.emit(TraceEvent::Alert(Box::new(k)))?;
         }
         pending.push(a);
     }
@@ -1141,7 +1141,7 @@ pub fn watch(opts: &WatchOptions) -> Result<i32, GuestviewError> {
         held: None,
     };
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    sink.emit(TraceEvent::Run(RunInfo {
+    sink.emit(TraceEvent::Run(Box::new(RunInfo {
         arch: arch.name().into(),
         qemu: exe.display().to_string(),
         argv: cmdline
@@ -1155,7 +1155,7 @@ pub fn watch(opts: &WatchOptions) -> Result<i32, GuestviewError> {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0),
         source: "watch".into(),
-    }))?;
+    })))?;
     tracer
         .trace_pid(pid)
         .map_err(|e| GuestviewError::Setup(format!("cannot trace process {pid}: {e}")))?;
@@ -1221,7 +1221,7 @@ pub fn watch(opts: &WatchOptions) -> Result<i32, GuestviewError> {
         }
     });
     let js = views.joiner.stats();
-    sink.emit(TraceEvent::Summary(SummaryEvent {
+    sink.emit(TraceEvent::Summary(Box::new(SummaryEvent {
         syscalls: js.syscalls,
         host_syscalls: js.host_syscalls,
         host_attributed: js.host_attributed,
@@ -1231,7 +1231,7 @@ pub fn watch(opts: &WatchOptions) -> Result<i32, GuestviewError> {
         ring_waits: ring_stats.waits,
         host_ring_waits: js.host_ring_waits,
         qemu_plugin: views.joiner.plugin_info(pid),
-    }))?;
+    })))?;
     sink.finish()?;
     if let Some(e) = views.host_err {
         return Err(GuestviewError::Setup(format!(

@@ -58,14 +58,14 @@ impl OutTrace {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0);
-        w.push(&TraceEvent::Run(RunInfo {
+        w.push(&TraceEvent::Run(Box::new(RunInfo {
             arch: arch.name().into(),
             qemu: String::new(),
             argv,
             guestview: env!("CARGO_PKG_VERSION").into(),
             start_unix_ns,
             source: "plugin".into(),
-        }))
+        })))
         .map_err(|e| e.to_string())?;
         Ok(OutTrace {
             w,
@@ -138,7 +138,7 @@ impl OutTrace {
 
     /// A guest exception (the signal's name is left to `report`).
     pub fn fault(&mut self, at: Origin, pc: u64, handler: Option<u64>, signal: Option<u32>) {
-        let ev = TraceEvent::Fault(FaultEvent {
+        let ev = TraceEvent::Fault(Box::new(FaultEvent {
             pid: at.pid,
             tid: at.tid,
             vcpu: at.vcpu,
@@ -149,7 +149,7 @@ impl OutTrace {
             fatal: handler.is_none(),
             t_ns: at.t_ns,
             ..Default::default()
-        });
+        }));
         self.push(ev);
     }
 

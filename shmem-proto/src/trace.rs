@@ -40,13 +40,15 @@ pub const FRAME_EVENTS: usize = 4096;
 /// One event of a trace (the JSONL `type`s).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub enum TraceEvent {
-    /// Written first: what ran.
-    Run(RunInfo),
+    /// Written first: what ran. (The large variants are boxed: events are
+    /// moved several times on the way out, and an enum is as large as its
+    /// largest variant; serde writes a box as what it holds.)
+    Run(Box<RunInfo>),
     /// One guest syscall with the host syscalls QEMU made for it (boxed:
     /// it is by far the largest variant and the most moved).
     Syscall(Box<SyscallEvent>),
     /// Process fork, exec or exit.
-    Process(ProcessEvent),
+    Process(Box<ProcessEvent>),
     /// Thread start or exit.
     Thread(ThreadEvent),
     /// Host syscalls outside every guest call.
@@ -54,13 +56,13 @@ pub enum TraceEvent {
     /// Counts of dropped or refused records.
     Lost(LostEvent),
     /// Written last.
-    Summary(SummaryEvent),
+    Summary(Box<SummaryEvent>),
     /// A guest exception (fault, illegal instruction, trap) and its signal.
-    Fault(FaultEvent),
+    Fault(Box<FaultEvent>),
     /// What a QEMU process offers the plugin (its plugin API), once per process.
     Plugin(PluginEvent),
     /// Something the run must not hide: an exec refused or stopped.
-    Alert(AlertEvent),
+    Alert(Box<AlertEvent>),
 }
 
 /// What ran.
@@ -663,6 +665,14 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<bool> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn an_event_stays_small_to_move() {
+        // Every event is moved several times between the join and the
+        // writers; a large variant added unboxed would make all of them
+        // that large (it cost the reader a fifth of its time once).
+        assert!(std::mem::size_of::<TraceEvent>() <= 64);
+    }
+
     fn tmp(name: &str) -> PathBuf {
         std::env::temp_dir().join(format!("gv-trace-test-{}-{name}", std::process::id()))
     }
@@ -843,7 +853,7 @@ mod tests {
                     ..Default::default()
                 })
             } else if i % 1000 == 18 {
-                TraceEvent::Fault(FaultEvent {
+                TraceEvent::Fault(Box::new(FaultEvent {
                     pid: 9,
                     tid: 10,
                     arch: "mips".into(),
@@ -854,7 +864,7 @@ mod tests {
                     fatal: i % 2 == 1,
                     t_ns: i,
                     ..Default::default()
-                })
+                }))
             } else if i % 1000 == 19 {
                 let plugin = PluginEvent {
                     pid: 9,
@@ -868,10 +878,10 @@ mod tests {
                 if i % 2 == 0 {
                     TraceEvent::Plugin(plugin)
                 } else {
-                    TraceEvent::Summary(SummaryEvent {
+                    TraceEvent::Summary(Box::new(SummaryEvent {
                         qemu_plugin: Some(plugin),
                         ..Default::default()
-                    })
+                    }))
                 }
             } else {
                 rich(i)
