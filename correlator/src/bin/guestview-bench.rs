@@ -2,9 +2,10 @@
 //! written) against bare QEMU, `qemu -strace` and `strace -f qemu`, on the
 //! same guest programs, in one run; and guestview's lost-event counts.
 //!
-//! Usage: `guestview-bench [--runs N] [--qemu PATH] [--only PREFIX] GUEST_DIR`
-//! (`--only start-up`: the start-up rows alone)
-//! where GUEST_DIR holds the built guest programs (tests/guest/build.sh).
+//! Usage: `guestview-bench [--runs N] [--qemu PATH] [--only PREFIX] [--no-strace] GUEST_DIR`
+//! (`--only start-up`: the start-up rows alone; `--no-strace`: leave out
+//! `strace -f`, most of a run's time) where GUEST_DIR holds the built guest
+//! programs (tests/guest/build.sh).
 
 use shmem_proto::trace::{TraceEvent, TraceReader};
 use std::path::{Path, PathBuf};
@@ -92,8 +93,67 @@ const WORKLOADS: &[Workload] = &[
 ];
 
 /// Medians of one workload: bare, `-strace`, `strace -f` (if timed),
-/// guestview; lost events; the sandbox's reset (if measured).
-type Row = (f64, f64, Option<f64>, f64, u64, Option<f64>);
+/// guestview; lost events; the sandbox's reset (if measured); the lowest
+/// and highest of guestview's per-run ratios.
+type Row = (f64, f64, Option<f64>, f64, u64, Option<f64>, (f64, f64));
+
+const USAGE: &str =
+    "usage: guestview-bench [--runs N] [--qemu PATH] [--only PREFIX] [--no-strace] GUEST_DIR";
+
+/// The command line: runs, QEMU, `--only`, whether to time `strace -f`,
+/// and the guest program directory.
+struct Opts {
+    runs: usize,
+    qemu: PathBuf,
+    only: Option<String>,
+    strace: bool,
+    dir: PathBuf,
+}
+
+/// Parse the arguments; `Ok(None)` for `--help`, `Err` with the one line
+/// to print for anything else it cannot use.
+fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Opts>, String> {
+    let mut runs = 5usize;
+    let mut qemu = PathBuf::from("/usr/bin/qemu-mips");
+    let mut dir = None;
+    let mut only = None;
+    let mut strace = true;
+    while let Some(a) = args.next() {
+        let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
+        match a.as_str() {
+            "--only" => only = Some(value("--only")?),
+            "--runs" => {
+                let v = value("--runs")?;
+                runs = v
+                    .parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or(format!("--runs wants a positive number, not {v:?}"))?;
+            }
+            "--qemu" => qemu = PathBuf::from(value("--qemu")?),
+            "--no-strace" => strace = false,
+            "-h" | "--help" => return Ok(None),
+            o if o.starts_with('-') => return Err(format!("unknown option {o:?} ({USAGE})")),
+            d if dir.is_none() => dir = Some(PathBuf::from(d)),
+            d => return Err(format!("one guest program directory, not also {d:?}")),
+        }
+    }
+    let dir = dir
+        .ok_or("give the directory of built guest programs (e.g. target/guest/mips)".to_string())?;
+    if !dir.is_dir() {
+        return Err(format!(
+            "{} is not a directory of built guest programs (bash tests/guest/build.sh mips target/guest)",
+            dir.display()
+        ));
+    }
+    Ok(Some(Opts {
+        runs,
+        qemu,
+        only,
+        strace,
+        dir,
+    }))
+}
 
 fn time(cmd: &mut Command) -> Result<f64, String> {
     cmd.stdout(Stdio::null())
@@ -166,28 +226,22 @@ fn calls_in(trace: &Path) -> Result<u64, String> {
 }
 
 fn main() -> ExitCode {
-    let mut args = std::env::args().skip(1);
-    let mut runs = 5usize;
-    let mut qemu = PathBuf::from("/usr/bin/qemu-mips");
-    let mut dir = None;
-    let mut only: Option<String> = None;
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--only" => only = args.next(),
-            "--runs" => runs = args.next().and_then(|s| s.parse().ok()).unwrap_or(5).max(1),
-            "--qemu" => qemu = args.next().map(PathBuf::from).unwrap_or(qemu),
-            "-h" | "--help" => {
-                println!(
-                    "usage: guestview-bench [--runs N] [--qemu PATH] [--only PREFIX] GUEST_DIR"
-                );
-                return ExitCode::SUCCESS;
-            }
-            d => dir = Some(PathBuf::from(d)),
+    let Opts {
+        runs,
+        qemu,
+        only,
+        strace,
+        dir,
+    } = match parse(std::env::args().skip(1)) {
+        Ok(Some(o)) => o,
+        Ok(None) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
         }
-    }
-    let Some(dir) = dir else {
-        eprintln!("guestview-bench: error: give the directory of built guest programs (e.g. target/guest/mips)");
-        return ExitCode::from(2);
+        Err(e) => {
+            eprintln!("guestview-bench: error: {e}");
+            return ExitCode::from(2);
+        }
     };
     let gv = std::env::current_exe()
         .ok()
@@ -197,8 +251,9 @@ fn main() -> ExitCode {
     let trace =
         std::env::temp_dir().join(format!("guestview-bench-{}.gvtrace", std::process::id()));
     println!(
-        "guestview-bench: {} runs each (strace -f: 2); a ratio is the median over runs of time / the bare run just before; times are median bare × ratio; against bare {}",
+        "guestview-bench: {} runs each (strace -f: {}); a ratio is the median over runs of time / the bare run just before (guestview's lowest and highest in brackets); times are median bare × ratio; against bare {}",
         runs,
+        if strace { "2" } else { "not timed" },
         qemu.display()
     );
     println!(
@@ -250,7 +305,7 @@ fn main() -> ExitCode {
                 resets.extend(reset);
                 qs.push(time(Command::new(&qemu).arg("-strace").arg(&prog).args(w.args))? / b);
                 // strace -f is 50-300x slower: two runs give its ratio well enough.
-                if w.strace && i < 2 {
+                if strace && w.strace && i < 2 {
                     sf.push(
                         time(
                             Command::new("strace")
@@ -264,10 +319,21 @@ fn main() -> ExitCode {
             }
             let sf = (!sf.is_empty()).then(|| median(sf));
             let reset = (!resets.is_empty()).then(|| median(resets));
-            Ok((median(bare), median(qs), sf, median(gvt), lost, reset))
+            let spread = gvt.iter().fold((f64::INFINITY, 0f64), |(lo, hi), r| {
+                (lo.min(*r), hi.max(*r))
+            });
+            Ok((
+                median(bare),
+                median(qs),
+                sf,
+                median(gvt),
+                lost,
+                reset,
+                spread,
+            ))
         })();
         match res {
-            Ok((b, q, s, g, lost, reset)) => {
+            Ok((b, q, s, g, lost, reset, (lo, hi))) => {
                 // Each column: its median time and its median ratio to the
                 // bare run just before it (`q`, `s`, `g` are ratios).
                 let r = |x: f64| format!("{:.3}s {x:>5.2}x", x * b);
@@ -315,7 +381,7 @@ fn main() -> ExitCode {
                         steady.push_str(&format!("; {:.3}x the unenforced run", g / u));
                     }
                     println!(
-                        "{:<14} {:>8.3}s {:>17} {:>17} {:>20} {:>6}  {}{steady}",
+                        "{:<14} {:>8.3}s {:>17} {:>17} {:>20} {:>6}  {} [{lo:.2}-{hi:.2}x]{steady}",
                         w.name,
                         b,
                         r(q),
@@ -373,5 +439,55 @@ fn main() -> ExitCode {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> impl Iterator<Item = String> {
+        a.iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
+    #[test]
+    fn options_are_read_and_bad_ones_refused() {
+        let dir = std::env::temp_dir();
+        let d = dir.to_str().unwrap();
+        let o = parse(args(&[
+            "--runs",
+            "3",
+            "--no-strace",
+            "--only",
+            "syscall",
+            d,
+        ]))
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (o.runs, o.strace, o.only.as_deref()),
+            (3, false, Some("syscall"))
+        );
+        assert_eq!(o.dir, dir);
+        let o = parse(args(&[d])).unwrap().unwrap();
+        assert_eq!((o.runs, o.strace, o.only), (5, true, None));
+        assert!(parse(args(&["--help"])).unwrap().is_none());
+        for bad in [
+            &["--runs", "0", d][..],
+            &["--runs", "many", d],
+            &["--runs"],
+            &["--skip-strace", d],
+            &[d, d],
+            &[],
+            &["/nonexistent/guest/programs"],
+        ] {
+            let e = parse(args(bad))
+                .err()
+                .unwrap_or_else(|| panic!("{bad:?} accepted"));
+            assert!(!e.contains('\n'), "{e}");
+        }
     }
 }
