@@ -65,17 +65,58 @@ pub fn host_json(h: &HostCall) -> Value {
     })
 }
 
-/// A number written as `0x…` (a JSON string), straight to the writer.
-struct Hex(u64);
+/// The JSONL `syscall` line, written by hand: the same keys in the same
+/// (sorted) order and the same bytes as [`syscall_json`] serialised by
+/// serde_json (the test below holds them equal). Nearly every line of a
+/// run is one of these; through serde's generic serializer the reader
+/// spent most of its time escaping strings that never need it (hex
+/// numbers, syscall names) and went slower than QEMU.
+mod line {
+    use super::shown_args;
+    use shmem_proto::trace::{HostCall, SyscallEvent};
 
-impl serde::Serialize for Hex {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        // `format!("{:#x}")` without the formatting machinery: a JSONL
-        // line has a dozen of these.
+    /// A JSON string. Only `"`, `\` and control characters are escaped
+    /// (as serde_json does): anything else is copied as it is.
+    fn string(out: &mut Vec<u8>, s: &str) {
+        if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+            out.push(b'"');
+            out.extend_from_slice(s.as_bytes());
+            out.push(b'"');
+        } else {
+            // Writing to a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut *out, s);
+        }
+    }
+
+    fn opt_string(out: &mut Vec<u8>, s: Option<&str>) {
+        match s {
+            Some(s) => string(out, s),
+            None => out.extend_from_slice(b"null"),
+        }
+    }
+
+    fn uint(out: &mut Vec<u8>, v: u64) {
+        out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+    }
+
+    fn int(out: &mut Vec<u8>, v: i64) {
+        out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+    }
+
+    fn opt_int(out: &mut Vec<u8>, v: Option<i64>) {
+        match v {
+            Some(v) => int(out, v),
+            None => out.extend_from_slice(b"null"),
+        }
+    }
+
+    /// `"0x…"`, lower case, no leading zeros (`format!("{v:#x}")`).
+    fn hex(out: &mut Vec<u8>, v: u64) {
         const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let mut buf = [0u8; 18];
-        let mut i = buf.len();
-        let mut v = self.0;
+        let mut buf = [0u8; 20];
+        let mut i = buf.len() - 1;
+        buf[i] = b'"';
+        let mut v = v;
         loop {
             i -= 1;
             buf[i] = DIGITS[(v & 0xf) as usize];
@@ -84,121 +125,93 @@ impl serde::Serialize for Hex {
                 break;
             }
         }
-        buf[i - 1] = b'x';
-        buf[i - 2] = b'0';
-        s.serialize_str(std::str::from_utf8(&buf[i - 2..]).unwrap_or_default())
+        buf[i - 3..i].copy_from_slice(b"\"0x");
+        out.extend_from_slice(&buf[i - 3..]);
     }
-}
 
-/// Numbers as a JSON list of `0x…` strings.
-struct HexList<'a>(&'a [u64]);
-
-impl serde::Serialize for HexList<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.iter().map(|a| Hex(*a)))
-    }
-}
-
-/// [`host_json`] written without building it: the same keys, in the same
-/// (sorted) order.
-#[derive(serde::Serialize)]
-struct HostJson<'a> {
-    args: HexList<'a>,
-    name: &'a str,
-    nr: i64,
-    path: &'a Option<String>,
-    ret: Option<i64>,
-    t_enter_ns: u64,
-    t_exit_ns: u64,
-    tid: u32,
-}
-
-impl<'a> From<&'a HostCall> for HostJson<'a> {
-    fn from(h: &'a HostCall) -> Self {
-        HostJson {
-            args: HexList(&h.args),
-            name: &h.name,
-            nr: h.nr,
-            path: &h.path,
-            ret: h.ret,
-            t_enter_ns: h.t_enter_ns,
-            t_exit_ns: h.t_exit_ns,
-            tid: h.tid,
+    fn hex_list(out: &mut Vec<u8>, vs: &[u64]) {
+        out.push(b'[');
+        for (i, v) in vs.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            hex(out, *v);
         }
+        out.push(b']');
     }
-}
 
-/// Host calls as a JSON list.
-struct HostList<'a>(&'a [HostCall]);
-
-impl serde::Serialize for HostList<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.iter().map(HostJson::from))
+    fn host(out: &mut Vec<u8>, h: &HostCall) {
+        out.extend_from_slice(b"{\"args\":");
+        hex_list(out, &h.args);
+        out.extend_from_slice(b",\"name\":");
+        string(out, &h.name);
+        out.extend_from_slice(b",\"nr\":");
+        int(out, h.nr);
+        out.extend_from_slice(b",\"path\":");
+        opt_string(out, h.path.as_deref());
+        out.extend_from_slice(b",\"ret\":");
+        opt_int(out, h.ret);
+        out.extend_from_slice(b",\"t_enter_ns\":");
+        uint(out, h.t_enter_ns);
+        out.extend_from_slice(b",\"t_exit_ns\":");
+        uint(out, h.t_exit_ns);
+        out.extend_from_slice(b",\"tid\":");
+        uint(out, u64::from(h.tid));
+        out.push(b'}');
     }
-}
 
-#[derive(serde::Serialize)]
-struct PolicyJson<'a> {
-    action: &'a str,
-    rule: &'a Option<String>,
-}
-
-/// [`syscall_json`] written without building it (a map per call made the
-/// JSONL output five times slower than the trace): the same keys, in the
-/// same (sorted) order, so the bytes are the same.
-#[derive(serde::Serialize)]
-struct SyscallJson<'a> {
-    arch: &'a str,
-    args: HexList<'a>,
-    errno: Option<&'a str>,
-    guest_path: &'a Option<String>,
-    host: HostList<'a>,
-    name: Option<&'a str>,
-    nr: i64,
-    path: &'a Option<String>,
-    pc: Option<Hex>,
-    pc_sym: Option<&'a str>,
-    pid: u32,
-    policy: PolicyJson<'a>,
-    ret: Option<i64>,
-    seq: u64,
-    t_enter_ns: u64,
-    t_exit_ns: u64,
-    tid: u32,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    vcpu: u32,
-    verdict: &'a str,
-}
-
-impl<'a> From<&'a SyscallEvent> for SyscallJson<'a> {
-    fn from(s: &'a SyscallEvent) -> Self {
+    /// Append the call's JSON object (no newline) to `out`.
+    pub(super) fn syscall(out: &mut Vec<u8>, s: &SyscallEvent) {
         let n = shown_args(s.name.as_deref(), &s.args);
-        SyscallJson {
-            arch: &s.arch,
-            args: HexList(&s.args[..n]),
-            errno: s.errno.as_deref(),
-            guest_path: &s.guest_path,
-            host: HostList(&s.host),
-            name: s.name.as_deref(),
-            nr: s.nr,
-            path: &s.path,
-            pc: s.pc.map(Hex),
-            pc_sym: s.pc_sym.as_deref(),
-            pid: s.pid,
-            policy: PolicyJson {
-                action: &s.policy_action,
-                rule: &s.policy_rule,
-            },
-            ret: s.ret,
-            seq: s.seq,
-            t_enter_ns: s.t_enter_ns,
-            t_exit_ns: s.t_exit_ns,
-            tid: s.tid,
-            kind: "syscall",
-            vcpu: s.vcpu,
-            verdict: &s.verdict,
+        out.extend_from_slice(b"{\"arch\":");
+        string(out, &s.arch);
+        out.extend_from_slice(b",\"args\":");
+        hex_list(out, &s.args[..n]);
+        out.extend_from_slice(b",\"errno\":");
+        opt_string(out, s.errno.as_deref());
+        out.extend_from_slice(b",\"guest_path\":");
+        opt_string(out, s.guest_path.as_deref());
+        out.extend_from_slice(b",\"host\":[");
+        for (i, h) in s.host.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            host(out, h);
         }
+        out.extend_from_slice(b"],\"name\":");
+        opt_string(out, s.name.as_deref());
+        out.extend_from_slice(b",\"nr\":");
+        int(out, s.nr);
+        out.extend_from_slice(b",\"path\":");
+        opt_string(out, s.path.as_deref());
+        out.extend_from_slice(b",\"pc\":");
+        match s.pc {
+            Some(pc) => hex(out, pc),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\"pc_sym\":");
+        opt_string(out, s.pc_sym.as_deref());
+        out.extend_from_slice(b",\"pid\":");
+        uint(out, u64::from(s.pid));
+        out.extend_from_slice(b",\"policy\":{\"action\":");
+        string(out, &s.policy_action);
+        out.extend_from_slice(b",\"rule\":");
+        opt_string(out, s.policy_rule.as_deref());
+        out.extend_from_slice(b"},\"ret\":");
+        opt_int(out, s.ret);
+        out.extend_from_slice(b",\"seq\":");
+        uint(out, s.seq);
+        out.extend_from_slice(b",\"t_enter_ns\":");
+        uint(out, s.t_enter_ns);
+        out.extend_from_slice(b",\"t_exit_ns\":");
+        uint(out, s.t_exit_ns);
+        out.extend_from_slice(b",\"tid\":");
+        uint(out, u64::from(s.tid));
+        out.extend_from_slice(b",\"type\":\"syscall\",\"vcpu\":");
+        uint(out, u64::from(s.vcpu));
+        out.extend_from_slice(b",\"verdict\":");
+        string(out, &s.verdict);
+        out.push(b'}');
     }
 }
 
@@ -550,7 +563,7 @@ impl Output {
                 if let TraceEvent::Syscall(sc) = ev {
                     // Nearly every line: written directly.
                     self.line.clear();
-                    serde_json::to_writer(&mut self.line, &SyscallJson::from(&**sc))?;
+                    line::syscall(&mut self.line, sc);
                     self.line.push(b'\n');
                     return self.out.write_all(&self.line);
                 }
@@ -636,10 +649,50 @@ mod tests {
             ..Default::default()
         });
         events.push(odd);
+        // Every hex width, and strings serde_json escapes (or not: DEL,
+        // non-ASCII) in every string field.
+        for (i, v) in [0u64, 1, 0xf, 0x10, 0xff, 0x100, 1 << 60, 1 << 63, u64::MAX]
+            .into_iter()
+            .enumerate()
+        {
+            let mut e = sample();
+            e.args = [v; 8];
+            e.pc = Some(v);
+            e.nr = -(i as i64);
+            e.ret = Some(i64::MIN + i as i64);
+            e.t_exit_ns = u64::MAX - i as u64;
+            let odd = [
+                "\"",
+                "\\",
+                "\t",
+                "\u{0}",
+                "\u{1f}",
+                "\u{7f}",
+                "é€😀",
+                "a\u{8}b",
+                "x",
+            ][i];
+            e.arch = odd.into();
+            e.errno = Some(odd.into());
+            e.guest_path = Some(odd.into());
+            e.name = Some(format!("n{odd}").into());
+            e.pc_sym = Some(odd.into());
+            e.policy_action = odd.into();
+            e.policy_rule = Some(odd.into());
+            e.verdict = odd.into();
+            e.host[0].name = odd.into();
+            e.host[0].path = Some(odd.into());
+            e.host[0].args = [v; 6];
+            e.host[0].nr = i64::MAX - i as i64;
+            e.host[0].tid = u32::MAX;
+            e.host.push(HostCall::default());
+            events.push(e);
+        }
         for s in &events {
             let built = serde_json::to_string(&syscall_json(s)).unwrap();
-            let direct = serde_json::to_string(&SyscallJson::from(s)).unwrap();
-            assert_eq!(direct, built);
+            let mut direct = Vec::new();
+            line::syscall(&mut direct, s);
+            assert_eq!(String::from_utf8(direct).unwrap(), built);
         }
     }
 
