@@ -117,6 +117,26 @@ fn resolve_program(p: &Path) -> Result<PathBuf, GuestviewError> {
     )))
 }
 
+/// Where live output goes: the file given (created now: a bad path is bad
+/// input, before anything starts), else standard error. Both are flushed
+/// after every pass (about a millisecond): live, without a write per line;
+/// a file gets large writes (a busy guest makes hundreds of megabytes of
+/// JSONL).
+fn live_output(path: Option<&std::path::Path>) -> Result<Box<dyn Write + Send>, GuestviewError> {
+    Ok(match path {
+        Some(p) => Box::new(std::io::BufWriter::with_capacity(
+            1 << 18,
+            std::fs::File::create(p).map_err(|e| {
+                GuestviewError::Input(format!("cannot write output {}: {e}", p.display()))
+            })?,
+        )),
+        None => Box::new(std::io::BufWriter::with_capacity(
+            1 << 16,
+            std::io::stderr(),
+        )),
+    })
+}
+
 /// Run a guest program; returns its exit status (128 + signal if killed).
 pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
     let started = std::time::Instant::now();
@@ -172,17 +192,7 @@ pub fn run(opts: &RunOptions) -> Result<i32, GuestviewError> {
         }
     }
     // Output files first: a bad path is bad input, before anything starts.
-    let out: Box<dyn Write + Send> = match &opts.output {
-        Some(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p).map_err(
-            |e| GuestviewError::Input(format!("cannot write output {}: {e}", p.display())),
-        )?)),
-        // Flushed after every pass (about a millisecond): live, without a
-        // write per line.
-        None => Box::new(std::io::BufWriter::with_capacity(
-            1 << 16,
-            std::io::stderr(),
-        )),
-    };
+    let out = live_output(opts.output.as_deref())?;
     let mut output = Output::new(out, opts.format);
     output.show_internal = opts.show_internal;
     let trace = match &opts.trace {
@@ -1118,15 +1128,7 @@ pub fn watch(opts: &WatchOptions) -> Result<i32, GuestviewError> {
             "cannot load eBPF programs ({e}); run guestview as root (sudo) on a kernel with BPF enabled"
         ))
     })?;
-    let out: Box<dyn Write + Send> = match &opts.output {
-        Some(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p).map_err(
-            |e| GuestviewError::Input(format!("cannot write output {}: {e}", p.display())),
-        )?)),
-        None => Box::new(std::io::BufWriter::with_capacity(
-            1 << 16,
-            std::io::stderr(),
-        )),
-    };
+    let out = live_output(opts.output.as_deref())?;
     let mut output = Output::new(out, opts.format);
     output.show_internal = opts.show_internal;
     let trace = match &opts.trace {
