@@ -112,21 +112,10 @@ mod line {
 
     /// `"0x…"`, lower case, no leading zeros (`format!("{v:#x}")`).
     fn hex(out: &mut Vec<u8>, v: u64) {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let mut buf = [0u8; 20];
-        let mut i = buf.len() - 1;
-        buf[i] = b'"';
-        let mut v = v;
-        loop {
-            i -= 1;
-            buf[i] = DIGITS[(v & 0xf) as usize];
-            v >>= 4;
-            if v == 0 {
-                break;
-            }
-        }
-        buf[i - 3..i].copy_from_slice(b"\"0x");
-        out.extend_from_slice(&buf[i - 3..]);
+        let mut buf = [0u8; 18];
+        out.push(b'"');
+        out.extend_from_slice(super::hex_bytes(v, &mut buf));
+        out.push(b'"');
     }
 
     fn hex_list(out: &mut Vec<u8>, vs: &[u64]) {
@@ -291,14 +280,44 @@ pub fn event_json(ev: &TraceEvent) -> Value {
     Value::Object(with_type)
 }
 
+/// `v` as `format!("{v:#x}")` writes it, into the end of `buf`: the
+/// formatting machinery is most of the time of a line made of numbers.
+fn hex_bytes(v: u64, buf: &mut [u8; 18]) -> &[u8] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut i = buf.len();
+    let mut v = v;
+    loop {
+        i -= 1;
+        buf[i] = DIGITS[(v & 0xf) as usize];
+        v >>= 4;
+        if v == 0 {
+            break;
+        }
+    }
+    buf[i - 2..i].copy_from_slice(b"0x");
+    &buf[i - 2..]
+}
+
+fn push_hex(out: &mut String, v: u64) {
+    let mut buf = [0u8; 18];
+    out.push_str(std::str::from_utf8(hex_bytes(v, &mut buf)).unwrap_or_default());
+}
+
+fn push_int(out: &mut String, v: impl itoa::Integer) {
+    out.push_str(itoa::Buffer::new().format(v));
+}
+
 fn push_ret(out: &mut String, ret: Option<i64>, errno: Option<&str>) {
-    use std::fmt::Write as _;
-    let _ = match (ret, errno) {
-        (None, _) => write!(out, "?"),
-        (Some(r), Some(e)) => write!(out, "{r} {e}"),
-        (Some(r), None) if r > 0xffff => write!(out, "{:#x}", r as u64),
-        (Some(r), None) => write!(out, "{r}"),
-    };
+    match (ret, errno) {
+        (None, _) => out.push('?'),
+        (Some(r), Some(e)) => {
+            push_int(out, r);
+            out.push(' ');
+            out.push_str(e);
+        }
+        (Some(r), None) if r > 0xffff => push_hex(out, r as u64),
+        (Some(r), None) => push_int(out, r),
+    }
 }
 
 /// The `plugin` record as one line: what the process's QEMU offers.
@@ -359,10 +378,12 @@ fn push_args(out: &mut String, name: Option<&str>, args: &[u64], path: Option<&s
         if i > 0 {
             out.push_str(", ");
         }
-        let _ = match (pidx, path) {
-            (Some(p), Some(path)) if p == i => write!(out, "{path:?}"),
-            _ => write!(out, "{a:#x}"),
-        };
+        match (pidx, path) {
+            (Some(p), Some(path)) if p == i => {
+                let _ = write!(out, "{path:?}");
+            }
+            _ => push_hex(out, *a),
+        }
     }
 }
 
@@ -370,11 +391,16 @@ fn push_args(out: &mut String, name: Option<&str>, args: &[u64], path: Option<&s
 pub fn syscall_text(s: &SyscallEvent) -> String {
     use std::fmt::Write as _;
     let mut line = String::with_capacity(160 + 100 * s.host.len());
-    let _ = write!(line, "[{}/{}] ", s.pid, s.tid);
+    line.push('[');
+    push_int(&mut line, s.pid);
+    line.push('/');
+    push_int(&mut line, s.tid);
+    line.push_str("] ");
     match &s.name {
         Some(n) => line.push_str(n),
         None => {
-            let _ = write!(line, "syscall_{}", s.nr);
+            line.push_str("syscall_");
+            push_int(&mut line, s.nr);
         }
     }
     line.push('(');
@@ -384,7 +410,9 @@ pub fn syscall_text(s: &SyscallEvent) -> String {
     push_args(&mut line, s.name.as_deref(), &s.args, path);
     line.push_str(") = ");
     push_ret(&mut line, s.ret, s.errno.as_deref());
-    let _ = write!(line, "  <{}>", s.verdict);
+    line.push_str("  <");
+    line.push_str(&s.verdict);
+    line.push('>');
     if s.verdict == "mismatch" {
         let why = shmem_proto::Arch::from_name(&s.arch)
             .and_then(|a| crate::verdict::mismatch(a, s.name.as_deref(), s.ret, &s.host));
@@ -393,9 +421,12 @@ pub fn syscall_text(s: &SyscallEvent) -> String {
         }
     }
     if let Some(pc) = s.pc {
-        let _ = write!(line, " @{pc:#x}");
+        line.push_str(" @");
+        push_hex(&mut line, pc);
         if let Some(sym) = &s.pc_sym {
-            let _ = write!(line, " <{sym}>");
+            line.push_str(" <");
+            line.push_str(sym);
+            line.push('>');
         }
     }
     // A native call is its own host call: nothing to show twice.
@@ -585,7 +616,10 @@ impl Output {
                     (TraceEvent::Summary(_), Some(k)) => {
                         writeln!(self.out, "{s}\nguestview: {}", killed_note(k))
                     }
-                    _ => writeln!(self.out, "{s}"),
+                    _ => {
+                        self.out.write_all(s.as_bytes())?;
+                        self.out.write_all(b"\n")
+                    }
                 },
                 None => Ok(()),
             },
@@ -815,6 +849,33 @@ mod tests {
         o.write(&TraceEvent::Summary(Default::default())).unwrap();
         let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
         assert!(text.contains("\"policy_kill\":null"), "{text}");
+    }
+
+    #[test]
+    fn numbers_are_written_as_format_writes_them() {
+        let mut values = vec![0u64, 1, 9, 10, 0xf, 0x10, 0xffff, 0x1_0000, u64::MAX];
+        values.extend((0..64).map(|b| 1u64 << b));
+        values.extend((0..64).map(|b| (1u64 << b) - 1));
+        for v in values {
+            let mut s = String::new();
+            push_hex(&mut s, v);
+            assert_eq!(s, format!("{v:#x}"));
+            let r = v as i64;
+            let mut s = String::new();
+            push_ret(&mut s, Some(r), None);
+            let want = if r > 0xffff {
+                format!("{:#x}", r as u64)
+            } else {
+                format!("{r}")
+            };
+            assert_eq!(s, want);
+            let mut s = String::new();
+            push_ret(&mut s, Some(r), Some("ENOENT"));
+            assert_eq!(s, format!("{r} ENOENT"));
+        }
+        let mut s = String::new();
+        push_ret(&mut s, None, Some("ENOENT"));
+        assert_eq!(s, "?");
     }
 
     #[test]
