@@ -21,6 +21,8 @@ struct Workload {
     gv_args: &'static [&'static str],
     /// Also time `strace -f` (slow: 30 s a run on the syscall-heavy loop).
     strace: bool,
+    /// Live output on (`gv_args` say where): no `--quiet`.
+    live: bool,
 }
 
 /// Start-up first: the syscall-heavy rows also give their ratio without
@@ -33,6 +35,7 @@ const WORKLOADS: &[Workload] = &[
         what: "trivial program, sandboxed (the default; root already built)",
         gv_args: &[],
         strace: true,
+        live: false,
     },
     Workload {
         name: "start-up nosbx",
@@ -41,6 +44,7 @@ const WORKLOADS: &[Workload] = &[
         what: "trivial program, run --no-sandbox",
         gv_args: &["--no-sandbox"],
         strace: false,
+        live: false,
     },
     Workload {
         name: "syscall-heavy",
@@ -49,6 +53,7 @@ const WORKLOADS: &[Workload] = &[
         what: "400,000 guest syscalls (getppid + 1-byte write)",
         gv_args: &[],
         strace: true,
+        live: false,
     },
     Workload {
         name: "syscall+policy",
@@ -57,6 +62,7 @@ const WORKLOADS: &[Workload] = &[
         what: "the syscall-heavy loop under --policy docs/policies/example.toml",
         gv_args: &["--policy", "docs/policies/example.toml"],
         strace: false,
+        live: false,
     },
     Workload {
         name: "syscall+strict",
@@ -65,6 +71,25 @@ const WORKLOADS: &[Workload] = &[
         what: "the syscall-heavy loop under --policy docs/policies/untrusted.toml",
         gv_args: &["--policy", "docs/policies/untrusted.toml"],
         strace: false,
+        live: false,
+    },
+    Workload {
+        name: "syscall+text",
+        prog: "syscall_heavy",
+        args: &["200000"],
+        what: "the syscall-heavy loop with live text output (to /dev/null)",
+        gv_args: &["--output", "/dev/null"],
+        strace: false,
+        live: true,
+    },
+    Workload {
+        name: "syscall+jsonl",
+        prog: "syscall_heavy",
+        args: &["200000"],
+        what: "the syscall-heavy loop with live --format jsonl (to /dev/null)",
+        gv_args: &["--format", "jsonl", "--output", "/dev/null"],
+        strace: false,
+        live: true,
     },
     Workload {
         name: "syscall-1M",
@@ -73,6 +98,7 @@ const WORKLOADS: &[Workload] = &[
         what: "1,000,000 guest syscalls (same loop, longer)",
         gv_args: &[],
         strace: false,
+        live: false,
     },
     Workload {
         name: "compute-heavy",
@@ -81,6 +107,7 @@ const WORKLOADS: &[Workload] = &[
         what: "CPU loop, ~15 syscalls",
         gv_args: &[],
         strace: true,
+        live: false,
     },
     Workload {
         name: "threads+fork",
@@ -89,6 +116,7 @@ const WORKLOADS: &[Workload] = &[
         what: "fork/wait of 4 children",
         gv_args: &[],
         strace: true,
+        live: false,
     },
 ];
 
@@ -294,7 +322,8 @@ fn main() -> ExitCode {
                             .arg("--qemu")
                             .arg(&qemu)
                             .args(w.gv_args)
-                            .args(["--quiet", "--trace"])
+                            .args(if w.live { &[][..] } else { &["--quiet"][..] })
+                            .arg("--trace")
                             .arg(&trace)
                             .arg(&prog)
                             .args(w.args),
@@ -373,12 +402,17 @@ fn main() -> ExitCode {
                         }
                         _ => String::new(),
                     };
-                    // The cost of enforcement: against the same loop unenforced.
+                    // The cost of enforcement or live output: against the plain loop.
                     if w.name == "syscall-heavy" {
                         unenforced = Some(g);
                     }
                     if let (true, Some(u)) = (w.name.starts_with("syscall+"), unenforced) {
-                        steady.push_str(&format!("; {:.3}x the unenforced run", g / u));
+                        let against = if w.live {
+                            "the run without live output"
+                        } else {
+                            "the unenforced run"
+                        };
+                        steady.push_str(&format!("; {:.3}x {against}", g / u));
                     }
                     println!(
                         "{:<14} {:>8.3}s {:>17} {:>17} {:>20} {:>6}  {} [{lo:.2}-{hi:.2}x]{steady}",
