@@ -277,6 +277,18 @@ impl BpfError {
 /// [`HostTracer::set_untimed`]).
 pub const UNTIMED_FCNTL_CMD: u32 = sys::GV_UNTIMED_FCNTL_CMD;
 
+/// Where the host ring's positions sit in the page the plugin maps
+/// read-only (`struct gv_ring_ctl`): the producer's, the consumer's and the
+/// ring's size (byte offsets), then the page's length. The plugin does not
+/// link this crate and keeps its own copy of these numbers; its tests
+/// compare the two.
+pub const RING_CTL_LAYOUT: [usize; 4] = [
+    std::mem::offset_of!(sys::gv_ring_ctl, head),
+    std::mem::offset_of!(sys::gv_ring_ctl, cons),
+    std::mem::offset_of!(sys::gv_ring_ctl, size),
+    std::mem::size_of::<sys::gv_ring_ctl>(),
+];
+
 /// The loaded, attached eBPF programs and the reader of their ring.
 pub struct HostTracer {
     // Fields drop in order: the reader before the links, the links before

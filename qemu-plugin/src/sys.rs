@@ -600,7 +600,9 @@ impl HostRing {
     }
 }
 
-/// Offsets in the position page (struct gv_ring_ctl).
+/// Offsets in the position page (struct gv_ring_ctl; the tests compare
+/// them with the loader's, `guestview_bpf::RING_CTL_LAYOUT`).
+const RING_CTL_PROD: usize = 0;
 const RING_CTL_CONS: usize = 64;
 const RING_CTL_SIZE: usize = 128;
 /// sizeof(struct gv_ring_ctl): the map's value size.
@@ -674,7 +676,7 @@ fn map_host_ring(fd: c_int) -> Result<HostRing, HostPosError> {
         ));
     }
     Ok(HostRing {
-        prod: word(0),
+        prod: word(RING_CTL_PROD),
         cons: word(RING_CTL_CONS),
         size,
     })
@@ -853,6 +855,19 @@ mod tests {
             write_register,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn the_host_ring_positions_are_where_the_loader_puts_them() {
+        assert_eq!(
+            [
+                RING_CTL_PROD,
+                RING_CTL_CONS,
+                RING_CTL_SIZE,
+                RING_CTL_BYTES as usize
+            ],
+            guestview_bpf::RING_CTL_LAYOUT
+        );
     }
 
     #[test]
