@@ -95,11 +95,7 @@ mod line {
         }
     }
 
-    fn uint(out: &mut Vec<u8>, v: u64) {
-        out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
-    }
-
-    fn int(out: &mut Vec<u8>, v: i64) {
+    fn int(out: &mut Vec<u8>, v: impl itoa::Integer) {
         out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
     }
 
@@ -141,11 +137,11 @@ mod line {
         out.extend_from_slice(b",\"ret\":");
         opt_int(out, h.ret);
         out.extend_from_slice(b",\"t_enter_ns\":");
-        uint(out, h.t_enter_ns);
+        int(out, h.t_enter_ns);
         out.extend_from_slice(b",\"t_exit_ns\":");
-        uint(out, h.t_exit_ns);
+        int(out, h.t_exit_ns);
         out.extend_from_slice(b",\"tid\":");
-        uint(out, u64::from(h.tid));
+        int(out, h.tid);
         out.push(b'}');
     }
 
@@ -181,7 +177,7 @@ mod line {
         out.extend_from_slice(b",\"pc_sym\":");
         opt_string(out, s.pc_sym.as_deref());
         out.extend_from_slice(b",\"pid\":");
-        uint(out, u64::from(s.pid));
+        int(out, s.pid);
         out.extend_from_slice(b",\"policy\":{\"action\":");
         string(out, &s.policy_action);
         out.extend_from_slice(b",\"rule\":");
@@ -189,15 +185,15 @@ mod line {
         out.extend_from_slice(b"},\"ret\":");
         opt_int(out, s.ret);
         out.extend_from_slice(b",\"seq\":");
-        uint(out, s.seq);
+        int(out, s.seq);
         out.extend_from_slice(b",\"t_enter_ns\":");
-        uint(out, s.t_enter_ns);
+        int(out, s.t_enter_ns);
         out.extend_from_slice(b",\"t_exit_ns\":");
-        uint(out, s.t_exit_ns);
+        int(out, s.t_exit_ns);
         out.extend_from_slice(b",\"tid\":");
-        uint(out, u64::from(s.tid));
+        int(out, s.tid);
         out.extend_from_slice(b",\"type\":\"syscall\",\"vcpu\":");
-        uint(out, u64::from(s.vcpu));
+        int(out, s.vcpu);
         out.extend_from_slice(b",\"verdict\":");
         string(out, &s.verdict);
         out.push(b'}');
