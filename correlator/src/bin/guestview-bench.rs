@@ -21,8 +21,13 @@ struct Workload {
     gv_args: &'static [&'static str],
     /// Also time `strace -f` (slow: 30 s a run on the syscall-heavy loop).
     strace: bool,
-    /// Live output on (`gv_args` say where): no `--quiet`.
-    live: bool,
+}
+
+impl Workload {
+    /// Live output on: the row's options say where it goes (no `--quiet`).
+    fn live(&self) -> bool {
+        self.gv_args.contains(&"--output")
+    }
 }
 
 /// Start-up first: the syscall-heavy rows also give their ratio without
@@ -35,7 +40,6 @@ const WORKLOADS: &[Workload] = &[
         what: "trivial program, sandboxed (the default; root already built)",
         gv_args: &[],
         strace: true,
-        live: false,
     },
     Workload {
         name: "start-up nosbx",
@@ -44,7 +48,6 @@ const WORKLOADS: &[Workload] = &[
         what: "trivial program, run --no-sandbox",
         gv_args: &["--no-sandbox"],
         strace: false,
-        live: false,
     },
     Workload {
         name: "syscall-heavy",
@@ -53,7 +56,6 @@ const WORKLOADS: &[Workload] = &[
         what: "400,000 guest syscalls (getppid + 1-byte write)",
         gv_args: &[],
         strace: true,
-        live: false,
     },
     Workload {
         name: "syscall+policy",
@@ -62,7 +64,6 @@ const WORKLOADS: &[Workload] = &[
         what: "the syscall-heavy loop under --policy docs/policies/example.toml",
         gv_args: &["--policy", "docs/policies/example.toml"],
         strace: false,
-        live: false,
     },
     Workload {
         name: "syscall+strict",
@@ -71,7 +72,6 @@ const WORKLOADS: &[Workload] = &[
         what: "the syscall-heavy loop under --policy docs/policies/untrusted.toml",
         gv_args: &["--policy", "docs/policies/untrusted.toml"],
         strace: false,
-        live: false,
     },
     Workload {
         name: "syscall+text",
@@ -80,7 +80,6 @@ const WORKLOADS: &[Workload] = &[
         what: "the syscall-heavy loop with live text output (to /dev/null)",
         gv_args: &["--output", "/dev/null"],
         strace: false,
-        live: true,
     },
     Workload {
         name: "syscall+jsonl",
@@ -89,7 +88,6 @@ const WORKLOADS: &[Workload] = &[
         what: "the syscall-heavy loop with live --format jsonl (to /dev/null)",
         gv_args: &["--format", "jsonl", "--output", "/dev/null"],
         strace: false,
-        live: true,
     },
     Workload {
         name: "syscall-1M",
@@ -98,7 +96,6 @@ const WORKLOADS: &[Workload] = &[
         what: "1,000,000 guest syscalls (same loop, longer)",
         gv_args: &[],
         strace: false,
-        live: false,
     },
     Workload {
         name: "compute-heavy",
@@ -107,7 +104,6 @@ const WORKLOADS: &[Workload] = &[
         what: "CPU loop, ~15 syscalls",
         gv_args: &[],
         strace: true,
-        live: false,
     },
     Workload {
         name: "threads+fork",
@@ -116,7 +112,6 @@ const WORKLOADS: &[Workload] = &[
         what: "fork/wait of 4 children",
         gv_args: &[],
         strace: true,
-        live: false,
     },
 ];
 
@@ -322,7 +317,7 @@ fn main() -> ExitCode {
                             .arg("--qemu")
                             .arg(&qemu)
                             .args(w.gv_args)
-                            .args(if w.live { &[][..] } else { &["--quiet"][..] })
+                            .args(if w.live() { &[][..] } else { &["--quiet"][..] })
                             .arg("--trace")
                             .arg(&trace)
                             .arg(&prog)
@@ -407,7 +402,7 @@ fn main() -> ExitCode {
                         unenforced = Some(g);
                     }
                     if let (true, Some(u)) = (w.name.starts_with("syscall+"), unenforced) {
-                        let against = if w.live {
+                        let against = if w.live() {
                             "the run without live output"
                         } else {
                             "the unenforced run"
